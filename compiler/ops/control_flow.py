@@ -55,7 +55,7 @@ def _infer_if(node: Node, input_types, input_values):
     return [_merge(a, b) for a, b in zip(then_types, else_types)]
 
 
-def _if_kernel(node: Node, input_types):
+def _if_kernel(node: Node, input_types, present):
     then_branch = _interpreter(node.attrs["then_branch"])
     else_branch = _interpreter(node.attrs["else_branch"])
 
@@ -79,7 +79,7 @@ def _infer_loop(node: Node, input_types, input_values):
     return state + [_stacked(t) for t in body_types[1 + carried:]]
 
 
-def _loop_kernel(node: Node, input_types):
+def _loop_kernel(node: Node, input_types, present):
     body = _interpreter(node.attrs["body"])
     carried = _loop_carried(node)
     scan_types = _output_types(node.attrs["body"])[1 + carried:]
@@ -120,7 +120,7 @@ def _infer_scan(node: Node, input_types, input_values):
     return body_types[:num_state] + [_stacked(t) for t in body_types[num_state:]]
 
 
-def _scan_kernel(node: Node, input_types):
+def _scan_kernel(node: Node, input_types, present):
     if node.version is not None and node.version < 9:
         raise NotImplementedError(f"node {node.name!r}: Scan-8 (batched, with sequence_lens) is not supported; "
                                   "re-export the model with opset 9 or later")
@@ -158,7 +158,7 @@ def _infer_sequence_map(node: Node, input_types, input_values):
     return [SequenceType(t) if t is not None else None for t in _output_types(node.attrs["body"])]
 
 
-def _sequence_map_kernel(node: Node, input_types):
+def _sequence_map_kernel(node: Node, input_types, present):
     body_graph = node.attrs["body"]
     body = _interpreter(body_graph)
     mapped = len(body_graph.inputs) - captured_count(body_graph)

@@ -49,8 +49,9 @@ class Interpreter:
         for node in order:
             if node.is_input or node.is_constant:
                 continue
-            kernel = lookup(node.op_type, node.domain).kernel(node, graph.input_types(node))
             inputs = graph.input_values(node)
+            kernel = lookup(node.op_type, node.domain).kernel(node, graph.input_types(node),
+                                                              [v is not None for v in inputs])
             dead = [v for v in set(inputs) if v is not None and last_use.get(v) == node.name
                     and v not in kept and v not in self.constants]
             self.steps.append((node, kernel, inputs, dead))

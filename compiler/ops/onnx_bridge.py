@@ -57,7 +57,8 @@ def type_from_proto(type_proto: TypeProto) -> ValueType | None:
         shape = None
         if tensor.HasField("shape"):
             shape = tuple(
-                d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in tensor.shape.dim
+                (d.dim_value if d.dim_value >= 0 else None) if d.HasField("dim_value") else (d.dim_param or None)
+                for d in tensor.shape.dim
             )
         return TensorType(dtype_from_onnx(tensor.elem_type), shape)
     if kind == "sequence_type":

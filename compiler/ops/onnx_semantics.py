@@ -101,9 +101,8 @@ def _as_output(value):
     return np.asarray(value)
 
 
-def onnx_reference_kernel(node: Node, input_types: list):
+def onnx_reference_kernel(node: Node, input_types: list, present: list):
     """A kernel running onnx.reference's implementation of the node's op."""
-    present = [t is not None for t in input_types]
     proto = node_to_proto(node, present)
     op_class = _load_op_class(node, proto, input_types)
     run_params = {"log": lambda *args: None, "opsets": {node.domain: node.version}, "verbose": 0,

@@ -19,8 +19,8 @@ InferFn = Callable[[Node, list, list], list]
 """(node, input types, constant input arrays or None) -> output types (None where unknown)."""
 
 Kernel = Callable[[list], list]
-KernelFactory = Callable[[Node, list], Kernel]
-"""(node, input types) -> kernel: list of input values (None for absent) -> list of output values."""
+KernelFactory = Callable[[Node, list, list], Kernel]
+"""(node, input types, which inputs are present) -> kernel: input values (None where absent) -> output values."""
 
 
 @dataclass(frozen=True)

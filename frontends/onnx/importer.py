@@ -123,6 +123,8 @@ class _Importer:
             self.wire(graph, scope, node, node_proto, casts)
         for value_info in proto.output:
             value = scope.resolve(value_info.name)
+            if value is None and self.unsupported:
+                continue
             if value is None:
                 raise ModelImportError(f"graph {graph.name!r}: output {value_info.name!r} is produced by no node, "
                                        "input or initializer")

@@ -1,0 +1,47 @@
+"""compile(model, target, **options) -> Artifact: import, check, run the target's pipeline, emit."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from compiler.artifact import Artifact
+from compiler.ir.graph import Graph
+from compiler.passes.manager import Instrument, PassContext, PassManager
+from compiler.targets.base import Unsupported, get_target
+
+
+class UnsupportedByTargetError(ValueError):
+    """The model holds ops the chosen target cannot compile; `unsupported` lists every one."""
+
+    def __init__(self, target: str, unsupported: list[Unsupported]):
+        self.unsupported = unsupported
+        lines = [f"  node {u.node!r} ({u.op}): {u.reason}" for u in unsupported]
+        super().__init__(f"target {target!r} cannot compile {len(unsupported)} node(s):\n" + "\n".join(lines))
+
+
+def to_graph(model) -> Graph:
+    """An IR graph from a Graph, an ONNX path/bytes/ModelProto."""
+    if isinstance(model, Graph):
+        return model.copy()
+    from frontends.onnx.importer import import_model
+
+    return import_model(model)
+
+
+def optimize(model, target: str = "ref", *, disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
+             **options) -> Graph:
+    """The graph after the target's pipeline (what `emit` will see)."""
+    chosen = get_target(target)
+    graph = to_graph(model)
+    problems = chosen.unsupported(graph)
+    if problems:
+        raise UnsupportedByTargetError(target, problems)
+    manager = PassManager(chosen.pipeline(options), instruments, disabled=disable)
+    return manager.run(graph, PassContext(target=target, options=dict(options)))
+
+
+def compile(model, target: str = "ref", *, disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
+            **options) -> Artifact:
+    """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result."""
+    graph = optimize(model, target, disable=disable, instruments=instruments, **options)
+    return get_target(target).emit(graph, options)

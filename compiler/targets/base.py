@@ -1,0 +1,59 @@
+"""The Target interface and the target registry.
+
+A target says which ops it supports (and why not), which passes prepare a graph for it,
+and how to emit an Artifact from the prepared graph.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from compiler.artifact import Artifact
+from compiler.ir.graph import Graph
+from compiler.passes.manager import PassSpec
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """One thing a target cannot compile: where, what and why."""
+
+    node: str
+    op: str
+    reason: str
+
+
+class Target:
+    name: str = ""
+    description: str = ""
+
+    def unsupported(self, graph: Graph) -> list[Unsupported]:
+        """Everything in `graph` this target cannot compile (empty when all is fine)."""
+        raise NotImplementedError
+
+    def pipeline(self, options: dict) -> list[PassSpec]:
+        raise NotImplementedError
+
+    def emit(self, graph: Graph, options: dict) -> Artifact:
+        raise NotImplementedError
+
+
+_TARGETS: dict[str, type[Target]] = {}
+
+
+def register_target(cls: type[Target]) -> type[Target]:
+    _TARGETS[cls.name] = cls
+    return cls
+
+
+def get_target(name: str) -> Target:
+    import compiler.targets.ref  # noqa: F401  (registers itself)
+
+    if name not in _TARGETS:
+        raise ValueError(f"unknown target {name!r}; available targets: {', '.join(sorted(_TARGETS))}")
+    return _TARGETS[name]()
+
+
+def target_names() -> list[str]:
+    import compiler.targets.ref  # noqa: F401
+
+    return sorted(_TARGETS)

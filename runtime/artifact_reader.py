@@ -1,0 +1,80 @@
+"""Reads and checks an artifact directory (or an in-memory artifact) before anything runs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import mmap
+from pathlib import Path
+
+FORMAT = "kiln-artifact"
+SUPPORTED_VERSIONS = (1,)
+
+
+class ArtifactError(ValueError):
+    """The artifact is missing, damaged, or from an unsupported format version."""
+
+
+class ArtifactFiles:
+    """The manifest and checked payload files of one artifact; weights are memory-mapped."""
+
+    def __init__(self, manifest: dict, files: dict):
+        self.manifest = manifest
+        self._files = files
+
+    def read(self, name: str):
+        """The bytes (or a read-only memory map) of payload file `name`."""
+        try:
+            return self._files[name]
+        except KeyError:
+            raise ArtifactError(f"the artifact has no file {name!r}; it lists {sorted(self._files)}") from None
+
+
+def _check_manifest(manifest: dict, where: str) -> None:
+    if manifest.get("format") != FORMAT:
+        raise ArtifactError(f"{where} is not a Kiln artifact (manifest format {manifest.get('format')!r})")
+    if manifest.get("format_version") not in SUPPORTED_VERSIONS:
+        raise ArtifactError(f"{where} has format version {manifest.get('format_version')!r}; this runtime reads "
+                            f"{SUPPORTED_VERSIONS}. Recompile the model with this Kiln version.")
+    for key in ("target", "inputs", "outputs", "files"):
+        if key not in manifest:
+            raise ArtifactError(f"{where}: manifest lacks {key!r}; the artifact is damaged, recompile it")
+
+
+def _check_file(name: str, data, expected: dict, where: str) -> None:
+    if len(data) != expected["size"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+        raise ArtifactError(f"{where}: file {name!r} does not match its checksum; the artifact is damaged, recompile it")
+
+
+def _map(path: Path):
+    if path.stat().st_size == 0:
+        return b""
+    with open(path, "rb") as handle:
+        return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def read_artifact(source) -> ArtifactFiles:
+    """Open an artifact directory path, or an in-memory artifact (an object with a `full_manifest()` and `files`)."""
+    if hasattr(source, "full_manifest") and hasattr(source, "files"):
+        manifest, files, where = source.full_manifest(), dict(source.files), "the in-memory artifact"
+    else:
+        root = Path(source)
+        where = f"artifact {str(root)!r}"
+        manifest_path = root / "manifest.json"
+        if not manifest_path.is_file():
+            raise ArtifactError(f"{where} not found: expected a directory with manifest.json (made by `kiln compile`)")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise ArtifactError(f"{where}: manifest.json is not valid JSON ({error})") from None
+        _check_manifest(manifest, where)
+        files = {}
+        for name in manifest["files"]:
+            path = root / name
+            if not path.is_file():
+                raise ArtifactError(f"{where}: payload file {name!r} is missing")
+            files[name] = _map(path)
+    _check_manifest(manifest, where)
+    for name, expected in manifest["files"].items():
+        _check_file(name, files[name], expected, where)
+    return ArtifactFiles(manifest, files)

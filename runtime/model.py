@@ -1,0 +1,50 @@
+"""A loaded artifact: its signature and infer()."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Mapping
+
+from runtime.artifact_reader import ArtifactError, read_artifact
+from runtime.signature import TensorInfo, validate_inputs
+
+# target -> module:class of the executor that runs its artifacts. The ref target's executor
+# is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
+EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor"}
+
+
+def _executor_for(files):
+    target = files.manifest["target"]
+    if target not in EXECUTORS:
+        raise ArtifactError(f"this runtime cannot run {target!r} artifacts; it runs: {', '.join(sorted(EXECUTORS))}")
+    module_name, class_name = EXECUTORS[target].split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ArtifactError(f"running {target!r} artifacts needs {module_name} ({error}); install kiln fully") from None
+    return getattr(module, class_name)(files)
+
+
+class CompiledModel:
+    """Run a compiled model: `infer({name: array}) -> {name: array}`, inputs checked first."""
+
+    def __init__(self, source):
+        files = read_artifact(source)
+        self.manifest = files.manifest
+        self.target = self.manifest["target"]
+        self.inputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["inputs"]]
+        self.outputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["outputs"]]
+        self._executor = _executor_for(files)
+
+    def infer(self, feeds: Mapping[str, object]) -> dict:
+        values = validate_inputs(self.inputs, feeds)
+        results = self._executor.run(values)
+        return {info.name: value for info, value in zip(self.outputs, results)}
+
+    def __repr__(self) -> str:
+        return f"<CompiledModel target={self.target} inputs={[i.name for i in self.inputs]}>"
+
+
+def load(source) -> CompiledModel:
+    """Load an artifact directory (or an in-memory Artifact) for inference."""
+    return CompiledModel(source)

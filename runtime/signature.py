@@ -1,0 +1,90 @@
+"""Model signature (names, dtypes, shapes with symbolic dims) and input validation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+
+class InputError(ValueError):
+    """The inputs given to infer() do not match the model's signature."""
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input or output. `shape` holds ints, dim names, or None; `kind` is tensor/sequence/optional."""
+
+    name: str
+    dtype: str | None
+    shape: tuple | None
+    kind: str = "tensor"
+
+    @classmethod
+    def from_manifest(cls, entry: dict) -> "TensorInfo":
+        value_type, kind = entry["type"], "tensor"
+        while value_type is not None and ("sequence" in value_type or "optional" in value_type):
+            kind = kind if kind != "tensor" else ("sequence" if "sequence" in value_type else "optional")
+            value_type = value_type.get("sequence", value_type.get("optional"))
+        if value_type is None:
+            return cls(entry["name"], None, None, kind)
+        shape = None if value_type["shape"] is None else tuple(value_type["shape"])
+        return cls(entry["name"], value_type["tensor"], shape, kind)
+
+
+_NUMPY_NAMES = {"string": "object", "bool": "bool"}
+
+
+# numpy / ml_dtypes names that differ from the IR's dtype names.
+_IR_NAMES = {"float8_e4m3fn": "float8e4m3fn", "float8_e4m3fnuz": "float8e4m3fnuz", "float8_e5m2": "float8e5m2",
+             "float8_e5m2fnuz": "float8e5m2fnuz", "float8_e8m0fnu": "float8e8m0", "float4_e2m1fn": "float4e2m1"}
+
+
+def _dtype_name(array: np.ndarray) -> str:
+    if array.dtype.kind in "OUS":
+        return "string"
+    return _IR_NAMES.get(str(array.dtype), str(array.dtype))
+
+
+def _check_tensor(info: TensorInfo, value, bindings: dict) -> np.ndarray:
+    array = np.asarray(value) if not isinstance(value, np.ndarray) else value
+    if info.dtype is not None and _dtype_name(array) != info.dtype:
+        raise InputError(f"input {info.name!r} has dtype {_dtype_name(array)}, the model expects {info.dtype}; "
+                         f"convert it, e.g. value.astype(np.{_NUMPY_NAMES.get(info.dtype, info.dtype)})")
+    if info.shape is None:
+        return array
+    if array.ndim != len(info.shape):
+        raise InputError(f"input {info.name!r} has shape {list(array.shape)} (rank {array.ndim}), the model expects "
+                         f"rank {len(info.shape)}: {list(info.shape)}")
+    for axis, (dim, size) in enumerate(zip(info.shape, array.shape)):
+        if isinstance(dim, int) and dim != size:
+            raise InputError(f"input {info.name!r} has shape {list(array.shape)}, the model expects {list(info.shape)} "
+                             f"(axis {axis} must be {dim})")
+        if isinstance(dim, str):
+            bound = bindings.setdefault(dim, (size, info.name))
+            if bound[0] != size:
+                raise InputError(f"dim {dim!r} is {bound[0]} in input {bound[1]!r} but {size} in input {info.name!r}; "
+                                 "inputs sharing a dim name must agree")
+    return array
+
+
+def validate_inputs(infos: list[TensorInfo], feeds: Mapping[str, object]) -> list:
+    """The inputs in signature order, checked; raises InputError naming the input at fault."""
+    if not isinstance(feeds, Mapping):
+        raise InputError(f"infer() takes a dict of input name -> array, got {type(feeds).__name__}")
+    names = [info.name for info in infos]
+    unknown = sorted(set(feeds) - set(names))
+    missing = [name for name in names if name not in feeds]
+    if unknown or missing:
+        raise InputError(f"inputs do not match the model: missing {missing}, unknown {unknown}; the model takes {names}")
+    bindings: dict = {}
+    values = []
+    for info in infos:
+        value = feeds[info.name]
+        if info.kind == "tensor":
+            value = _check_tensor(info, value, bindings)
+        elif info.kind == "sequence" and not isinstance(value, list):
+            raise InputError(f"input {info.name!r} is a sequence: pass a list of arrays")
+        values.append(value)
+    return values
