@@ -6,7 +6,7 @@ from typing import Iterable
 
 from compiler.artifact import Artifact
 from compiler.ir.graph import Graph
-from compiler.passes.manager import Instrument, PassContext, PassManager
+from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
 from compiler.targets.base import Unsupported, get_target
 
 
@@ -28,20 +28,25 @@ def to_graph(model) -> Graph:
     return import_model(model)
 
 
-def optimize(model, target: str = "ref", *, disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
-             **options) -> Graph:
-    """The graph after the target's pipeline (what `emit` will see)."""
+def optimize(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,
+             disable: Iterable[str] = (), instruments: Iterable[Instrument] = (), **options) -> Graph:
+    """The graph after the target's pipeline, or after `pipeline` when given (what `emit` will see)."""
     chosen = get_target(target)
     graph = to_graph(model)
     problems = chosen.unsupported(graph)
     if problems:
         raise UnsupportedByTargetError(target, problems)
-    manager = PassManager(chosen.pipeline(options), instruments, disabled=disable)
+    steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
+    manager = PassManager(steps, instruments, disabled=disable)
     return manager.run(graph, PassContext(target=target, options=dict(options)))
 
 
-def compile(model, target: str = "ref", *, disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
-            **options) -> Artifact:
-    """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result."""
-    graph = optimize(model, target, disable=disable, instruments=instruments, **options)
+def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,
+            disable: Iterable[str] = (), instruments: Iterable[Instrument] = (), **options) -> Artifact:
+    """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
+
+    `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
+    insert your own passes); `disable` skips passes by name; `instruments` watch each pass.
+    """
+    graph = optimize(model, target, pipeline=pipeline, disable=disable, instruments=instruments, **options)
     return get_target(target).emit(graph, options)

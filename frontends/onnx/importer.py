@@ -84,6 +84,7 @@ class _Importer:
         self.base_dir = base_dir
         self.opsets = {("" if o.domain == "ai.onnx" else o.domain): o.version for o in model.opset_import}
         self.unsupported: dict[tuple[str, str, int], list[str]] = {}
+        self.unsupported_outputs: set[str] = set()  # values made by unsupported nodes: not dangling
 
     def run(self) -> Graph:
         graph = self.convert_graph(self.model.graph, None)
@@ -113,6 +114,7 @@ class _Importer:
                 continue
             created = self.create_node(graph, node_proto, name)
             if created is None:
+                self.unsupported_outputs.update(node_proto.output)
                 continue
             node, casts = created
             for i, output in enumerate(node_proto.output):
@@ -123,7 +125,7 @@ class _Importer:
             self.wire(graph, scope, node, node_proto, casts)
         for value_info in proto.output:
             value = scope.resolve(value_info.name)
-            if value is None and self.unsupported:
+            if value is None and value_info.name in self.unsupported_outputs:
                 continue
             if value is None:
                 raise ModelImportError(f"graph {graph.name!r}: output {value_info.name!r} is produced by no node, "
@@ -174,6 +176,8 @@ class _Importer:
             if not input_name:
                 continue
             value = scope.resolve(input_name)
+            if value is None and input_name in self.unsupported_outputs:
+                continue
             if value is None:
                 raise ModelImportError(f"node {node.name!r} ({node.op_type}): input {index} refers to {input_name!r}, "
                                        "which no node, graph input or initializer produces (missing initializer?)")

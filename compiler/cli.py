@@ -1,0 +1,241 @@
+"""The `kiln` command: compile, run, info and check.
+
+Every failure a user can cause (bad model, bad artifact, bad input, unsupported op) is
+printed as one plain message and a non-zero exit code, never as a Python traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+EXIT_OK, EXIT_UNSUPPORTED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+class UsageError(ValueError):
+    """A command-line argument is wrong."""
+
+
+def _user_errors() -> tuple:
+    from compiler.driver import UnsupportedByTargetError
+    from compiler.ir.verifier import VerificationError
+    from compiler.ops.interpreter import KernelError, UnsupportedOpError
+    from compiler.ops.onnx_semantics import OpInferenceError
+    from compiler.passes.manager import PassError
+    from frontends.onnx.importer import ModelImportError
+    from runtime import ArtifactError, InputError
+
+    return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
+            OpInferenceError, KernelError, UnsupportedOpError, PassError, FileNotFoundError, FileExistsError)
+
+
+# ----- compile --------------------------------------------------------------------------
+def _instruments(args):
+    from compiler.passes.manager import DumpInstrument, TimingInstrument, VerifyInstrument
+
+    instruments = []
+    timing = TimingInstrument() if args.time_passes else None
+    if timing:
+        instruments.append(timing)
+    if args.verify_each:
+        instruments.append(VerifyInstrument())
+    if args.dump_after:
+        passes = None if "all" in args.dump_after else args.dump_after
+        instruments.append(DumpInstrument(args.dump_dir, passes, formats=args.dump_format.split(",")))
+    return instruments, timing
+
+
+def cmd_compile(args) -> int:
+    from compiler.driver import compile
+
+    instruments, timing = _instruments(args)
+    start = time.perf_counter()
+    artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments)
+    path = artifact.save(args.output)
+    print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
+    if timing:
+        print("pass timings:\n" + timing.summary())
+    return EXIT_OK
+
+
+# ----- run ------------------------------------------------------------------------------
+def _parse_inputs(pairs: list[str]) -> dict:
+    feeds = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep:
+            raise UsageError(f"--input {pair!r}: use NAME=FILE.npy")
+        try:
+            feeds[name] = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"--input {name}: cannot read {path!r} as a .npy file ({error})") from None
+    return feeds
+
+
+def _random_inputs(model, given: dict, seed: int) -> dict:
+    rng = np.random.default_rng(seed)
+    feeds = dict(given)
+    for info in model.inputs:
+        if info.name in feeds:
+            continue
+        if info.kind != "tensor" or info.shape is None or not all(isinstance(d, int) for d in info.shape):
+            raise UsageError(f"input {info.name!r} has shape {info.shape}: give it with --input {info.name}=FILE.npy")
+        if info.dtype.startswith("float"):
+            feeds[info.name] = rng.standard_normal(info.shape).astype(info.dtype)
+        elif info.dtype == "bool":
+            feeds[info.name] = rng.integers(0, 2, info.shape).astype(bool)
+        elif info.dtype.startswith(("int", "uint")):
+            feeds[info.name] = rng.integers(0, 10, info.shape).astype(info.dtype)
+        else:
+            raise UsageError(f"input {info.name!r} has dtype {info.dtype}: give it with --input {info.name}=FILE.npy")
+    return feeds
+
+
+def _summary(value) -> str:
+    if isinstance(value, list):
+        return f"sequence of {len(value)}"
+    if value is None:
+        return "empty optional"
+    array = np.asarray(value)
+    head = np.array2string(array.reshape(-1)[:6], precision=5, separator=", ")
+    return f"{array.dtype}{list(array.shape)} first values {head}"
+
+
+def cmd_run(args) -> int:
+    import runtime
+
+    source = Path(args.artifact)
+    start = time.perf_counter()
+    if source.suffix == ".onnx" or source.is_file():
+        from compiler.driver import compile
+
+        model = runtime.load(compile(str(source), args.target))
+    else:
+        model = runtime.load(source)
+    load_seconds = time.perf_counter() - start
+    feeds = _random_inputs(model, _parse_inputs(args.input), args.seed)
+    times = []
+    for _ in range(max(1, args.iterations)):
+        start = time.perf_counter()
+        outputs = model.infer(feeds)
+        times.append(time.perf_counter() - start)
+    for name, value in outputs.items():
+        print(f"output {name}: {_summary(value)}")
+        if args.save_outputs:
+            np.save(Path(args.save_outputs) / f"{name}.npy", np.asarray(value))
+    print(f"target {model.target}: load {load_seconds * 1e3:.1f} ms, first inference {times[0] * 1e3:.1f} ms, "
+          f"median of {len(times)} {np.median(times) * 1e3:.1f} ms")
+    return EXIT_OK
+
+
+# ----- info and check -------------------------------------------------------------------
+def cmd_info(args) -> int:
+    from runtime.artifact_reader import read_artifact
+
+    manifest = read_artifact(args.artifact).manifest
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+        return EXIT_OK
+    print(f"artifact {args.artifact}: target {manifest['target']}, compiler {manifest.get('compiler_version')}, "
+          f"format {manifest['format_version']}")
+    for kind in ("inputs", "outputs"):
+        for entry in manifest[kind]:
+            print(f"  {kind[:-1]:6} {entry['name']}: {json.dumps(entry['type'])}")
+    for name, entry in sorted(manifest["files"].items()):
+        print(f"  file   {name}: {entry['size']} bytes, sha256 {entry['sha256'][:16]}...")
+    return EXIT_OK
+
+
+def cmd_check(args) -> int:
+    from compiler.driver import to_graph
+    from compiler.targets.base import get_target
+    from frontends.onnx.importer import UnsupportedModelError
+
+    try:
+        problems = [{"node": u.node, "op": u.op, "reason": u.reason}
+                    for u in get_target(args.target).unsupported(to_graph(args.model))]
+    except UnsupportedModelError as error:
+        problems = [{"node": name, "op": f"{domain or 'ai.onnx'}::{op}", "reason": f"no definition at opset {opset}"}
+                    for op, domain, opset, names in error.unsupported for name in names]
+    if args.json:
+        print(json.dumps({"model": args.model, "target": args.target, "unsupported": problems}, indent=2))
+    elif problems:
+        print(f"{args.model}: {len(problems)} node(s) not supported by target {args.target}:")
+        for p in problems:
+            print(f"  {p['node']} ({p['op']}): {p['reason']}")
+    else:
+        print(f"{args.model}: every node is supported by target {args.target}")
+    return EXIT_UNSUPPORTED if problems else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from compiler.targets.base import target_names
+
+    parser = argparse.ArgumentParser(prog="kiln", description="Kiln compiles ONNX models ahead of time into "
+                                     "artifacts that a small runtime loads and runs.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what the compiler does")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks (for reporting Kiln bugs)")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    targets = target_names()
+
+    p = commands.add_parser("compile", help="compile an ONNX model into an artifact directory")
+    p.add_argument("model", help="path of the .onnx model")
+    p.add_argument("-o", "--output", required=True, help="artifact directory to write (e.g. model.kiln)")
+    p.add_argument("-t", "--target", default="ref", choices=targets, help="what to compile for (default: ref)")
+    p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
+    p.add_argument("--dump-after", nargs="+", metavar="PASS", help="write the graph after these passes ('all')")
+    p.add_argument("--dump-dir", default="kiln-dump", help="where --dump-after writes (default: kiln-dump)")
+    p.add_argument("--dump-format", default="text", help="text, dot or text,dot (default: text)")
+    p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
+    p.add_argument("--verify-each", action="store_true", help="verify the graph after every pass")
+    p.set_defaults(run=cmd_compile)
+
+    p = commands.add_parser("run", help="run an artifact (or compile and run an .onnx) and print its outputs")
+    p.add_argument("artifact", help="artifact directory, or an .onnx model to compile in memory first")
+    p.add_argument("-t", "--target", default="ref", choices=targets, help="target when given an .onnx model")
+    p.add_argument("-i", "--input", nargs="+", default=[], metavar="NAME=FILE.npy",
+                   help="input values; inputs not given get seeded random values")
+    p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+    p.add_argument("-n", "--iterations", type=int, default=1, help="inferences to time (default 1)")
+    p.add_argument("--save-outputs", metavar="DIR", help="also write each output as DIR/NAME.npy")
+    p.set_defaults(run=cmd_run)
+
+    p = commands.add_parser("info", help="describe an artifact: target, inputs, outputs, files")
+    p.add_argument("artifact", help="artifact directory")
+    p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    p.set_defaults(run=cmd_info)
+
+    p = commands.add_parser("check", help="list what a target cannot compile in a model, without compiling")
+    p.add_argument("model", help="path of the .onnx model")
+    p.add_argument("-t", "--target", default="ref", choices=targets, help="target to check against (default: ref)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="kiln: %(message)s")
+    try:
+        return args.run(args)
+    except _user_errors() as error:
+        if args.debug:
+            raise
+        print(f"kiln {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # the last line of defence: a bug in Kiln, said plainly
+        if args.debug:
+            raise
+        print(f"kiln {args.command}: internal error ({type(error).__name__}: {error}). This is a bug in Kiln; "
+              "rerun with --debug and report the traceback.", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

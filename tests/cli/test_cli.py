@@ -1,0 +1,64 @@
+"""The kiln command: compile, info, run, check; failures are one clear line, never a traceback."""
+
+import json
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+from compiler.cli import EXIT_ERROR, EXIT_OK, EXIT_UNSUPPORTED, main
+from tests.models.builders import mlp_model
+
+
+def write_model(tmp_path, model, name="model.onnx"):
+    path = tmp_path / name
+    onnx.save(model, path)
+    return str(path)
+
+
+def test_compile_info_run(tmp_path, capsys):
+    model = write_model(tmp_path, mlp_model(batch=2))
+    artifact = str(tmp_path / "mlp.kiln")
+    assert main(["compile", model, "-o", artifact, "--time-passes"]) == EXIT_OK
+    assert "pass timings" in capsys.readouterr().out
+    assert main(["info", artifact]) == EXIT_OK
+    assert "input  x" in capsys.readouterr().out
+    np.save(tmp_path / "x.npy", np.ones((2, 4), np.float32))
+    assert main(["run", artifact, "--input", f"x={tmp_path / 'x.npy'}", "-n", "3"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "output y: float32[2, 3]" in out and "median of 3" in out
+
+
+def test_compile_dumps_text_and_dot(tmp_path):
+    model = write_model(tmp_path, mlp_model())
+    dump = tmp_path / "dump"
+    assert main(["compile", model, "-o", str(tmp_path / "m.kiln"), "--dump-after", "all",
+                 "--dump-dir", str(dump), "--dump-format", "text,dot", "--verify-each"]) == EXIT_OK
+    assert sorted(p.suffix for p in dump.iterdir()) and any(p.suffix == ".dot" for p in dump.iterdir())
+
+
+def test_bad_model_is_one_line_without_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.onnx"
+    path.write_bytes(b"garbage")
+    assert main(["compile", str(path), "-o", str(tmp_path / "x.kiln")]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "kiln compile: error: could not parse" in err and "Traceback" not in err
+
+
+def test_run_needs_inputs_for_symbolic_dims(tmp_path, capsys):
+    model = write_model(tmp_path, mlp_model())
+    assert main(["run", model]) == EXIT_ERROR
+    assert "give it with --input x=FILE.npy" in capsys.readouterr().err
+
+
+def test_check_lists_every_unsupported_op(tmp_path, capsys):
+    nodes = [helper.make_node("Mystery", ["x"], ["a"], domain="com.example", name="m1"),
+             helper.make_node("Relu", ["a"], ["y"], name="relu")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
+    path = write_model(tmp_path, model)
+    assert main(["check", path, "--json"]) == EXIT_UNSUPPORTED
+    report = json.loads(capsys.readouterr().out)
+    assert report["unsupported"] == [{"node": "m1", "op": "com.example::Mystery", "reason": "no definition at opset 1"}]
+    assert main(["check", write_model(tmp_path, mlp_model(), "ok.onnx")]) == EXIT_OK

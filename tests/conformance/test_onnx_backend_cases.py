@@ -1,0 +1,61 @@
+"""ONNX backend conformance: every node and model case of the installed onnx package, per target.
+
+Cases are generated at test time from onnx (never committed). A case listed in
+expected_failures/<target>.txt must fail (strict xfail: the suite fails once it passes, so
+the list stays true); every other case must pass.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+
+from frontends.onnx.backend import get_backend
+from tests.conformance.expected import expected_failures
+from tests.conformance.outputs import assert_value_matches
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    from onnx.backend.test.case.model import collect_testcases as collect_model_cases
+    from onnx.backend.test.case.node import collect_testcases as collect_node_cases
+
+    NODE_CASES = collect_node_cases()
+    MODEL_CASES = [case for case in collect_model_cases() if case.model is not None]
+
+TARGETS = ["ref"]
+
+
+def _params(cases, target):
+    failures = expected_failures(target)
+    for case in cases:
+        marks = [pytest.mark.xfail(strict=True, reason=failures[case.name])] if case.name in failures else []
+        yield pytest.param(case, target, id=f"{target}-{case.name}", marks=marks)
+
+
+def run_case(case, target: str) -> None:
+    backend = get_backend(target)
+    prepared = backend.prepare(case.model)
+    for number, (inputs, expected_outputs) in enumerate(case.data_sets):
+        outputs = prepared.run(inputs)
+        assert len(outputs) == len(expected_outputs)
+        for index, (actual, expected) in enumerate(zip(outputs, expected_outputs)):
+            assert_value_matches(actual, expected, case.rtol, case.atol, f"{case.name} data set {number} output {index}")
+
+
+@pytest.mark.parametrize("case, target", [p for t in TARGETS for p in _params(NODE_CASES, t)])
+def test_node_case(case, target):
+    run_case(case, target)
+
+
+@pytest.mark.parametrize("case, target", [p for t in TARGETS for p in _params(MODEL_CASES, t)])
+def test_model_case(case, target):
+    run_case(case, target)
+
+
+def test_expected_failures_name_real_cases():
+    """A stale name in an expected-failures file is an error, not silently ignored."""
+    names = {case.name for case in NODE_CASES + MODEL_CASES}
+    for target in TARGETS:
+        unknown = sorted(set(expected_failures(target)) - names)
+        assert not unknown, f"expected_failures/{target}.txt names cases onnx does not have: {unknown}"
