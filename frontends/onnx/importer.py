@@ -64,15 +64,14 @@ class _Scope:
     graph: Graph
     parent: "_Scope | None" = None
     names: dict[str, Value] = field(default_factory=dict)
-    captures: list[str] = field(default_factory=list)
 
     def resolve(self, name: str) -> Value | None:
         if name in self.names:
             return self.names[name]
-        if self.parent is None or self.parent.resolve(name) is None:
+        outer = None if self.parent is None else self.parent.resolve(name)
+        if outer is None:
             return None
-        self.captures.append(name)
-        value = self.graph.add_input(f"{name}", self.parent.graph.type_of(self.parent.resolve(name)))
+        value = self.graph.add_input(name, self.parent.graph.type_of(outer))
         self.graph.node(value.node).attrs["captured_from"] = name
         self.names[name] = value
         return value
