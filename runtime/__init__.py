@@ -2,6 +2,7 @@
 
 from runtime.artifact_reader import ArtifactError
 from runtime.model import CompiledModel, load
+from runtime.requests import AsyncInferQueue, InferRequest
 from runtime.signature import InputError, TensorInfo
 
-__all__ = ["ArtifactError", "CompiledModel", "InputError", "TensorInfo", "load"]
+__all__ = ["ArtifactError", "AsyncInferQueue", "CompiledModel", "InferRequest", "InputError", "TensorInfo", "load"]

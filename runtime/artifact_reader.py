@@ -18,9 +18,15 @@ class ArtifactError(ValueError):
 class ArtifactFiles:
     """The manifest and checked payload files of one artifact; weights are memory-mapped."""
 
-    def __init__(self, manifest: dict, files: dict):
+    def __init__(self, manifest: dict, files: dict, root: Path | None = None):
         self.manifest = manifest
         self._files = files
+        self.root = root
+
+    def path_of(self, name: str) -> Path | None:
+        """Where payload file `name` lies on disk (None for an in-memory artifact)."""
+        self.read(name)
+        return None if self.root is None else self.root / name
 
     def read(self, name: str):
         """The bytes (or a read-only memory map) of payload file `name`."""
@@ -55,10 +61,11 @@ def _map(path: Path):
 
 def read_artifact(source) -> ArtifactFiles:
     """Open an artifact directory path, or an in-memory artifact (an object with a `full_manifest()` and `files`)."""
+    root = None
     if hasattr(source, "full_manifest") and hasattr(source, "files"):
         manifest, files, where = source.full_manifest(), dict(source.files), "the in-memory artifact"
     else:
-        root = Path(source)
+        root = Path(source).resolve()
         where = f"artifact {str(root)!r}"
         manifest_path = root / "manifest.json"
         if not manifest_path.is_file():
@@ -71,10 +78,12 @@ def read_artifact(source) -> ArtifactFiles:
         files = {}
         for name in manifest["files"]:
             path = root / name
+            if Path(name).name != name or name in ("", ".", ".."):
+                raise ArtifactError(f"{where}: manifest names file {name!r} outside the artifact directory")
             if not path.is_file():
                 raise ArtifactError(f"{where}: payload file {name!r} is missing")
             files[name] = _map(path)
     _check_manifest(manifest, where)
     for name, expected in manifest["files"].items():
         _check_file(name, files[name], expected, where)
-    return ArtifactFiles(manifest, files)
+    return ArtifactFiles(manifest, files, root)

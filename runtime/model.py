@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import importlib
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 from runtime.artifact_reader import ArtifactError, read_artifact
+from runtime.requests import AsyncInferQueue, InferRequest
 from runtime.signature import TensorInfo, validate_inputs
 
 # target -> module:class of the executor that runs its artifacts. The ref target's executor
 # is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
-EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor"}
+EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor"}
 
 
-def _executor_for(files):
+def _executor_for(files, options: dict):
     target = files.manifest["target"]
     if target not in EXECUTORS:
         raise ArtifactError(f"this runtime cannot run {target!r} artifacts; it runs: {', '.join(sorted(EXECUTORS))}")
@@ -22,29 +24,44 @@ def _executor_for(files):
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ArtifactError(f"running {target!r} artifacts needs {module_name} ({error}); install kiln fully") from None
-    return getattr(module, class_name)(files)
+    return getattr(module, class_name)(files, **options)
 
 
 class CompiledModel:
-    """Run a compiled model: `infer({name: array}) -> {name: array}`, inputs checked first."""
+    """Run a compiled model: `infer({name: array}) -> {name: array}`, inputs checked first.
 
-    def __init__(self, source):
+    `num_threads` (cpu artifacts): exactly this many threads per inference; default all cores.
+    """
+
+    def __init__(self, source, num_threads: int | None = None):
         files = read_artifact(source)
         self.manifest = files.manifest
         self.target = self.manifest["target"]
         self.inputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["inputs"]]
         self.outputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["outputs"]]
-        self._executor = _executor_for(files)
+        options = {"num_threads": num_threads} if self.target == "cpu" else {}
+        self._executor = _executor_for(files, options)
+        self._pool: ThreadPoolExecutor | None = None
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
         values = validate_inputs(self.inputs, feeds)
         results = self._executor.run(values)
         return {info.name: value for info, value in zip(self.outputs, results)}
 
+    __call__ = infer
+
+    def create_infer_request(self) -> InferRequest:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(thread_name_prefix="kiln-request")
+        return InferRequest(self, self._pool)
+
+    def create_async_queue(self, jobs: int = 2) -> AsyncInferQueue:
+        return AsyncInferQueue(self, jobs)
+
     def __repr__(self) -> str:
         return f"<CompiledModel target={self.target} inputs={[i.name for i in self.inputs]}>"
 
 
-def load(source) -> CompiledModel:
+def load(source, num_threads: int | None = None) -> CompiledModel:
     """Load an artifact directory (or an in-memory Artifact) for inference."""
-    return CompiledModel(source)
+    return CompiledModel(source, num_threads=num_threads)

@@ -45,15 +45,25 @@ def register_target(cls: type[Target]) -> type[Target]:
     return cls
 
 
-def get_target(name: str) -> Target:
-    import compiler.targets.ref  # noqa: F401  (registers itself)
+def _load_targets() -> None:
+    """Import every target module once; each registers itself."""
+    import importlib
+    import pkgutil
 
+    import compiler.targets as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in ("base", "ref_executor"):
+            importlib.import_module(f"compiler.targets.{info.name}")
+
+
+def get_target(name: str) -> Target:
+    _load_targets()
     if name not in _TARGETS:
         raise ValueError(f"unknown target {name!r}; available targets: {', '.join(sorted(_TARGETS))}")
     return _TARGETS[name]()
 
 
 def target_names() -> list[str]:
-    import compiler.targets.ref  # noqa: F401
-
+    _load_targets()
     return sorted(_TARGETS)

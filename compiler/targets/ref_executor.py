@@ -9,7 +9,7 @@ from compiler.ops.interpreter import Interpreter
 
 
 class RefExecutor:
-    def __init__(self, files):
+    def __init__(self, files, **options):
         graph = decode_graph(json.loads(bytes(files.read("graph.json"))), files.read("weights.bin"))
         self.interpreter = Interpreter(graph)
 

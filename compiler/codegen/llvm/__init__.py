@@ -1,0 +1,1 @@
+"""LLVM code generation for the cpu target: llvmlite IR, O3, object code, cc link."""

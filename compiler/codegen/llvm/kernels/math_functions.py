@@ -1,0 +1,55 @@
+"""Scalar math for kernels: LLVM intrinsics where LLVM has one, libm otherwise."""
+
+from __future__ import annotations
+
+from llvmlite import ir
+
+from compiler.codegen.llvm.irhelpers import F32, F64
+
+_LIBM_SUFFIX = {F32: "f", F64: ""}
+_INTRINSIC_SUFFIX = {F32: "f32", F64: "f64"}
+
+
+def _declared(module: ir.Module, symbol: str, value_type: ir.Type, arity: int) -> ir.Function:
+    try:
+        return module.get_global(symbol)
+    except KeyError:
+        return ir.Function(module, ir.FunctionType(value_type, [value_type] * arity), name=symbol)
+
+
+def intrinsic(builder: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
+    """Call llvm.<name> on float arguments of one type (exp, log, sqrt, fabs, maximum, pow, ...)."""
+    value_type = args[0].type
+    symbol = f"llvm.{name}.{_INTRINSIC_SUFFIX[value_type]}"
+    return builder.call(_declared(builder.module, symbol, value_type, len(args)), list(args))
+
+
+def libm(builder: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
+    """Call the C math library's `name` (tanhf/tanh, erff/erf, ...) for the argument's float type."""
+    value_type = args[0].type
+    symbol = name + _LIBM_SUFFIX[value_type]
+    return builder.call(_declared(builder.module, symbol, value_type, len(args)), list(args))
+
+
+def float_constant(value_type: ir.Type, value: float) -> ir.Constant:
+    return ir.Constant(value_type, float(value))
+
+
+def sigmoid(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
+    one = float_constant(x.type, 1.0)
+    return builder.fdiv(one, builder.fadd(one, intrinsic(builder, "exp", builder.fneg(x))))
+
+
+def select_max(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, kind: str) -> ir.Value:
+    """max(a, b); for floats a NaN in either operand gives NaN (as numpy and ONNX do)."""
+    if kind == "float":
+        return intrinsic(builder, "maximum", a, b)
+    compare = builder.icmp_signed if kind == "signed" else builder.icmp_unsigned
+    return builder.select(compare(">", a, b), a, b)
+
+
+def select_min(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, kind: str) -> ir.Value:
+    if kind == "float":
+        return intrinsic(builder, "minimum", a, b)
+    compare = builder.icmp_signed if kind == "signed" else builder.icmp_unsigned
+    return builder.select(compare("<", a, b), a, b)

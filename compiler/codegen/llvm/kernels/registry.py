@@ -1,0 +1,119 @@
+"""CPU kernel registry: for each op type, which nodes it can compile and how.
+
+A kernel is emitted as an LLVM function `void (ptr args, i64 begin, i64 end)`: `args` holds
+the pointers of the node's inputs then outputs, and the function computes work items
+[begin, end) of the output. `work_items` says how many items there are; the support
+library spreads them over threads, so a kernel must compute each item independently of
+how the range is split (that makes results identical for any thread count).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from llvmlite import ir
+
+from compiler.ir.graph import Graph, Node
+from compiler.ir.types import TensorType
+
+
+@dataclass
+class TensorArg:
+    """A kernel operand: its pointer inside the kernel function and its static type."""
+
+    ptr: ir.Value
+    type: TensorType
+
+    @property
+    def dtype(self) -> str:
+        return self.type.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.type.shape
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.type.shape)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        """Row-major element strides."""
+        strides, step = [], 1
+        for dim in reversed(self.shape):
+            strides.append(step)
+            step *= dim
+        return tuple(reversed(strides))
+
+
+@dataclass
+class KernelContext:
+    """What an emitter sees: the builder inside the kernel function and the node's operands."""
+
+    builder: ir.IRBuilder
+    module: ir.Module
+    graph: Graph
+    node: Node
+    inputs: list[TensorArg | None]
+    outputs: list[TensorArg]
+    begin: ir.Value
+    end: ir.Value
+
+    def constant(self, index: int):
+        """The compile-time value of input `index` when a Constant produces it, else None."""
+        return self.graph.constant_value(self.graph.input_values(self.node)[index])
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """How the cpu target compiles one family of ops.
+
+    `check(graph, node)` returns why a node cannot be compiled (None when it can);
+    `work_items(graph, node)` the number of independent work items; `emit(ctx)` the body.
+    """
+
+    op_types: tuple[str, ...]
+    check: Callable[[Graph, Node], str | None]
+    work_items: Callable[[Graph, Node], int]
+    emit: Callable[[KernelContext], None]
+
+
+_KERNELS: dict[str, KernelSpec] = {}
+
+
+def register_kernel(spec: KernelSpec) -> KernelSpec:
+    for op_type in spec.op_types:
+        if op_type in _KERNELS:
+            raise ValueError(f"two cpu kernels claim op {op_type}")
+        _KERNELS[op_type] = spec
+    return spec
+
+
+def kernel_for(node: Node) -> KernelSpec | None:
+    _load_kernel_modules()
+    return _KERNELS.get(node.op_type) if node.domain == "" else None
+
+
+def supported_op_types() -> list[str]:
+    _load_kernel_modules()
+    return sorted(_KERNELS)
+
+
+_loaded = False
+
+
+def _load_kernel_modules() -> None:
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    import importlib
+    import pkgutil
+
+    import compiler.codegen.llvm.kernels as package
+
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.name not in ("registry", "common"):
+            importlib.import_module(f"compiler.codegen.llvm.kernels.{info.name}")

@@ -1,0 +1,137 @@
+"""Static memory plan: where every tensor of a static-shape graph lives at run time.
+
+Graph inputs and outputs live in the caller's buffers, constants in the weights blob, and
+every intermediate in one workspace at an offset chosen by liveness: a block is reused
+once the last reader of its tensor has run (first fit, 64-byte aligned). View ops
+(Reshape and friends) alias their input's storage instead of copying.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.serialize import ALIGNMENT, WeightsWriter
+from compiler.ir.types import TensorType, numpy_dtype
+
+VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
+
+
+def _align(size: int) -> int:
+    return (size + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def tensor_bytes(value_type: TensorType) -> int:
+    return math.prod(value_type.shape) * numpy_dtype(value_type.dtype).itemsize
+
+
+@dataclass(frozen=True)
+class Location:
+    """`region` is input, output, weights or workspace; `offset` is a byte offset or the I/O index."""
+
+    region: str
+    offset: int
+
+
+@dataclass
+class Step:
+    """One kernel launch (`node`), or a copy of `source` into graph output `output_index`."""
+
+    node: Node | None
+    copy_source: Value | None = None
+    output_index: int = -1
+
+
+@dataclass
+class MemoryPlan:
+    locations: dict[Value, Location] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    workspace_bytes: int = 0
+    weights: bytes = b""
+
+
+def is_view(node: Node) -> bool:
+    return node.domain == "" and node.op_type in VIEW_OPS
+
+
+class _FirstFit:
+    """Blocks of the workspace in use, as sorted (offset, size); first fit from offset 0."""
+
+    def __init__(self):
+        self.used: list[tuple[int, int]] = []
+        self.peak = 0
+
+    def allocate(self, size: int) -> int:
+        size = _align(max(size, 1))
+        offset = 0
+        for start, length in self.used:
+            if start - offset >= size:
+                break
+            offset = max(offset, start + length)
+        self.used.append((offset, size))
+        self.used.sort()
+        self.peak = max(self.peak, offset + size)
+        return offset
+
+    def free(self, offset: int) -> None:
+        self.used = [block for block in self.used if block[0] != offset]
+
+
+def plan_memory(graph: Graph) -> MemoryPlan:
+    plan = MemoryPlan()
+    order = [n for n in graph.topological_order()]
+    weights = WeightsWriter()
+    for index, name in enumerate(graph.inputs):
+        plan.locations[Value(name, 0)] = Location("input", index)
+    for node in order:
+        if node.is_constant:
+            plan.locations[Value(node.name, 0)] = Location("weights", weights.add(np.asarray(node.attrs["value"]))["offset"])
+    plan.weights = bytes(weights.blob)
+
+    output_slot: dict[Value, int] = {}
+    for index, (_, value) in enumerate(graph.outputs):
+        producer = graph.node(value.node)
+        if value not in output_slot and not (producer.is_input or producer.is_constant):
+            output_slot[value] = index
+
+    root: dict[Value, Value] = {}  # value -> the value whose storage it shares
+    last_use: dict[Value, int] = {}
+    for step, node in enumerate(order):
+        for value in graph.input_values(node):
+            if value is not None:
+                last_use[root.get(value, value)] = step
+        if is_view(node) and Value(node.name, 0) not in output_slot:
+            source = graph.input_values(node)[0]
+            root[Value(node.name, 0)] = root.get(source, source)
+
+    allocator = _FirstFit()
+    for step, node in enumerate(order):
+        if node.is_input or node.is_constant:
+            continue
+        if is_view(node) and Value(node.name, 0) in root:
+            plan.locations[Value(node.name, 0)] = plan.locations[root[Value(node.name, 0)]]
+        else:
+            for index, value_type in enumerate(node.outputs):
+                value = Value(node.name, index)
+                if value in output_slot:
+                    plan.locations[value] = Location("output", output_slot[value])
+                else:
+                    plan.locations[value] = Location("workspace", allocator.allocate(tensor_bytes(value_type)))
+            plan.steps.append(Step(node))
+        for value in {root.get(v, v) for v in graph.input_values(node) if v is not None}:
+            location = plan.locations.get(value)
+            if last_use.get(value) == step and location is not None and location.region == "workspace":
+                allocator.free(location.offset)
+        for index in range(len(node.outputs)):
+            value = Value(node.name, index)
+            location = plan.locations[value]
+            if location.region == "workspace" and value not in last_use and value not in root.values():
+                allocator.free(location.offset)
+    for index, (_, value) in enumerate(graph.outputs):
+        if output_slot.get(value) != index:
+            plan.steps.append(Step(None, copy_source=value, output_index=index))
+    plan.workspace_bytes = allocator.peak
+    return plan

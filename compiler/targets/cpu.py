@@ -1,0 +1,86 @@
+"""The cpu target: every node becomes an LLVM kernel in one native library with one entry point.
+
+The artifact holds model.so (kernels + AOT entry + thread pool), model.h (the C interface),
+weights.bin (64-byte aligned, memory-mapped at load) and the manifest with the memory plan.
+"""
+
+from __future__ import annotations
+
+from compiler.artifact import Artifact, compiler_version
+from compiler.codegen.llvm.aot import ENTRY, build_module
+from compiler.codegen.llvm.header import c_header
+from compiler.codegen.llvm.kernels.registry import kernel_for
+from compiler.codegen.llvm.linker import link_shared_library
+from compiler.codegen.llvm.machine import MachineSpec, compile_module
+from compiler.codegen.memory_plan import plan_memory
+from compiler.ir.graph import Graph, Node
+from compiler.ir.types import TensorType
+from compiler.passes.manager import PassSpec
+from compiler.targets.base import Target, Unsupported, register_target
+from compiler.targets.ref import RefTarget, signature
+
+
+def _static(value_type) -> bool:
+    return isinstance(value_type, TensorType) and value_type.is_static
+
+
+def _node_problem(graph: Graph, node: Node) -> str | None:
+    if graph.subgraphs(node):
+        return "control flow with subgraphs is not compiled by the cpu target yet"
+    types = [t for t in graph.input_types(node) if t is not None] + list(node.outputs)
+    for value_type in types:
+        if not isinstance(value_type, TensorType):
+            return f"{value_type} values (sequences/optionals) are not compiled by the cpu target"
+        if not value_type.is_static:
+            return f"shape {value_type} is not static: give static input shapes (dynamic shapes are not compiled yet)"
+        if value_type.dtype in ("string", "bfloat16", "float16", "complex64", "complex128") or \
+                value_type.dtype.startswith(("float8", "float4", "int4", "uint4", "int2", "uint2")):
+            return f"dtype {value_type.dtype} is not compiled by the cpu target"
+    spec = kernel_for(node)
+    if spec is None:
+        return f"no cpu kernel for {node.qualified_op}"
+    return spec.check(graph, node)
+
+
+@register_target
+class CpuTarget(Target):
+    name = "cpu"
+    description = "native code for this CPU (or --triple/--cpu/--features) through LLVM, one entry point"
+
+    def unsupported(self, graph: Graph) -> list[Unsupported]:
+        problems = []
+        for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
+                [(n, graph.type_of(v)) for n, v in graph.outputs]:
+            if not _static(value_type):
+                problems.append(Unsupported(name, "graph input/output", f"type {value_type} is not a static tensor"))
+        for node in graph.nodes():
+            if node.is_input or node.is_constant:
+                continue
+            reason = _node_problem(graph, node)
+            if reason:
+                problems.append(Unsupported(node.name, node.qualified_op, reason))
+        return problems
+
+    def pipeline(self, options: dict) -> list[PassSpec]:
+        return RefTarget().pipeline(options)
+
+    def emit(self, graph: Graph, options: dict) -> Artifact:
+        problems = self.unsupported(graph)
+        if problems:
+            from compiler.driver import UnsupportedByTargetError
+
+            raise UnsupportedByTargetError(self.name, problems)
+        machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
+        plan = plan_memory(graph)
+        module = build_module(graph, plan)
+        library = link_shared_library({"model.o": compile_module(module, machine)})
+        manifest = {
+            "target": self.name, "compiler_version": compiler_version(),
+            "options": {k: v for k, v in sorted(options.items())}, **signature(graph),
+            "machine": {"triple": machine.triple, "cpu": machine.cpu},
+            "entry": ENTRY,
+            "memory_plan": {"workspace_bytes": plan.workspace_bytes, "weights_bytes": len(plan.weights),
+                            "kernels": sum(1 for s in plan.steps if s.node is not None)},
+        }
+        header = c_header(graph, plan).encode()
+        return Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": plan.weights})
