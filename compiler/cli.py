@@ -56,7 +56,8 @@ def cmd_compile(args) -> int:
 
     instruments, timing = _instruments(args)
     start = time.perf_counter()
-    artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments)
+    machine = {key: value for key in ("triple", "cpu", "features") if (value := getattr(args, key))}
+    artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments, **machine)
     path = artifact.save(args.output)
     print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
     if timing:
@@ -97,6 +98,11 @@ def _random_inputs(model, given: dict, seed: int) -> dict:
     return feeds
 
 
+def _file_name(value_name: str) -> str:
+    """A tensor name made safe as a file name (ONNX names may hold '/' or ':')."""
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in value_name)
+
+
 def _summary(value) -> str:
     if isinstance(value, list):
         return f"sequence of {len(value)}"
@@ -115,9 +121,9 @@ def cmd_run(args) -> int:
     if source.suffix == ".onnx" or source.is_file():
         from compiler.driver import compile
 
-        model = runtime.load(compile(str(source), args.target))
+        model = runtime.load(compile(str(source), args.target), num_threads=args.threads)
     else:
-        model = runtime.load(source)
+        model = runtime.load(source, num_threads=args.threads)
     load_seconds = time.perf_counter() - start
     feeds = _random_inputs(model, _parse_inputs(args.input), args.seed)
     times = []
@@ -127,8 +133,9 @@ def cmd_run(args) -> int:
         times.append(time.perf_counter() - start)
     for name, value in outputs.items():
         print(f"output {name}: {_summary(value)}")
-        if args.save_outputs:
-            np.save(Path(args.save_outputs) / f"{name}.npy", np.asarray(value))
+        if args.output_dir:
+            Path(args.output_dir).mkdir(parents=True, exist_ok=True)
+            np.save(Path(args.output_dir) / f"{_file_name(name)}.npy", np.asarray(value))
     print(f"target {model.target}: load {load_seconds * 1e3:.1f} ms, first inference {times[0] * 1e3:.1f} ms, "
           f"median of {len(times)} {np.median(times) * 1e3:.1f} ms")
     return EXIT_OK
@@ -147,19 +154,24 @@ def cmd_info(args) -> int:
     for kind in ("inputs", "outputs"):
         for entry in manifest[kind]:
             print(f"  {kind[:-1]:6} {entry['name']}: {json.dumps(entry['type'])}")
+    plan = manifest.get("memory_plan")
+    if plan:
+        print(f"  memory plan: peak workspace {plan['workspace_bytes']} bytes, weights {plan['weights_bytes']} bytes, "
+              f"{plan['kernels']} kernels")
     for name, entry in sorted(manifest["files"].items()):
         print(f"  file   {name}: {entry['size']} bytes, sha256 {entry['sha256'][:16]}...")
     return EXIT_OK
 
 
 def cmd_check(args) -> int:
-    from compiler.driver import to_graph
-    from compiler.targets.base import get_target
+    from compiler.driver import UnsupportedByTargetError, optimize
     from frontends.onnx.importer import UnsupportedModelError
 
     try:
-        problems = [{"node": u.node, "op": u.op, "reason": u.reason}
-                    for u in get_target(args.target).unsupported(to_graph(args.model))]
+        optimize(args.model, args.target)
+        problems = []
+    except UnsupportedByTargetError as error:
+        problems = [{"node": u.node, "op": u.op, "reason": u.reason} for u in error.unsupported]
     except UnsupportedModelError as error:
         problems = [{"node": name, "op": f"{domain or 'ai.onnx'}::{op}", "reason": f"no definition at opset {opset}"}
                     for op, domain, opset, names in error.unsupported for name in names]
@@ -189,6 +201,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="artifact directory to write (e.g. model.kiln)")
     p.add_argument("-t", "--target", default="ref", choices=targets, help="what to compile for (default: ref)")
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
+    p.add_argument("--triple", help="cpu target: LLVM target triple to cross-compile for (default: this machine)")
+    p.add_argument("--cpu", help="cpu target: CPU name, e.g. skylake-avx512 (default: this machine's)")
+    p.add_argument("--features", help="cpu target: LLVM feature string, e.g. +avx2,+fma (default: this machine's)")
     p.add_argument("--dump-after", nargs="+", metavar="PASS", help="write the graph after these passes ('all')")
     p.add_argument("--dump-dir", default="kiln-dump", help="where --dump-after writes (default: kiln-dump)")
     p.add_argument("--dump-format", default="text", help="text, dot or text,dot (default: text)")
@@ -203,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input values; inputs not given get seeded random values")
     p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
     p.add_argument("-n", "--iterations", type=int, default=1, help="inferences to time (default 1)")
-    p.add_argument("--save-outputs", metavar="DIR", help="also write each output as DIR/NAME.npy")
+    p.add_argument("-o", "--output-dir", metavar="DIR", help="also write each output as DIR/NAME.npy")
+    p.add_argument("--threads", type=int, default=None, help="cpu artifacts: exact thread count (default: all cores)")
     p.set_defaults(run=cmd_run)
 
     p = commands.add_parser("info", help="describe an artifact: target, inputs, outputs, files")
@@ -211,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
     p.set_defaults(run=cmd_info)
 
-    p = commands.add_parser("check", help="list what a target cannot compile in a model, without compiling")
+    p = commands.add_parser("check", help="list what a target cannot compile in a model (runs the passes, no codegen)")
     p.add_argument("model", help="path of the .onnx model")
     p.add_argument("-t", "--target", default="ref", choices=targets, help="target to check against (default: ref)")
     p.add_argument("--json", action="store_true", help="machine-readable output")

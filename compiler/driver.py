@@ -30,15 +30,17 @@ def to_graph(model) -> Graph:
 
 def optimize(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,
              disable: Iterable[str] = (), instruments: Iterable[Instrument] = (), **options) -> Graph:
-    """The graph after the target's pipeline, or after `pipeline` when given (what `emit` will see)."""
+    """The graph after the target's pipeline (or `pipeline` when given), checked for what the target
+    cannot compile: what `emit` will see. Support is judged after the passes, since folding often
+    turns shape computations into constants."""
     chosen = get_target(target)
-    graph = to_graph(model)
+    steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
+    manager = PassManager(steps, instruments, disabled=disable)
+    graph = manager.run(to_graph(model), PassContext(target=target, options=dict(options)))
     problems = chosen.unsupported(graph)
     if problems:
         raise UnsupportedByTargetError(target, problems)
-    steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
-    manager = PassManager(steps, instruments, disabled=disable)
-    return manager.run(graph, PassContext(target=target, options=dict(options)))
+    return graph
 
 
 def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,

@@ -65,11 +65,6 @@ class CpuTarget(Target):
         return RefTarget().pipeline(options)
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
-        problems = self.unsupported(graph)
-        if problems:
-            from compiler.driver import UnsupportedByTargetError
-
-            raise UnsupportedByTargetError(self.name, problems)
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
         plan = plan_memory(graph)
         module = build_module(graph, plan)

@@ -212,8 +212,12 @@ def _emit(ctx: KernelContext) -> None:
     dtypes = [arg.dtype for arg in operands]
     kind = kind_of(dtypes[-1] if node.op_type == "Where" else dtypes[0])
 
+    present = [arg is not None for arg in ctx.inputs]
+
     def body(builder, values):
-        return op.body(builder, values, node, kind, dtypes)
+        loaded = iter(values)
+        positional = [next(loaded) if here else None for here in present]  # absent inputs stay None
+        return op.body(builder, positional, node, kind, dtypes)
 
     emit_broadcast_loop(ctx, operands, ctx.outputs[0], body)
 

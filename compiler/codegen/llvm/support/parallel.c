@@ -20,6 +20,7 @@ static pthread_cond_t work_done = PTHREAD_COND_INITIALIZER;
 static pthread_t workers[KILN_MAX_THREADS];
 static int pool_size = 0; /* threads taking part, the caller included; 0 = not started */
 static uint64_t generation = 0;
+static uint64_t pool_start_generation = 0; /* generation when the current workers were created */
 static int pending = 0;
 static int stopping = 0;
 static kiln_task_fn job_fn;
@@ -34,7 +35,8 @@ static void run_chunk(int index, int count) {
 static void *worker_main(void *arg) {
     int index = (int)(intptr_t)arg;
     pthread_mutex_lock(&pool_lock);
-    uint64_t seen = generation;
+    /* Not `generation`: a job may already have been posted before this thread got here. */
+    uint64_t seen = pool_start_generation;
     for (;;) {
         while (generation == seen && !stopping) pthread_cond_wait(&work_ready, &pool_lock);
         if (stopping) break;
@@ -66,6 +68,7 @@ int kiln_set_num_threads(int count) {
     if (count > KILN_MAX_THREADS) count = KILN_MAX_THREADS;
     pthread_mutex_lock(&job_lock);
     if (pool_size) stop_pool();
+    pool_start_generation = generation;
     int started = 1;
     for (int i = 1; i < count; i++) {
         if (pthread_create(&workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0) break;

@@ -1,0 +1,78 @@
+"""cpu artifacts through the runtime: determinism, threads, requests, async queue, validation."""
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import compiler
+import runtime
+from runtime import InputError
+
+
+def elementwise_model():
+    """y = sigmoid(relu(a + b)) * a with broadcasting, z = a - b."""
+    nodes = [helper.make_node("Add", ["a", "b"], ["s"]), helper.make_node("Relu", ["s"], ["r"]),
+             helper.make_node("Sigmoid", ["r"], ["g"]), helper.make_node("Mul", ["g", "a"], ["y"]),
+             helper.make_node("Sub", ["a", "b"], ["z"])]
+    graph = helper.make_graph(nodes, "elementwise", [
+        helper.make_tensor_value_info("a", TensorProto.FLOAT, [4, 33, 17]),
+        helper.make_tensor_value_info("b", TensorProto.FLOAT, [33, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 33, 17]),
+         helper.make_tensor_value_info("z", TensorProto.FLOAT, [4, 33, 17])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.fixture(scope="module")
+def artifact():
+    return compiler.compile(elementwise_model(), target="cpu")
+
+
+def feeds(seed=0):
+    rng = np.random.default_rng(seed)
+    return {"a": rng.standard_normal((4, 33, 17)).astype(np.float32),
+            "b": rng.standard_normal((33, 1)).astype(np.float32)}
+
+
+def test_matches_ref_and_any_thread_count(artifact):
+    expected = runtime.load(compiler.compile(elementwise_model(), target="ref")).infer(feeds())
+    results = [runtime.load(artifact, num_threads=n).infer(feeds()) for n in (1, 2, 3)]
+    for name in ("y", "z"):
+        np.testing.assert_allclose(results[0][name], expected[name], rtol=1e-6, atol=1e-6)
+        assert all(np.array_equal(results[0][name], r[name]) for r in results[1:])
+
+
+def test_same_model_compiles_to_identical_bytes(artifact, tmp_path):
+    first = artifact.save(tmp_path / "a.kiln")
+    second = compiler.compile(elementwise_model(), target="cpu").save(tmp_path / "b.kiln")
+    for path in sorted(first.iterdir()):
+        assert path.read_bytes() == (second / path.name).read_bytes(), path.name
+
+
+def test_manifest_reports_the_memory_plan(artifact):
+    plan = artifact.manifest["memory_plan"]
+    assert plan["kernels"] == 5 and plan["workspace_bytes"] >= 2 * 4 * 33 * 17 * 4
+
+
+def test_requests_and_async_queue(artifact):
+    model = runtime.load(artifact)
+    request = model.create_infer_request()
+    request.start_async(feeds(1))
+    assert np.array_equal(request.wait()["y"], model(feeds(1))["y"])
+    queue = model.create_async_queue(jobs=3)
+    seen = {}
+    queue.set_callback(lambda finished, index: seen.__setitem__(index, finished.results["z"].copy()))
+    for index in range(8):
+        queue.start_async(feeds(index), userdata=index)
+    queue.wait_all()
+    assert sorted(seen) == list(range(8))
+    for index in range(8):
+        assert np.array_equal(seen[index], model.infer(feeds(index))["z"])
+
+
+def test_non_contiguous_input_is_accepted_and_bad_shapes_refused(artifact):
+    model = runtime.load(artifact)
+    data = feeds()
+    strided = {"a": np.asfortranarray(data["a"]), "b": data["b"]}
+    assert np.array_equal(model.infer(strided)["y"], model.infer(data)["y"])
+    with pytest.raises(InputError, match="axis 1 must be 33"):
+        model.infer({"a": np.zeros((4, 32, 17), np.float32), "b": data["b"]})
