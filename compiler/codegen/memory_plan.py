@@ -128,7 +128,8 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         for index in range(len(node.outputs)):
             value = Value(node.name, index)
             location = plan.locations[value]
-            if location.region == "workspace" and value not in last_use and value not in root.values():
+            unread = value not in last_use and value not in root  # a view's storage belongs to its root
+            if location.region == "workspace" and unread:
                 allocator.free(location.offset)
     for index, (_, value) in enumerate(graph.outputs):
         if output_slot.get(value) != index:
