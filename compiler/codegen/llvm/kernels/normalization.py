@@ -1,0 +1,308 @@
+"""Softmax, LogSoftmax, BatchNormalization (inference), LayerNormalization, InstanceNormalization, LRN.
+
+All but LRN run on the kept × reduced loop nest: statistics are gathered per column in
+Scratch values over the normalized axes (in the tensor dtype; mean, then variance around it,
+like the ONNX reference), then a last sweep writes the output elements.
+"""
+
+from __future__ import annotations
+
+import math
+
+from llvmlite import ir
+
+from compiler.codegen.llvm.irhelpers import const_i64, element_type, for_range, load, store
+from compiler.codegen.llvm.kernels.axis_loops import (REASSOCIATE, AxisSplit, Cell, Scratch, Segment, emit_segments,
+                                                      split_axes)
+from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
+from compiler.codegen.llvm.kernels.reduction import FLOATS, dtype_problem, lowest
+from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, TensorArg, register_kernel
+from compiler.ir.graph import Graph, Node, Value
+
+
+def _rank(graph: Graph, node: Node) -> int:
+    return len(graph.input_types(node)[0].shape)
+
+
+def _check_float_inputs(graph: Graph, node: Node, min_rank: int) -> str | None:
+    """Every present input must be float32/float64 like X, and X of rank >= min_rank."""
+    types = [t for t in graph.input_types(node) if t is not None]
+    problem = dtype_problem(node, types[0].dtype, FLOATS)
+    if problem:
+        return problem
+    if any(t.dtype != types[0].dtype for t in types):
+        dtypes = ", ".join(t.dtype for t in types)
+        return f"{node.op_type} with inputs of mixed dtypes ({dtypes}) is not compiled by the cpu target"
+    if len(types[0].shape) < min_rank:
+        return f"{node.op_type} needs an input of rank >= {min_rank}"
+    return None
+
+
+def extra_outputs_used(graph: Graph, node: Node) -> bool:
+    """Whether an output after the first (MaxPool's Indices, LayerNormalization's statistics) is read."""
+    values = [Value(node.name, index) for index in range(1, len(node.outputs))]
+    return any(graph.uses(value) or graph.is_graph_output(value) for value in values)
+
+
+def _load(b: ir.IRBuilder, tensor: TensorArg, index: ir.Value) -> ir.Value:
+    return load(b, tensor.ptr, tensor.dtype, index)
+
+
+def _channel(b: ir.IRBuilder, cell: Cell, channels: int) -> ir.Value:
+    """Axis-1 index of a column when the kept dims are (N, C)."""
+    return b.urem(cell.kept, const_i64(channels))
+
+
+# ----- Softmax / LogSoftmax -------------------------------------------------------------------
+def _softmax_split(graph: Graph, node: Node) -> AxisSplit:
+    shape = graph.input_types(node)[0].shape
+    return split_axes(shape, [node.attrs.get("axis", -1) % len(shape)])
+
+
+def _check_softmax(graph: Graph, node: Node) -> str | None:
+    rank, axis = _rank(graph, node), node.attrs.get("axis", -1)
+    if not -rank <= axis < rank:
+        return f"{node.op_type} axis {axis} is out of range for rank {rank}"
+    return _check_float_inputs(graph, node, 1)
+
+
+def _emit_softmax(ctx: KernelContext) -> None:
+    """exp(x - max) / sum, or (x - max) - log(sum): the max is subtracted first so exp cannot overflow."""
+    b, x, y = ctx.builder, ctx.inputs[0], ctx.outputs[0]
+    split, log = _softmax_split(ctx.graph, ctx.node), ctx.node.op_type == "LogSoftmax"
+    value_type = element_type(x.dtype)
+    peak, total = Scratch(b, split, value_type), Scratch(b, split, value_type)
+
+    def start(cell: Cell) -> None:
+        peak.store(cell, lowest(value_type, "float"))
+        total.store(cell, float_constant(value_type, 0.0))
+
+    def exponentiate(cell: Cell) -> None:
+        exponential = intrinsic(b, "exp", b.fsub(_load(b, x, cell.offset), peak.load(cell)))
+        if not log:
+            store(b, exponential, y.ptr, y.dtype, cell.offset)
+        total.store(cell, b.fadd(total.load(cell), exponential, flags=REASSOCIATE))
+
+    def write(cell: Cell) -> None:
+        if log:
+            result = b.fsub(b.fsub(_load(b, x, cell.offset), peak.load(cell)), intrinsic(b, "log", total.load(cell)))
+        else:
+            result = b.fdiv(_load(b, y, cell.offset), total.load(cell))
+        store(b, result, y.ptr, y.dtype, cell.offset)
+
+    def find_max(cell: Cell) -> None:
+        peak.store(cell, select_max(b, peak.load(cell), _load(b, x, cell.offset), "float"))
+
+    def item(segment: Segment) -> None:
+        segment.columns(start)
+        segment.sweep(find_max)
+        segment.sweep(exponentiate)
+        segment.sweep(write)
+
+    emit_segments(b, split, ctx.begin, ctx.end, item)
+
+
+register_kernel(KernelSpec(("Softmax", "LogSoftmax"), _check_softmax,
+                           lambda graph, node: _softmax_split(graph, node).work_items, _emit_softmax))
+
+
+# ----- BatchNormalization ---------------------------------------------------------------------
+def _channel_split(graph: Graph, node: Node) -> AxisSplit:
+    """Kept (N, C), reduced spatial dims: the split of the per-channel ops."""
+    return split_axes(graph.input_types(node)[0].shape, range(2, _rank(graph, node)))
+
+
+def _check_batch_normalization(graph: Graph, node: Node) -> str | None:
+    if len(node.outputs) > 1 or node.attrs.get("training_mode", 0):
+        return "BatchNormalization in training mode (running statistics outputs) is not compiled by the cpu target"
+    if not node.attrs.get("spatial", 1):
+        return "BatchNormalization with spatial=0 is not compiled by the cpu target"
+    return _check_float_inputs(graph, node, 2)
+
+
+def _emit_batch_normalization(ctx: KernelContext) -> None:
+    """y = (x - mean[c]) * (scale[c] / sqrt(var[c] + epsilon)) + bias[c], channel factors once per column."""
+    b, (x, scale, bias, mean, var), y = ctx.builder, ctx.inputs[:5], ctx.outputs[0]
+    split, channels = _channel_split(ctx.graph, ctx.node), x.shape[1]
+    value_type = element_type(x.dtype)
+    epsilon = float_constant(value_type, ctx.node.attrs.get("epsilon", 1e-5))
+    center, gain, shift = (Scratch(b, split, value_type) for _ in range(3))
+
+    def prepare(cell: Cell) -> None:
+        channel = _channel(b, cell, channels)
+        std = intrinsic(b, "sqrt", b.fadd(_load(b, var, channel), epsilon))
+        inverse_std = b.fdiv(float_constant(value_type, 1.0), std)
+        center.store(cell, _load(b, mean, channel))
+        gain.store(cell, b.fmul(_load(b, scale, channel), inverse_std))
+        shift.store(cell, _load(b, bias, channel))
+
+    def write(cell: Cell) -> None:
+        centered = b.fsub(_load(b, x, cell.offset), center.load(cell))
+        store(b, b.fadd(b.fmul(centered, gain.load(cell)), shift.load(cell)), y.ptr, y.dtype, cell.offset)
+
+    def item(segment: Segment) -> None:
+        segment.columns(prepare)
+        segment.sweep(write)
+
+    emit_segments(b, split, ctx.begin, ctx.end, item)
+
+
+register_kernel(KernelSpec(("BatchNormalization",), _check_batch_normalization,
+                           lambda graph, node: _channel_split(graph, node).work_items, _emit_batch_normalization))
+
+
+# ----- LayerNormalization / InstanceNormalization ---------------------------------------------
+def _emit_moments(b: ir.IRBuilder, segment: Segment, x: TensorArg, mean: Scratch, inverse_std: Scratch,
+                  epsilon: float) -> None:
+    """mean and 1 / sqrt(variance + epsilon) of each column's reduced set (two passes)."""
+    value_type = mean.value_type
+    count = float_constant(value_type, segment.split.reduced_count)
+
+    def start(cell: Cell) -> None:
+        mean.store(cell, float_constant(value_type, 0.0))
+        inverse_std.store(cell, float_constant(value_type, 0.0))
+
+    def square_deviation(cell: Cell) -> None:
+        deviation = b.fsub(_load(b, x, cell.offset), mean.load(cell))
+        inverse_std.store(cell, b.fadd(inverse_std.load(cell), b.fmul(deviation, deviation), flags=REASSOCIATE))
+
+    def invert(cell: Cell) -> None:
+        variance = b.fdiv(inverse_std.load(cell), count)
+        std = intrinsic(b, "sqrt", b.fadd(variance, float_constant(value_type, epsilon)))
+        inverse_std.store(cell, b.fdiv(float_constant(value_type, 1.0), std))
+
+    segment.columns(start)
+    segment.sweep(lambda cell: mean.store(cell, b.fadd(mean.load(cell), _load(b, x, cell.offset), flags=REASSOCIATE)))
+    segment.columns(lambda cell: mean.store(cell, b.fdiv(mean.load(cell), count)))
+    segment.sweep(square_deviation)
+    segment.columns(invert)
+
+
+def _layer_axis(graph: Graph, node: Node) -> int:
+    return node.attrs.get("axis", -1) % _rank(graph, node)
+
+
+def _layer_split(graph: Graph, node: Node) -> AxisSplit:
+    return split_axes(graph.input_types(node)[0].shape, range(_layer_axis(graph, node), _rank(graph, node)))
+
+
+def _without_leading_ones(dims) -> tuple[int, ...]:
+    dims = tuple(dims)
+    while dims and dims[0] == 1:
+        dims = dims[1:]
+    return dims
+
+
+def _per_element(shape, normalized) -> bool:
+    """Scale/B either holds one value per normalized element or a single value."""
+    return math.prod(shape) == 1 or _without_leading_ones(shape) == _without_leading_ones(normalized)
+
+
+def _check_layer_normalization(graph: Graph, node: Node) -> str | None:
+    rank, axis = _rank(graph, node), node.attrs.get("axis", -1)
+    if not -rank <= axis < rank:
+        return f"LayerNormalization axis {axis} is out of range for rank {rank}"
+    if extra_outputs_used(graph, node):
+        return "LayerNormalization's Mean and InvStdDev outputs are not compiled by the cpu target (only Y)"
+    if node.attrs.get("stash_type", 1) != 1:
+        return "LayerNormalization with stash_type != 1 (float32 statistics) is not compiled by the cpu target"
+    normalized = graph.input_types(node)[0].shape[_layer_axis(graph, node):]
+    if not all(_per_element(t.shape, normalized) for t in graph.input_types(node)[1:] if t is not None):
+        return "LayerNormalization with Scale/B broadcast along some normalized axes is not compiled by the cpu target"
+    return _check_float_inputs(graph, node, 1)
+
+
+def _emit_layer_normalization(ctx: KernelContext) -> None:
+    """y = (x - mean) * inverse_std * scale[p] + bias[p], p the element's place in the normalized axes."""
+    b, x, y = ctx.builder, ctx.inputs[0], ctx.outputs[0]
+    scale, bias = ctx.inputs[1], ctx.inputs[2] if len(ctx.inputs) > 2 else None
+    split = _layer_split(ctx.graph, ctx.node)
+    mean, inverse_std = Scratch(b, split, element_type(x.dtype)), Scratch(b, split, element_type(x.dtype))
+
+    def parameter(tensor: TensorArg, cell: Cell) -> ir.Value:
+        return _load(b, tensor, cell.position if tensor.size > 1 else const_i64(0))
+
+    def write(cell: Cell) -> None:
+        normalized = b.fmul(b.fsub(_load(b, x, cell.offset), mean.load(cell)), inverse_std.load(cell))
+        result = b.fmul(normalized, parameter(scale, cell))
+        if bias is not None:
+            result = b.fadd(result, parameter(bias, cell))
+        store(b, result, y.ptr, y.dtype, cell.offset)
+
+    def item(segment: Segment) -> None:
+        _emit_moments(b, segment, x, mean, inverse_std, ctx.node.attrs.get("epsilon", 1e-5))
+        segment.sweep(write)
+
+    emit_segments(b, split, ctx.begin, ctx.end, item)
+
+
+register_kernel(KernelSpec(("LayerNormalization",), _check_layer_normalization,
+                           lambda graph, node: _layer_split(graph, node).work_items, _emit_layer_normalization))
+
+
+def _emit_instance_normalization(ctx: KernelContext) -> None:
+    """y = (x - mean) * (inverse_std * scale[c]) + bias[c] with statistics per (n, c)."""
+    b, (x, scale, bias), y = ctx.builder, ctx.inputs[:3], ctx.outputs[0]
+    split, channels = _channel_split(ctx.graph, ctx.node), x.shape[1]
+    mean, gain = Scratch(b, split, element_type(x.dtype)), Scratch(b, split, element_type(x.dtype))
+
+    def write(cell: Cell) -> None:
+        centered = b.fsub(_load(b, x, cell.offset), mean.load(cell))
+        store(b, b.fadd(b.fmul(centered, gain.load(cell)), _load(b, bias, _channel(b, cell, channels))),
+              y.ptr, y.dtype, cell.offset)
+
+    def scale_gain(cell: Cell) -> None:
+        gain.store(cell, b.fmul(gain.load(cell), _load(b, scale, _channel(b, cell, channels))))
+
+    def item(segment: Segment) -> None:
+        _emit_moments(b, segment, x, mean, gain, ctx.node.attrs.get("epsilon", 1e-5))
+        segment.columns(scale_gain)
+        segment.sweep(write)
+
+    emit_segments(b, split, ctx.begin, ctx.end, item)
+
+
+register_kernel(KernelSpec(("InstanceNormalization",), lambda graph, node: _check_float_inputs(graph, node, 2),
+                           lambda graph, node: _channel_split(graph, node).work_items, _emit_instance_normalization))
+
+
+# ----- LRN ------------------------------------------------------------------------------------
+def _emit_lrn(ctx: KernelContext) -> None:
+    """One work item per (n, c) plane: y accumulates the window's squares along C, then
+    y = x / (bias + alpha / size * y) ** beta; every loop runs over the contiguous plane."""
+    b, x, y, attrs = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node.attrs
+    channels, plane = x.shape[1], math.prod(x.shape[2:])
+    size = attrs["size"]
+    value_type = element_type(x.dtype)
+    with for_range(b, ctx.begin, ctx.end, name="plane") as index:
+        channel = b.urem(index, const_i64(channels))
+        image_start = b.mul(b.sub(index, channel), const_i64(plane))
+        out_start = b.mul(index, const_i64(plane))
+        low = b.sub(channel, const_i64((size - 1) // 2))
+        low = b.select(b.icmp_signed("<", low, const_i64(0)), const_i64(0), low)
+        high = b.add(channel, const_i64(math.ceil((size - 1) / 2) + 1))
+        high = b.select(b.icmp_signed(">", high, const_i64(channels)), const_i64(channels), high)
+        with for_range(b, 0, plane, name="zero") as i:
+            store(b, float_constant(value_type, 0.0), y.ptr, y.dtype, b.add(out_start, i))
+        with for_range(b, low, high, name="window") as neighbour:
+            source = b.add(image_start, b.mul(neighbour, const_i64(plane)))
+            with for_range(b, 0, plane, name="square") as i:
+                value = _load(b, x, b.add(source, i))
+                target = b.add(out_start, i)
+                store(b, b.fadd(_load(b, y, target), b.fmul(value, value)), y.ptr, y.dtype, target)
+        with for_range(b, 0, plane, name="scale") as i:
+            target = b.add(out_start, i)
+            sum_term = b.fmul(float_constant(value_type, attrs.get("alpha", 1e-4) / size), _load(b, y, target))
+            base = b.fadd(float_constant(value_type, attrs.get("bias", 1.0)), sum_term)
+            denominator = intrinsic(b, "pow", base, float_constant(value_type, attrs.get("beta", 0.75)))
+            store(b, b.fdiv(_load(b, x, target), denominator), y.ptr, y.dtype, target)
+
+
+def _check_lrn(graph: Graph, node: Node) -> str | None:
+    if node.attrs.get("size", 0) < 1:
+        return "LRN needs a positive size attribute"
+    return _check_float_inputs(graph, node, 2)
+
+
+register_kernel(KernelSpec(("LRN",), _check_lrn,
+                           lambda graph, node: math.prod(graph.input_types(node)[0].shape[:2]), _emit_lrn))

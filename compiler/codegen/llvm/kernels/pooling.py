@@ -1,0 +1,214 @@
+"""MaxPool and AveragePool over 1 or more spatial dims, GlobalAveragePool and GlobalMaxPool.
+
+Window geometry is static, so it is worked out here into constant tables: for each output
+position of each spatial dim, the first input coordinate its window reads, how many taps
+(dilation apart) fall inside the input and that dim's factor of the average's divisor; for
+each tap of the innermost dim, the output positions that read it inside the input. The
+kernel then loops over exactly the valid taps, without bounds tests. A work item is one
+output row (every position along the innermost spatial dim), and the innermost loop runs
+along that row, so it is contiguous (for stride 1) and vectorizes.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import ExitStack
+from dataclasses import astuple, dataclass
+from functools import reduce
+
+from llvmlite import ir
+
+from compiler.codegen.llvm.irhelpers import I64, const_i64, element_type, for_range, load, store
+from compiler.codegen.llvm.kernels.axis_loops import AxisSplit, split_axes
+from compiler.codegen.llvm.kernels.math_functions import float_constant, select_max
+from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
+from compiler.codegen.llvm.kernels.reduction import FLOATS, REDUCERS, dtype_problem, emit_reduction, lowest
+from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
+from compiler.ir.graph import Graph, Node
+
+AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+def _ceil_div(numerator: int, denominator: int) -> int:
+    return -(-numerator // denominator)
+
+
+@dataclass(frozen=True)
+class Window:
+    first: int  # input coordinate of the first tap inside the input
+    taps: int  # taps inside the input
+    divisor: int  # this dim's factor of the average's divisor
+
+
+@dataclass(frozen=True)
+class PoolDim:
+    """One spatial dim of a pool: input and output sizes, window shape and padding."""
+
+    size_in: int
+    size_out: int
+    kernel: int
+    stride: int
+    dilation: int
+    pad_begin: int
+    pad_end: int
+
+    def windows(self, count_padding: bool) -> list[Window]:
+        """Per output position; with count_padding the divisor counts taps in the padding but
+        not past it (ceil_mode windows can overhang the end padding), as ONNX Runtime does."""
+        result = []
+        for position in range(self.size_out):
+            start = position * self.stride - self.pad_begin
+            low = max(0, _ceil_div(-start, self.dilation))
+            high = min(self.kernel, _ceil_div(self.size_in - start, self.dilation))
+            taps = max(0, high - low)
+            padded = max(0, min(self.kernel, _ceil_div(self.size_in + self.pad_end - start, self.dilation)))
+            result.append(Window(start + low * self.dilation, taps, padded if count_padding else taps))
+        return result
+
+    def tap_ranges(self) -> list[tuple[int, int]]:
+        """Per tap of the window: the output positions [low, high) for which it lies inside the input."""
+        ranges = []
+        for tap in range(self.kernel):
+            shift = tap * self.dilation - self.pad_begin  # input coordinate = position * stride + shift
+            low = max(0, _ceil_div(-shift, self.stride))
+            high = min(self.size_out, _ceil_div(self.size_in - shift, self.stride))
+            ranges.append((low, max(low, high)))
+        return ranges
+
+
+def _pool_dims(graph: Graph, node: Node) -> list[PoolDim]:
+    """The geometry of every spatial dim; output sizes come from shape inference."""
+    size_in, size_out = graph.input_types(node)[0].shape[2:], node.outputs[0].shape[2:]
+    spatial = len(size_in)
+    kernel = node.attrs["kernel_shape"]
+    strides = node.attrs.get("strides", [1] * spatial)
+    dilations = node.attrs.get("dilations", [1] * spatial)
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    pads = node.attrs.get("pads", [0] * 2 * spatial) if auto_pad == "NOTSET" else [0] * 2 * spatial
+    if auto_pad.startswith("SAME"):
+        for i in range(spatial):
+            total = max(0, (size_out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size_in[i])
+            pads[i] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
+            pads[spatial + i] = total - pads[i]
+    return [PoolDim(size_in[i], size_out[i], kernel[i], strides[i], dilations[i], pads[i], pads[spatial + i])
+            for i in range(spatial)]
+
+
+def _check_pool(graph: Graph, node: Node) -> str | None:
+    input_type = graph.input_types(node)[0]
+    problem = dtype_problem(node, input_type.dtype, FLOATS)
+    if problem:
+        return problem
+    spatial = len(input_type.shape) - 2
+    if spatial < 1:
+        return f"{node.op_type} needs an input of rank >= 3"
+    if extra_outputs_used(graph, node):
+        return "MaxPool's Indices output is not compiled by the cpu target"
+    attrs = node.attrs
+    if attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
+        return f"{node.op_type} auto_pad={attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
+    # attribute: (values per spatial dim, default value, smallest value)
+    expected = {"kernel_shape": (1, None, 1), "strides": (1, 1, 1), "dilations": (1, 1, 1), "pads": (2, 0, 0)}
+    for name, (per_dim, default, smallest) in expected.items():
+        value = attrs.get(name, None if default is None else [default] * per_dim * spatial)
+        if value is None or len(value) != per_dim * spatial:
+            return f"{node.op_type} needs {name} with {per_dim * spatial} values for {spatial} spatial dims"
+        if min(value) < smallest:
+            return f"{node.op_type} {name}={value} has values below {smallest}"
+    if any(window.taps == 0 for dim in _pool_dims(graph, node) for window in dim.windows(False)):
+        return (f"{node.op_type} output shape {node.outputs[0].shape} has windows that read no input element "
+                "(onnx shape inference keeps ceil_mode windows that start past the input; ONNX Runtime drops them)")
+    return None
+
+
+def _constant_table(module: ir.Module, rows: list[tuple[int, ...]]) -> ir.GlobalVariable:
+    """An internal constant i64 array holding `rows` (tuples of one width) back to back."""
+    values = [value for row in rows for value in row]
+    table_type = ir.ArrayType(I64, len(values))
+    table = ir.GlobalVariable(module, table_type, name=module.get_unique_name("kiln.pool.table"))
+    table.global_constant, table.linkage = True, "internal"
+    table.initializer = ir.Constant(table_type, values)
+    return table
+
+
+def _table_row(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value, width: int) -> list[ir.Value]:
+    base = b.mul(index, const_i64(width))
+    return [b.load(b.gep(table, [const_i64(0), b.add(base, const_i64(field))], inbounds=True), typ=I64)
+            for field in range(width)]
+
+
+def _emit_pool(ctx: KernelContext) -> None:
+    """Per output row: for each valid tap of the outer dims, then each tap of the innermost dim,
+    combine one input element into every output of the row that reads it (innermost loop over
+    the row's outputs, contiguous in output and input); the average divides at the end."""
+    b, x, y, node = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node
+    dims, is_max = _pool_dims(ctx.graph, node), node.op_type == "MaxPool"
+    *outer_dims, last = dims
+    windows = [dim.windows(bool(node.attrs.get("count_include_pad", 0))) for dim in dims]
+    window_tables = [_constant_table(ctx.module, [astuple(w) for w in dim_windows]) for dim_windows in windows]
+    tap_table = _constant_table(ctx.module, last.tap_ranges())
+    value_type = element_type(x.dtype)
+    row_length, input_strides = y.shape[-1], x.strides[2:]
+    with for_range(b, ctx.begin, ctx.end, name="row") as row:
+        outer, remaining = [], row
+        for size in reversed(y.shape[2:-1]):
+            outer.insert(0, b.urem(remaining, const_i64(size)))
+            remaining = b.udiv(remaining, const_i64(size))
+        offset = b.mul(remaining, const_i64(math.prod(x.shape[2:])))
+        out_start = b.mul(row, const_i64(row_length))
+        outer_windows = [_table_row(b, table, position, 3) for table, position in zip(window_tables, outer)]
+        with for_range(b, 0, row_length, name="init") as column:
+            initial = lowest(value_type, "float") if is_max else float_constant(value_type, 0.0)
+            store(b, initial, y.ptr, y.dtype, b.add(out_start, column))
+        with ExitStack() as loops:
+            for index, ((first, taps, _), dim, stride) in enumerate(zip(outer_windows, outer_dims, input_strides)):
+                tap = loops.enter_context(for_range(b, 0, taps, name=f"tap{index}"))
+                coordinate = b.add(first, b.mul(tap, const_i64(dim.dilation)))
+                offset = b.add(offset, b.mul(coordinate, const_i64(stride)))
+            tap = loops.enter_context(for_range(b, 0, last.kernel, name="tap"))
+            low, high = _table_row(b, tap_table, tap, 2)
+            shift = b.add(offset, b.sub(b.mul(tap, const_i64(last.dilation)), const_i64(last.pad_begin)))
+            column = loops.enter_context(for_range(b, low, high, name="col"))
+            value = load(b, x.ptr, x.dtype, b.add(shift, b.mul(column, const_i64(last.stride))))
+            target = b.add(out_start, column)
+            current = load(b, y.ptr, y.dtype, target)
+            combined = select_max(b, current, value, "float") if is_max else b.fadd(current, value)
+            store(b, combined, y.ptr, y.dtype, target)
+        if not is_max:
+            outer_divisor = reduce(b.mul, [window[2] for window in outer_windows], const_i64(1))
+            with for_range(b, 0, row_length, name="average") as column:
+                divisor = b.mul(outer_divisor, _table_row(b, window_tables[-1], column, 3)[2])
+                target = b.add(out_start, column)
+                average = b.fdiv(load(b, y.ptr, y.dtype, target), b.sitofp(divisor, value_type))
+                store(b, average, y.ptr, y.dtype, target)
+
+
+def _pool_rows(graph: Graph, node: Node) -> int:
+    return math.prod(node.outputs[0].shape[:-1])
+
+
+register_kernel(KernelSpec(("MaxPool", "AveragePool"), _check_pool, _pool_rows, _emit_pool))
+
+
+# ----- GlobalAveragePool / GlobalMaxPool: a mean / max reduction over the spatial dims ---------
+GLOBAL_REDUCERS = {"GlobalAveragePool": REDUCERS["ReduceMean"], "GlobalMaxPool": REDUCERS["ReduceMax"]}
+
+
+def _spatial_split(graph: Graph, node: Node) -> AxisSplit:
+    shape = graph.input_types(node)[0].shape
+    return split_axes(shape, range(2, len(shape)))
+
+
+def _check_global(graph: Graph, node: Node) -> str | None:
+    input_type = graph.input_types(node)[0]
+    if len(input_type.shape) < 2:
+        return f"{node.op_type} needs an input of rank >= 2"
+    return dtype_problem(node, input_type.dtype, FLOATS)
+
+
+def _emit_global(ctx: KernelContext) -> None:
+    emit_reduction(ctx, GLOBAL_REDUCERS[ctx.node.op_type], _spatial_split(ctx.graph, ctx.node))
+
+
+register_kernel(KernelSpec(tuple(GLOBAL_REDUCERS), _check_global,
+                           lambda graph, node: _spatial_split(graph, node).work_items, _emit_global))

@@ -1,0 +1,82 @@
+"""cpu MaxPool, AveragePool, GlobalAveragePool and GlobalMaxPool kernels against the ref target,
+at 1 and 2 threads."""
+
+import numpy as np
+import pytest
+
+import compiler
+from compiler.codegen.llvm.kernels.pooling import PoolDim, Window
+from compiler.driver import UnsupportedByTargetError
+from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, random, run_cpu
+
+# (input shape, attributes). ceil_mode cases keep the window overhang below 2 elements: past
+# that, onnx.reference shifts its windows (it splits the extra padding over both ends).
+WINDOWS = [
+    ((2, 3, 7, 9), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 7, 9), {"kernel_shape": [2, 2], "strides": [2, 2], "ceil_mode": 1}),
+    ((1, 2, 8, 7), {"kernel_shape": [3, 2], "strides": [2, 1], "dilations": [2, 1], "pads": [1, 0, 2, 1]}),
+    ((1, 3, 6, 7), {"kernel_shape": [3, 3], "strides": [2, 2], "auto_pad": "SAME_UPPER"}),
+    ((1, 3, 6, 7), {"kernel_shape": [2, 3], "auto_pad": "SAME_LOWER"}),
+    ((2, 2, 6, 7), {"kernel_shape": [3, 2], "strides": [2, 3], "auto_pad": "VALID"}),
+    ((2, 3, 11), {"kernel_shape": [3], "strides": [2], "pads": [1, 2]}),
+    ((1, 2, 4, 5, 6), {"kernel_shape": [2, 2, 3], "strides": [2, 2, 2], "pads": [0, 1, 1, 0, 0, 1]}),
+    ((1, 2, 7, 7), {"kernel_shape": [3, 3], "strides": [3, 3], "pads": [1, 1, 0, 0], "ceil_mode": 1}),
+]
+
+
+@pytest.mark.parametrize("shape, attrs", WINDOWS)
+def test_max_pool(shape, attrs):
+    x = random(shape)
+    assert_cpu_matches_ref(node_model("MaxPool", {"x": x}, attrs=attrs), {"x": x}, exact=True)
+
+
+@pytest.mark.parametrize("count_include_pad", [0, 1])
+@pytest.mark.parametrize("shape, attrs", WINDOWS)
+def test_average_pool(shape, attrs, count_include_pad):
+    x = random(shape)
+    model = node_model("AveragePool", {"x": x}, attrs={**attrs, "count_include_pad": count_include_pad}, opset=19)
+    assert_cpu_matches_ref(model, {"x": x})
+
+
+def test_float64_pools():
+    x = random((2, 3, 6, 5), np.float64)
+    attrs = {"kernel_shape": [2, 3], "strides": [2, 1], "pads": [1, 1, 0, 1]}
+    assert_cpu_matches_ref(node_model("MaxPool", {"x": x}, attrs=attrs), {"x": x}, exact=True)
+    assert_cpu_matches_ref(node_model("AveragePool", {"x": x}, attrs=attrs), {"x": x})
+
+
+def test_windows_skip_padding_and_count_it_only_when_asked():
+    dim = PoolDim(size_in=5, size_out=3, kernel=3, stride=2, dilation=1, pad_begin=1, pad_end=1)
+    assert dim.windows(count_padding=False) == [Window(0, 2, 2), Window(1, 3, 3), Window(3, 2, 2)]
+    assert [w.divisor for w in dim.windows(count_padding=True)] == [3, 3, 3]
+    assert dim.tap_ranges() == [(1, 3), (0, 3), (0, 2)]  # the outputs whose window holds each tap in the input
+    ceil_overhang = PoolDim(size_in=4, size_out=2, kernel=3, stride=2, dilation=1, pad_begin=0, pad_end=0)
+    assert ceil_overhang.windows(count_padding=True) == [Window(0, 3, 3), Window(2, 2, 2)]
+
+
+def test_max_pool_indices_output_is_rejected():
+    x = random((1, 1, 4, 4))
+    model = node_model("MaxPool", {"x": x}, attrs={"kernel_shape": [2, 2]}, outputs=("y", "indices"))
+    with pytest.raises(UnsupportedByTargetError, match="Indices"):
+        compiler.compile(model, target="cpu")
+
+
+def test_windows_past_the_input_are_rejected():
+    """onnx shape inference gives 4 outputs per dim here; ONNX Runtime and onnx.reference give 3."""
+    x = random((1, 2, 8, 8))
+    attrs = {"kernel_shape": [3, 3], "strides": [3, 3], "pads": [1, 1, 1, 1], "ceil_mode": 1}
+    with pytest.raises(UnsupportedByTargetError, match="read no input element"):
+        compiler.compile(node_model("MaxPool", {"x": x}, attrs=attrs), target="cpu")
+
+
+@pytest.mark.parametrize("op", ["GlobalAveragePool", "GlobalMaxPool"])
+@pytest.mark.parametrize("shape, dtype", [((2, 3, 5, 7), np.float32), ((1, 4, 1, 1), np.float32),
+                                          ((2, 3, 9), np.float64), ((1, 2, 3, 4, 5), np.float32)])
+def test_global_pools(op, shape, dtype):
+    x = random(shape, dtype)
+    model = node_model(op, {"x": x})
+    if op == "GlobalMaxPool" and len(shape) != 4:  # onnx.reference reduces the wrong axes unless 4-D
+        expected = x.max(axis=tuple(range(2, len(shape))), keepdims=True)
+        np.testing.assert_array_equal(run_cpu(model, {"x": x})["y"], expected)
+    else:
+        assert_cpu_matches_ref(model, {"x": x}, exact=op == "GlobalMaxPool")
