@@ -51,8 +51,11 @@ class CpuExecutor:
         weights = files.read("weights.bin")
         if len(weights) != self.manifest["memory_plan"]["weights_bytes"]:
             raise ArtifactError("weights.bin does not match the memory plan; the artifact is damaged, recompile it")
-        self.weights = aligned_empty(len(weights))
-        self.weights[:] = np.frombuffer(weights, dtype=np.uint8)
+        self.weights = np.frombuffer(weights, dtype=np.uint8) if len(weights) else aligned_empty(1)
+        if self.weights.ctypes.data % _ALIGNMENT:  # in-memory bytes: copy to an aligned buffer (a mmap is page-aligned)
+            aligned = aligned_empty(len(weights))
+            aligned[:] = self.weights
+            self.weights = aligned
         self.workspace_bytes = self.manifest["memory_plan"]["workspace_bytes"]
         self.threads = self.library.kiln_set_num_threads(int(num_threads or 0))
         self._local = threading.local()

@@ -20,11 +20,12 @@ def test_all_nine_models_are_found():
     assert len(MODELS) == 9, MODELS
 
 
+@pytest.mark.parametrize("target", ["ref", "cpu"])
 @pytest.mark.parametrize("name", MODELS)
-def test_matches_onnxruntime(name):
+def test_matches_onnxruntime(name, target):
     ort = pytest.importorskip("onnxruntime")
     path = str(LIGHT_DIR / f"{name}.onnx")
-    model = runtime.load(compiler.compile(path, target="ref"))
+    model = runtime.load(compiler.compile(path, target=target))
     rng = np.random.default_rng(0)
     feeds = {info.name: rng.standard_normal(info.shape).astype(np.float32) for info in model.inputs}
     ours = model.infer(feeds)
