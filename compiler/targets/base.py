@@ -30,6 +30,10 @@ class Target:
         """Everything in `graph` this target cannot compile (empty when all is fine)."""
         raise NotImplementedError
 
+    def node_problem(self, graph: Graph, node) -> str | None:
+        """Why this target cannot compile `node` as it is (None when it can)."""
+        return None
+
     def pipeline(self, options: dict) -> list[PassSpec]:
         raise NotImplementedError
 

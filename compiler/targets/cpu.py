@@ -56,13 +56,17 @@ class CpuTarget(Target):
         for node in graph.nodes():
             if node.is_input or node.is_constant:
                 continue
-            reason = _node_problem(graph, node)
+            reason = self.node_problem(graph, node)
             if reason:
                 problems.append(Unsupported(node.name, node.qualified_op, reason))
         return problems
 
+    def node_problem(self, graph: Graph, node: Node) -> str | None:
+        return _node_problem(graph, node)
+
     def pipeline(self, options: dict) -> list[PassSpec]:
-        return RefTarget().pipeline(options)
+        expand = PassSpec("expand-functions", why="ops with no cpu kernel become their ONNX function bodies")
+        return [expand, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
