@@ -33,7 +33,7 @@ def _node_problem(graph: Graph, node: Node) -> str | None:
             return f"{value_type} values (sequences/optionals) are not compiled by the cpu target"
         if not value_type.is_static:
             return f"shape {value_type} is not static: give static input shapes (dynamic shapes are not compiled yet)"
-        if value_type.dtype in ("string", "bfloat16", "float16", "complex64", "complex128") or \
+        if value_type.dtype in ("string", "bfloat16", "complex64", "complex128") or \
                 value_type.dtype.startswith(("float8", "float4", "int4", "uint4", "int2", "uint2")):
             return f"dtype {value_type.dtype} is not compiled by the cpu target"
     spec = kernel_for(node)

@@ -121,6 +121,32 @@ def _compare(op: str) -> Body:
     return body
 
 
+def _bit_shift(b, v, node, kind, dtypes):
+    return b.shl(v[0], v[1]) if node.attrs["direction"] == "LEFT" else b.lshr(v[0], v[1])
+
+
+def _mod(b, v, node, kind, dtypes):
+    """fmod=1: C fmod (sign of the dividend); fmod=0: integer mod with the sign of the divisor.
+
+    An integer divisor of 0 (or -1, whose quotient can overflow) gives 0 instead of a CPU trap:
+    bad data must never crash the process.
+    """
+    x, y = v
+    if kind == "float":
+        return b.frem(x, y)
+    zero, one = ir.Constant(x.type, 0), ir.Constant(x.type, 1)
+    trap = b.icmp_unsigned("==", y, zero)
+    if kind == "signed":
+        trap = b.or_(trap, b.icmp_signed("==", y, ir.Constant(x.type, -1)))
+    safe = b.select(trap, one, y)
+    remainder = b.urem(x, safe) if kind == "unsigned" else b.srem(x, safe)
+    if kind == "signed" and not node.attrs.get("fmod", 0):
+        signs_differ = b.icmp_signed("<", b.xor(remainder, safe), zero)
+        adjust = b.and_(b.icmp_signed("!=", remainder, zero), signs_differ)
+        remainder = b.select(adjust, b.add(remainder, safe), remainder)
+    return b.select(trap, zero, remainder)
+
+
 def _where(b, v, node, kind, dtypes):
     return b.select(b.icmp_unsigned("!=", v[0], ir.Constant(I8, 0)), v[1], v[2])
 
@@ -185,6 +211,12 @@ OPS: dict[str, Elementwise] = {
     "Xor": Elementwise(BOOL, lambda b, v, n, k, d: b.xor(v[0], v[1])),
     "Not": Elementwise(BOOL, lambda b, v, n, k, d: b.xor(v[0], ir.Constant(I8, 1))),
     "Where": Elementwise(BOOL, _where),
+    "BitShift": Elementwise(UNSIGNED, _bit_shift),
+    "BitwiseAnd": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.and_(v[0], v[1])),
+    "BitwiseOr": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.or_(v[0], v[1])),
+    "BitwiseXor": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.xor(v[0], v[1])),
+    "BitwiseNot": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.not_(v[0])),
+    "Mod": Elementwise(NUMBERS, _mod),
 }
 
 
@@ -193,6 +225,8 @@ def _check(graph: Graph, node: Node) -> str | None:
     op = OPS[node.op_type]
     if dtype not in op.dtypes:
         return f"{node.op_type} on {dtype} is not compiled by the cpu target (it handles {', '.join(sorted(op.dtypes))})"
+    if node.op_type == "Mod" and kind_of(dtype) == "float" and not node.attrs.get("fmod", 0):
+        return "Mod of floats needs fmod=1 (ONNX requires it)"
     if node.op_type == "Pow":
         exponent = graph.input_types(node)[1].dtype
         if exponent not in NUMBERS:
