@@ -13,6 +13,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from compiler.ir.graph import Node
+from compiler.submodules import import_submodules
 from compiler.ir.types import ValueType
 
 InferFn = Callable[[Node, list, list], list]
@@ -64,20 +65,6 @@ def infer_node(node: Node, input_types: Sequence[ValueType | None],
     return opdef.infer(node, list(input_types), list(input_values))
 
 
-_loaded = False
-
-
 def _load_families() -> None:
     """Import every family module once; each registers its ops on import."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-    import pkgutil
-
-    import compiler.ops as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in ("registry", "onnx_bridge", "onnx_semantics", "interpreter"):
-            importlib.import_module(f"compiler.ops.{info.name}")
+    import_submodules("compiler.ops", frozenset({"registry", "onnx_bridge", "onnx_semantics", "interpreter"}))

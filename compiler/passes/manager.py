@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from compiler.ir.graph import Graph
+from compiler.submodules import import_submodules
 
 log = logging.getLogger("kiln.passes")
 
@@ -168,20 +169,6 @@ class PassManager:
         return graph
 
 
-_builtins_loaded = False
-
-
 def _load_builtin_passes() -> None:
     """Import each pass module in compiler/passes once; each registers itself."""
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    _builtins_loaded = True
-    import importlib
-    import pkgutil
-
-    import compiler.passes as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name != "manager":
-            importlib.import_module(f"compiler.passes.{info.name}")
+    import_submodules("compiler.passes", frozenset({"manager"}))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from compiler.artifact import Artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import PassSpec
+from compiler.submodules import import_submodules
 
 
 @dataclass(frozen=True)
@@ -51,14 +52,7 @@ def register_target(cls: type[Target]) -> type[Target]:
 
 def _load_targets() -> None:
     """Import every target module once; each registers itself."""
-    import importlib
-    import pkgutil
-
-    import compiler.targets as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in ("base", "ref_executor"):
-            importlib.import_module(f"compiler.targets.{info.name}")
+    import_submodules("compiler.targets", frozenset({"base", "ref_executor"}))
 
 
 def get_target(name: str) -> Target:

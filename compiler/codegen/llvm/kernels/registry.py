@@ -17,6 +17,7 @@ from llvmlite import ir
 
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
+from compiler.submodules import import_submodules
 
 
 @dataclass
@@ -101,19 +102,5 @@ def supported_op_types() -> list[str]:
     return sorted(_KERNELS)
 
 
-_loaded = False
-
-
 def _load_kernel_modules() -> None:
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    import importlib
-    import pkgutil
-
-    import compiler.codegen.llvm.kernels as package
-
-    for info in pkgutil.iter_modules(package.__path__):
-        if info.name not in ("registry", "common"):
-            importlib.import_module(f"compiler.codegen.llvm.kernels.{info.name}")
+    import_submodules("compiler.codegen.llvm.kernels", frozenset({"registry", "common"}))
