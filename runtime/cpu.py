@@ -12,6 +12,7 @@ import numpy as np
 from runtime.artifact_reader import ArtifactError
 
 _ALIGNMENT = 64
+ENTRY = "kiln_run"
 
 
 def aligned_empty(size: int) -> np.ndarray:
@@ -42,15 +43,17 @@ class CpuExecutor:
         self.manifest = files.manifest
         try:
             self.library = _load_library(files)
-            self.entry = getattr(self.library, self.manifest["entry"])
+            if self.manifest.get("entry") != ENTRY:
+                raise AttributeError(f"entry {self.manifest.get('entry')!r} is not {ENTRY!r}")
+            self.entry = getattr(self.library, ENTRY)
+            self.layout = getattr(self.library, "kiln_layout")
         except (OSError, AttributeError) as error:
             raise ArtifactError(f"cannot load the native library of this artifact: {error}. It was built for "
                                 f"{self.manifest.get('machine')}; recompile for this machine.") from None
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.c_void_p] * 4
         weights = files.read("weights.bin")
-        if len(weights) != self.manifest["memory_plan"]["weights_bytes"]:
-            raise ArtifactError("weights.bin does not match the memory plan; the artifact is damaged, recompile it")
+        self._check_layout(len(weights))
         self.weights = np.frombuffer(weights, dtype=np.uint8) if len(weights) else aligned_empty(1)
         if self.weights.ctypes.data % _ALIGNMENT:  # in-memory bytes: copy to an aligned buffer (a mmap is page-aligned)
             aligned = aligned_empty(len(weights))
@@ -59,6 +62,20 @@ class CpuExecutor:
         self.workspace_bytes = self.manifest["memory_plan"]["workspace_bytes"]
         self.threads = self.library.kiln_set_num_threads(int(num_threads or 0))
         self._local = threading.local()
+
+    def _check_layout(self, weights_bytes: int) -> None:
+        """The library states the buffer sizes it was built for; the manifest and files must agree."""
+        self.layout.restype = ctypes.POINTER(ctypes.c_int64)
+        header = self.layout()
+        n_in, n_out = header[2], header[3]
+        built = [header[i] for i in range(4 + n_in + n_out)]
+        dtype_bytes = [np.dtype(e["type"]["tensor"]).itemsize * int(np.prod(e["type"]["shape"], dtype=np.int64))
+                       for e in self.manifest["inputs"] + self.manifest["outputs"]]
+        described = [weights_bytes, self.manifest["memory_plan"]["workspace_bytes"],
+                     len(self.manifest["inputs"]), len(self.manifest["outputs"]), *dtype_bytes]
+        if built != described:
+            raise ArtifactError("the manifest or weights.bin does not match the native library (buffer sizes differ); "
+                                "the artifact is damaged or mixed from two compiles: recompile it")
 
     def _workspace(self) -> np.ndarray:
         workspace = getattr(self._local, "workspace", None)

@@ -76,3 +76,16 @@ def test_non_contiguous_input_is_accepted_and_bad_shapes_refused(artifact):
     assert np.array_equal(model.infer(strided)["y"], model.infer(data)["y"])
     with pytest.raises(InputError, match="axis 1 must be 33"):
         model.infer({"a": np.zeros((4, 32, 17), np.float32), "b": data["b"]})
+
+
+def test_manifest_that_disagrees_with_the_library_is_refused(artifact, tmp_path):
+    import json
+
+    from runtime import ArtifactError
+
+    path = artifact.save(tmp_path / "m.kiln")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["memory_plan"]["workspace_bytes"] = 64  # would let kernels write past the workspace
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ArtifactError, match="does not match the native library"):
+        runtime.load(path)

@@ -16,6 +16,7 @@ from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
 from compiler.ir.graph import Graph, Value
 
 ENTRY = "kiln_run"
+LAYOUT = "kiln_layout"
 VOID = ir.VoidType()
 TASK_TYPE = ir.FunctionType(VOID, [PTR, I64, I64])
 
@@ -47,8 +48,29 @@ def _emit_task(module: ir.Module, graph: Graph, node, index: int) -> ir.Function
     return function
 
 
+def layout_table(graph: Graph, plan: MemoryPlan) -> list[int]:
+    """[weights bytes, workspace bytes, #inputs, #outputs, each input's bytes, each output's bytes]."""
+    inputs = [tensor_bytes(graph.type_of(Value(name, 0))) for name in graph.inputs]
+    outputs = [tensor_bytes(graph.type_of(value)) for _, value in graph.outputs]
+    return [len(plan.weights), plan.workspace_bytes, len(inputs), len(outputs), *inputs, *outputs]
+
+
+def _emit_layout(module: ir.Module, table: list[int]) -> None:
+    """`const int64_t *kiln_layout(void)`: the sizes the code was built for, so a runtime can
+    check a manifest against the library itself before handing it buffers."""
+    array_type = ir.ArrayType(I64, len(table))
+    data = ir.GlobalVariable(module, array_type, name="kiln_layout_table")
+    data.global_constant = True
+    data.linkage = "internal"
+    data.initializer = ir.Constant(array_type, [const_i64(v) for v in table])
+    function = ir.Function(module, ir.FunctionType(PTR, []), name=LAYOUT)
+    builder = ir.IRBuilder(function.append_basic_block("entry"))
+    builder.ret(builder.bitcast(data, PTR))
+
+
 def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
     module = ir.Module(name="kiln_model")
+    _emit_layout(module, layout_table(graph, plan))
     parallel_for = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, I64]), name="kiln_parallel_for")
     memcpy = module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
     entry = ir.Function(module, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name=ENTRY)
