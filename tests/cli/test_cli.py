@@ -62,3 +62,14 @@ def test_check_lists_every_unsupported_op(tmp_path, capsys):
     report = json.loads(capsys.readouterr().out)
     assert report["unsupported"] == [{"node": "m1", "op": "com.example::Mystery", "reason": "no definition at opset 1"}]
     assert main(["check", write_model(tmp_path, mlp_model(), "ok.onnx")]) == EXIT_OK
+
+
+def test_cpu_compile_info_run_with_output_dir(tmp_path, capsys):
+    model = write_model(tmp_path, mlp_model(batch=2))
+    artifact = str(tmp_path / "mlp.kiln")
+    assert main(["compile", model, "--target", "cpu", "-o", artifact]) == EXIT_OK
+    assert main(["info", artifact]) == EXIT_OK
+    assert "memory plan: peak workspace" in capsys.readouterr().out
+    assert main(["run", artifact, "--threads", "1", "--output-dir", str(tmp_path / "out")]) == EXIT_OK
+    saved = np.load(tmp_path / "out" / "y.npy")
+    assert saved.shape == (2, 3) and saved.dtype == np.float32
