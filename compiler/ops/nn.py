@@ -8,10 +8,10 @@ from compiler.ops.registry import OpDef, register
 
 CONVOLUTION = ["Conv", "ConvTranspose", "DeformConv", "Col2Im", "CausalConvWithState"]
 LINEAR = ["Gemm", "MatMul", "Einsum", "Det"]
-POOLING = ["AveragePool", "MaxPool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
+POOLING = ["AveragePool", "MaxPool", "LpPool", "GlobalAveragePool", "GlobalLpPool",
            "MaxRoiPool", "MaxUnpool", "RoiAlign"]
 NORMALIZATION = ["InstanceNormalization", "LayerNormalization", "GroupNormalization",
-                 "RMSNormalization", "LRN", "LpNormalization", "MeanVarianceNormalization"]
+                 "RMSNormalization", "MeanVarianceNormalization"]
 SOFTMAX = ["Softmax", "LogSoftmax", "Hardmax"]
 ATTENTION = ["Attention", "RotaryEmbedding", "LinearAttention"]
 LOSSES = ["NegativeLogLikelihoodLoss", "SoftmaxCrossEntropyLoss"]
@@ -45,3 +45,52 @@ def _batch_normalization_kernel(node: Node, input_types, present):
 
 
 register(OpDef("BatchNormalization", "", "nn", infer_with_schema, _batch_normalization_kernel))
+
+
+# onnx.reference gets the next three wrong (LRN sums over the batch axis, LpNormalization p=1
+# forgets the absolute value, GlobalMaxPool only reduces 4-D inputs correctly), so the oracle
+# computes them itself, from the ONNX specification.
+
+def _lrn_kernel(node: Node, input_types, present):
+    """LRN: x / (bias + alpha/size * sum of x^2 over a window of `size` channels) ** beta."""
+    size = node.attrs["size"]
+    alpha, beta, bias = node.attrs.get("alpha", 1e-4), node.attrs.get("beta", 0.75), node.attrs.get("bias", 1.0)
+    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
+
+    def kernel(inputs):
+        x = inputs[0]
+        squares = np.square(x)
+        window = np.zeros_like(x)
+        for channel in range(x.shape[1]):
+            window[:, channel] = squares[:, max(0, channel - before): channel + after + 1].sum(axis=1)
+        return [(x / (bias + alpha / size * window) ** beta).astype(x.dtype)]
+
+    return kernel
+
+
+def _lp_normalization_kernel(node: Node, input_types, present):
+    """LpNormalization: x / ||x||_p along `axis` (p = 1 or 2); a zero norm gives 0."""
+    axis, p = node.attrs.get("axis", -1), node.attrs.get("p", 2)
+
+    def kernel(inputs):
+        x = inputs[0]
+        norm = np.sum(np.abs(x), axis=axis, keepdims=True) if p == 1 else \
+            np.sqrt(np.sum(np.square(x), axis=axis, keepdims=True))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return [np.where(norm == 0, 0, x / norm).astype(x.dtype)]
+
+    return kernel
+
+
+def _global_max_pool_kernel(node: Node, input_types, present):
+    """GlobalMaxPool: the maximum over every spatial axis (2 and up), kept as size-1 dims."""
+    def kernel(inputs):
+        x = inputs[0]
+        return [np.max(x, axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+    return kernel
+
+
+register(OpDef("LRN", "", "nn", infer_with_schema, _lrn_kernel))
+register(OpDef("LpNormalization", "", "nn", infer_with_schema, _lp_normalization_kernel))
+register(OpDef("GlobalMaxPool", "", "nn", infer_with_schema, _global_max_pool_kernel))

@@ -62,9 +62,8 @@ def test_instance_normalization(shape, dtype):
     assert_cpu_matches_ref(model, {"x": x})
 
 
-# onnx.reference's LRN loops over the batch dim where it means the channel dim, so N == C here.
-@pytest.mark.parametrize("shape, size, dtype", [((5, 5, 3, 4), 3, np.float32), ((4, 4, 2, 3), 2, np.float64),
-                                                ((3, 3, 1, 5), 5, np.float32)])
+@pytest.mark.parametrize("shape, size, dtype", [((2, 5, 3, 4), 3, np.float32), ((1, 4, 2, 3), 2, np.float64),
+                                                ((3, 7, 1, 5), 5, np.float32)])
 def test_lrn(shape, size, dtype):
     x = random(shape, dtype)
     model = node_model("LRN", {"x": x}, attrs={"size": size, "alpha": 0.01, "beta": 0.7, "bias": 1.5})
