@@ -3,7 +3,9 @@
 Whatever does not depend on the graph inputs (weight reshapes, shape arithmetic, casts of
 initializers) is computed once here with the op's reference kernel instead of on every
 run. Shape and Size of a tensor whose (sliced) shape is known fold without a kernel.
-Nodes are visited in topological order, so chains of foldable nodes fold in one pass.
+Nodes are visited in topological order, so chains of foldable nodes fold in one pass; each
+node's types are refreshed first, since inputs folded just before may now give it static
+shapes (which lets a later Shape fold too).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType, ValueType, dtype_of_array
 from compiler.ops.registry import lookup
 from compiler.passes.common import is_random, is_used, replace_with_constants
+from compiler.passes.infer_types import refresh_types
 from compiler.passes.manager import PassContext, register_pass
 
 
@@ -58,7 +61,10 @@ class FoldConstants:
             subgraphs = graph.subgraphs(node)
             for subgraph in subgraphs.values():
                 self(subgraph, ctx)
-            if subgraphs or node.is_input or node.is_constant or is_random(graph, node) or self._too_large(node):
+            if subgraphs or node.is_input or node.is_constant:
+                continue
+            self._refresh_unknown_types(graph, node, ctx)
+            if is_random(graph, node) or self._too_large(node):
                 continue
             used = [i for i in range(len(node.outputs)) if is_used(graph, Value(node.name, i))]
             results = self._evaluate(graph, node, ctx) if used else None
@@ -69,6 +75,15 @@ class FoldConstants:
                    for i, r in chosen.items()):
                 replace_with_constants(graph, node, chosen)
         return graph
+
+    def _refresh_unknown_types(self, graph: Graph, node: Node, ctx: PassContext) -> None:
+        """Inputs folded just before may pin down outputs the graph recorded as not static."""
+        if all(isinstance(t, TensorType) and t.is_static for t in node.outputs):
+            return
+        try:
+            refresh_types(graph, node)
+        except ValueError as error:  # the op rejects its inputs: leave it for the verifier/run time to report
+            ctx.log.warning("fold-constants: types of node %s (%s) not refreshed: %s", node.name, node.qualified_op, error)
 
     def _too_large(self, node: Node) -> bool:
         """Whether the recorded types already show a result over the limit (so it is never computed)."""

@@ -39,10 +39,15 @@ def infer_types(graph: Graph, ctx: PassContext | None = None) -> Graph:
             _seed_subgraph_inputs(graph, node)
             for subgraph in graph.subgraphs(node).values():
                 infer_types(subgraph, ctx)
-        inputs = graph.input_values(node)
-        inferred = infer_node(node, graph.input_types(node), [graph.constant_value(v) for v in inputs])
-        node.outputs = [new if new is not None else old for new, old in zip(inferred, node.outputs)]
+        refresh_types(graph, node)
     return graph
+
+
+def refresh_types(graph: Graph, node: Node) -> None:
+    """Re-infer one node's output types from its current inputs (keeping what stays unknown)."""
+    inputs = graph.input_values(node)
+    inferred = infer_node(node, graph.input_types(node), [graph.constant_value(v) for v in inputs])
+    node.outputs = [new if new is not None else old for new, old in zip(inferred, node.outputs)]
 
 
 register_pass("infer-types")(infer_types)

@@ -40,3 +40,10 @@ def test_bitwise_and_shift():
     for op, attrs in [("BitShift", {"direction": "LEFT"}), ("BitShift", {"direction": "RIGHT"}), ("BitwiseXor", {})]:
         model = node_model(op, {"a": a, "b": b}, attrs=attrs, opset=18)
         assert_cpu_matches_ref(model, {"a": a, "b": b}, exact=True)
+
+
+def test_integer_division_truncates_and_never_traps():
+    a = np.array([7, -7, 7, -7, 5, np.iinfo(np.int64).min], np.int64)
+    b = np.array([2, 2, -2, -2, 0, -1], np.int64)
+    y = run_cpu(node_model("Div", {"a": a, "b": b}), {"a": a, "b": b})["y"]
+    assert y.tolist() == [3, -3, -3, 3, 0, np.iinfo(np.int64).min]  # min / -1 wraps, like x86 would not trap

@@ -121,6 +121,27 @@ def _compare(op: str) -> Body:
     return body
 
 
+def _integer_guard(b, divisor, kind):
+    """(trap, safe divisor): a 0 divisor (or -1, whose signed quotient can overflow) would trap the CPU."""
+    trap = b.icmp_unsigned("==", divisor, ir.Constant(divisor.type, 0))
+    if kind == "signed":
+        trap = b.or_(trap, b.icmp_signed("==", divisor, ir.Constant(divisor.type, -1)))
+    return trap, b.select(trap, ir.Constant(divisor.type, 1), divisor)
+
+
+def _divide(b, v, node, kind, dtypes):
+    """Float division, or integer division truncating toward zero; x / 0 gives 0 and x / -1 gives -x."""
+    x, y = v
+    if kind == "float":
+        return b.fdiv(x, y)
+    trap, safe = _integer_guard(b, y, kind)
+    quotient = b.udiv(x, safe) if kind == "unsigned" else b.sdiv(x, safe)
+    if kind == "unsigned":
+        return b.select(trap, ir.Constant(x.type, 0), quotient)
+    minus_one = b.icmp_signed("==", y, ir.Constant(y.type, -1))
+    return b.select(trap, b.select(minus_one, b.neg(x), ir.Constant(x.type, 0)), quotient)
+
+
 def _bit_shift(b, v, node, kind, dtypes):
     return b.shl(v[0], v[1]) if node.attrs["direction"] == "LEFT" else b.lshr(v[0], v[1])
 
@@ -134,11 +155,8 @@ def _mod(b, v, node, kind, dtypes):
     x, y = v
     if kind == "float":
         return b.frem(x, y)
-    zero, one = ir.Constant(x.type, 0), ir.Constant(x.type, 1)
-    trap = b.icmp_unsigned("==", y, zero)
-    if kind == "signed":
-        trap = b.or_(trap, b.icmp_signed("==", y, ir.Constant(x.type, -1)))
-    safe = b.select(trap, one, y)
+    zero = ir.Constant(x.type, 0)
+    trap, safe = _integer_guard(b, y, kind)
     remainder = b.urem(x, safe) if kind == "unsigned" else b.srem(x, safe)
     if kind == "signed" and not node.attrs.get("fmod", 0):
         signs_differ = b.icmp_signed("<", b.xor(remainder, safe), zero)
@@ -171,7 +189,7 @@ OPS: dict[str, Elementwise] = {
     "Add": Elementwise(NUMBERS, _arith("fadd", "add")),
     "Sub": Elementwise(NUMBERS, _arith("fsub", "sub")),
     "Mul": Elementwise(NUMBERS, _arith("fmul", "mul")),
-    "Div": Elementwise(FLOATS, _arith("fdiv", "sdiv", "udiv")),
+    "Div": Elementwise(NUMBERS, _divide),
     "Sum": Elementwise(NUMBERS, _arith("fadd", "add")),
     "Mean": Elementwise(FLOATS, _mean),
     "Max": Elementwise(NUMBERS, lambda b, v, n, k, d: reduce(lambda x, y: select_max(b, x, y, k), v)),
