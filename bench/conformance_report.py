@@ -40,11 +40,11 @@ def kiln_runner(target: str):
 
 def ort_run(case, inputs):
     import onnxruntime
-    from frontends.onnx.backend import _as_value
+    from frontends.onnx.backend import as_value
 
     session = onnxruntime.InferenceSession(case.model.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
-    return session.run(None, {name: _as_value(value) for name, value in zip(names, inputs)})
+    return session.run(None, {name: as_value(value) for name, value in zip(names, inputs)})
 
 
 def main() -> None:

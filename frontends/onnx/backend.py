@@ -9,11 +9,12 @@ from onnx.backend.base import Backend, BackendRep
 from compiler.ops.onnx_bridge import tensor_to_array
 
 
-def _as_value(value):
+def as_value(value):
+    """An ONNX test value as Kiln takes it: TensorProto -> numpy array, lists element by element."""
     if isinstance(value, onnx.TensorProto):
         return tensor_to_array(value)
     if isinstance(value, list):
-        return [_as_value(v) for v in value]
+        return [as_value(v) for v in value]
     return value
 
 
@@ -25,11 +26,11 @@ class KilnBackendRep(BackendRep):
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, dict):
-            feeds = {name: _as_value(value) for name, value in inputs.items()}
+            feeds = {name: as_value(value) for name, value in inputs.items()}
         else:
             if not isinstance(inputs, (list, tuple)):
                 inputs = [inputs]
-            feeds = {info.name: _as_value(value) for info, value in zip(self.model.inputs, inputs)}
+            feeds = {info.name: as_value(value) for info, value in zip(self.model.inputs, inputs)}
         results = self.model.infer(feeds)
         return tuple(results[info.name] for info in self.model.outputs)
 
@@ -52,7 +53,7 @@ class KilnBackend(Backend):
     @classmethod
     def run_node(cls, node, inputs, device: str = "CPU", outputs_info=None, **options):
         """Run one NodeProto on `inputs` (arrays) by wrapping it in a one-node model."""
-        values = [_as_value(v) for v in inputs]
+        values = [as_value(v) for v in inputs]
         from compiler.ops.onnx_bridge import type_to_proto
         from compiler.ir.types import type_of_value
 
@@ -78,4 +79,4 @@ def get_backend(target: str = "ref") -> type[KilnBackend]:
     return type(f"Kiln{target.capitalize()}Backend", (KilnBackend,), {"target": target})
 
 
-__all__ = ["KilnBackend", "KilnBackendRep", "get_backend"]
+__all__ = ["KilnBackend", "KilnBackendRep", "as_value", "get_backend"]

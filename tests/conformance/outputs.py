@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from frontends.onnx.backend import _as_value
+from frontends.onnx.backend import as_value
 
 # Narrow float types numpy cannot compare directly; compare them widened to float64.
 _WIDEN = ("bfloat16", "float8", "float4", "int4", "uint4", "int2", "uint2")
@@ -15,7 +15,7 @@ def _widened(array: np.ndarray) -> np.ndarray:
 
 
 def assert_value_matches(actual, expected, rtol: float, atol: float, where: str) -> None:
-    expected = _as_value(expected)
+    expected = as_value(expected)
     if isinstance(expected, list):
         assert isinstance(actual, list) and len(actual) == len(expected), f"{where}: expected a sequence of {len(expected)}"
         for i, (a, e) in enumerate(zip(actual, expected)):
