@@ -26,12 +26,15 @@ with warnings.catch_warnings():
     MODEL_CASES = [case for case in collect_model_cases() if case.model is not None]
 
 TARGETS = ["ref", "cpu"]
+RANDOM_REASON = "random draws"
 
 
 def _params(cases, target):
     failures = expected_failures(target)
     for case in cases:
-        marks = [pytest.mark.xfail(strict=True, reason=failures[case.name])] if case.name in failures else []
+        reason = failures.get(case.name)
+        # Random draws can match the expected output by chance, so they are not held to strict xfail.
+        marks = [pytest.mark.xfail(strict=not reason.startswith(RANDOM_REASON), reason=reason)] if reason else []
         yield pytest.param(case, target, id=f"{target}-{case.name}", marks=marks)
 
 
