@@ -9,6 +9,7 @@ from __future__ import annotations
 from compiler.artifact import Artifact, compiler_version
 from compiler.codegen.llvm.aot import ENTRY, build_module
 from compiler.codegen.llvm.header import c_header
+from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES
 from compiler.codegen.llvm.kernels.registry import kernel_for
 from compiler.codegen.llvm.linker import link_shared_library
 from compiler.codegen.llvm.machine import MachineSpec, compile_module
@@ -33,8 +34,7 @@ def _node_problem(graph: Graph, node: Node) -> str | None:
             return f"{value_type} values (sequences/optionals) are not compiled by the cpu target"
         if not value_type.is_static:
             return f"shape {value_type} is not static: give static input shapes (dynamic shapes are not compiled yet)"
-        if value_type.dtype in ("string", "bfloat16", "complex64", "complex128") or \
-                value_type.dtype.startswith(("float8", "float4", "int4", "uint4", "int2", "uint2")):
+        if value_type.dtype not in ELEMENT_TYPES:
             return f"dtype {value_type.dtype} is not compiled by the cpu target"
     spec = kernel_for(node)
     if spec is None:

@@ -38,7 +38,8 @@ def c_header(graph: Graph, plan: MemoryPlan) -> str:
     for kind, tensors in (("INPUT", inputs), ("OUTPUT", outputs)):
         names = ", ".join(_c_string(name) for name, _ in tensors)
         sizes = ", ".join(str(tensor_bytes(t)) for _, t in tensors)
-        lines.append(f"/* {kind.lower()}s: " + "; ".join(f"{name} {t}" for name, t in tensors) + " */")
+        described = "; ".join(f"{name} {t}" for name, t in tensors).replace("*/", "* /")  # names can't end the comment
+        lines.append(f"/* {kind.lower()}s: {described} */")
         lines.append(f"static const char *const KILN_{kind}_NAMES[] = {{{names}}};")
         lines.append(f"static const int64_t KILN_{kind}_BYTES[] = {{{sizes}}};")
         lines.append("")
