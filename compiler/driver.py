@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping, Sequence
 
 from compiler.artifact import Artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
+from compiler.specialize import specialize_inputs
 from compiler.targets.base import Unsupported, get_target
 
 
@@ -29,14 +30,18 @@ def to_graph(model) -> Graph:
 
 
 def optimize(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,
-             disable: Iterable[str] = (), instruments: Iterable[Instrument] = (), **options) -> Graph:
+             disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
+             shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
+             **options) -> Graph:
     """The graph after the target's pipeline (or `pipeline` when given), checked for what the target
     cannot compile: what `emit` will see. Support is judged after the passes, since folding often
-    turns shape computations into constants."""
+    turns shape computations into constants. `shapes` and `freeze` specialise the inputs first
+    (compiler/specialize.py)."""
     chosen = get_target(target)
     steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
     manager = PassManager(steps, instruments, disabled=disable)
-    graph = manager.run(to_graph(model), PassContext(target=target, options=dict(options)))
+    graph = specialize_inputs(to_graph(model), shapes, freeze)
+    graph = manager.run(graph, PassContext(target=target, options=dict(options)))
     problems = chosen.unsupported(graph)
     if problems:
         raise UnsupportedByTargetError(target, problems)
@@ -44,11 +49,19 @@ def optimize(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None 
 
 
 def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,
-            disable: Iterable[str] = (), instruments: Iterable[Instrument] = (), **options) -> Artifact:
+            disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
+            shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
+            **options) -> Artifact:
     """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
 
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
     insert your own passes); `disable` skips passes by name; `instruments` watch each pass.
+    `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes;
+    `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
     """
-    graph = optimize(model, target, pipeline=pipeline, disable=disable, instruments=instruments, **options)
-    return get_target(target).emit(graph, options)
+    graph = optimize(model, target, pipeline=pipeline, disable=disable, instruments=instruments,
+                     shapes=shapes, freeze=freeze, **options)
+    artifact = get_target(target).emit(graph, options)
+    if freeze:
+        artifact.manifest["frozen_inputs"] = sorted(freeze)
+    return artifact

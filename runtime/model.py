@@ -39,12 +39,13 @@ class CompiledModel:
         self.target = self.manifest["target"]
         self.inputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["inputs"]]
         self.outputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["outputs"]]
+        self.frozen_inputs = tuple(self.manifest.get("frozen_inputs", ()))
         options = {"num_threads": num_threads} if self.target == "cpu" else {}
         self._executor = _executor_for(files, options)
         self._pool: ThreadPoolExecutor | None = None
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
-        values = validate_inputs(self.inputs, feeds)
+        values = validate_inputs(self.inputs, feeds, self.frozen_inputs)
         results = self._executor.run(values)
         return {info.name: value for info, value in zip(self.outputs, results)}
 

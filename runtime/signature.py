@@ -69,13 +69,18 @@ def _check_tensor(info: TensorInfo, value, bindings: dict) -> np.ndarray:
     return array
 
 
-def validate_inputs(infos: list[TensorInfo], feeds: Mapping[str, object]) -> list:
-    """The inputs in signature order, checked; raises InputError naming the input at fault."""
+def validate_inputs(infos: list[TensorInfo], feeds: Mapping[str, object], frozen: tuple[str, ...] = ()) -> list:
+    """The inputs in signature order, checked; raises InputError naming the input at fault.
+    `frozen` names model inputs compiled in as constants (no longer inputs of the artifact)."""
     if not isinstance(feeds, Mapping):
         raise InputError(f"infer() takes a dict of input name -> array, got {type(feeds).__name__}")
     names = [info.name for info in infos]
     unknown = sorted(set(feeds) - set(names))
     missing = [name for name in names if name not in feeds]
+    if set(unknown) & set(frozen):
+        raise InputError(f"inputs {sorted(set(unknown) & set(frozen))} were frozen to constants when this artifact "
+                         "was compiled, so they are not inputs any more; compile again without freezing them "
+                         "to feed other values")
     if unknown or missing:
         raise InputError(f"inputs do not match the model: missing {missing}, unknown {unknown}; the model takes {names}")
     bindings: dict = {}

@@ -1,5 +1,6 @@
 """Helpers the built-in passes share: which ops must never be evaluated early or merged,
-and swapping a node's outputs for constants without losing their value names."""
+swapping a node's outputs for constants without losing their value names, and inlining a
+subgraph (a function body, an If branch) into a graph."""
 
 from __future__ import annotations
 
@@ -50,3 +51,21 @@ def replace_with_constants(graph: Graph, node: Node, arrays: dict[int, np.ndarra
     for index, stand_in in stand_ins.items():
         graph.replace_all_uses(stand_in, graph.add_constant(arrays[index], names[index]))
         graph.remove_node(stand_in.node)
+
+
+def inline(graph: Graph, body: Graph, inputs: list[Value], prefix: str) -> list[Value]:
+    """Copy `body`'s nodes into `graph`, feeding its inputs with `inputs`; returns its output values."""
+    mapped: dict[Value, Value] = {Value(name, 0): value for name, value in zip(body.inputs, inputs)}
+    for body_node in body.topological_order():
+        if body_node.is_input:
+            continue
+        if body_node.is_constant:
+            mapped[Value(body_node.name, 0)] = graph.add_constant(body_node.attrs["value"], prefix + body_node.name)
+            continue
+        operands = [None if v is None else mapped[v] for v in body.input_values(body_node)]
+        copy = graph.add_node(body_node.op_type, operands, dict(body_node.attrs), domain=body_node.domain,
+                              version=body_node.version, outputs=list(body_node.outputs), name=prefix + body_node.name,
+                              output_names=[prefix + n for n in body_node.output_names])
+        for index in range(len(body_node.outputs)):
+            mapped[Value(body_node.name, index)] = Value(copy.name, index)
+    return [mapped[value] for _, value in body.outputs]

@@ -4,7 +4,8 @@ Many ONNX ops (Attention, LayerNormalization, the losses, RMSNormalization, ...)
 by the standard as a function of simpler ops. When the target reports a problem with such a
 node, this pass inlines the body, imported through the ONNX frontend like any model (so it is
 normalised and typed the same way), in place of the node. Bodies may hold further function
-ops; the pass repeats until nothing changes.
+ops; the pass repeats until nothing changes, folding constants between rounds so that a body
+op fed by constants (a Range over a frozen size) folds instead of expanding further.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from onnx import helper
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ops.onnx_bridge import attribute_to_proto, schema_for, type_to_proto
 from compiler.ops.onnx_semantics import node_to_proto
+from compiler.passes.fold_constants import FoldConstants
+from compiler.passes.common import inline
 from compiler.passes.manager import PassContext, register_pass
 
 _MAX_ROUNDS = 8
@@ -71,24 +74,6 @@ def body_as_model(node: Node, input_types: list, body: onnx.FunctionProto) -> on
     return helper.make_model(graph, opset_imports=opsets)
 
 
-def inline(graph: Graph, body: Graph, inputs: list[Value], prefix: str) -> list[Value]:
-    """Copy `body`'s nodes into `graph`, feeding its inputs with `inputs`; returns its output values."""
-    mapped: dict[Value, Value] = {Value(name, 0): value for name, value in zip(body.inputs, inputs)}
-    for body_node in body.topological_order():
-        if body_node.is_input:
-            continue
-        if body_node.is_constant:
-            mapped[Value(body_node.name, 0)] = graph.add_constant(body_node.attrs["value"], prefix + body_node.name)
-            continue
-        operands = [None if v is None else mapped[v] for v in body.input_values(body_node)]
-        copy = graph.add_node(body_node.op_type, operands, dict(body_node.attrs), domain=body_node.domain,
-                              version=body_node.version, outputs=list(body_node.outputs), name=prefix + body_node.name,
-                              output_names=[prefix + n for n in body_node.output_names])
-        for index in range(len(body_node.outputs)):
-            mapped[Value(body_node.name, index)] = Value(copy.name, index)
-    return [mapped[value] for _, value in body.outputs]
-
-
 def _expand(graph: Graph, node: Node) -> bool:
     """Inline the body of `node` in its place; False (graph untouched) when that is not possible."""
     from frontends.onnx.importer import ModelImportError, import_model
@@ -122,4 +107,5 @@ def expand_functions(graph: Graph, ctx: PassContext | None = None) -> Graph:
                 changed = True
         if not changed:
             break
+        FoldConstants()(graph, ctx)
     return graph

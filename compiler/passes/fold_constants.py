@@ -2,7 +2,9 @@
 
 Whatever does not depend on the graph inputs (weight reshapes, shape arithmetic, casts of
 initializers) is computed once here with the op's reference kernel instead of on every
-run. Shape and Size of a tensor whose (sliced) shape is known fold without a kernel.
+run. Shape and Size of a tensor whose (sliced) shape is known fold without a kernel, and so
+does CastLike of a constant (its second input gives only the dtype). An If with a constant
+condition becomes its taken branch (inline_constant_branches.py).
 Nodes are visited in topological order, so chains of foldable nodes fold in one pass; each
 node's types are refreshed first, since inputs folded just before may now give it static
 shapes (which lets a later Shape fold too).
@@ -16,10 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.ir.graph import Graph, Node, Value
-from compiler.ir.types import TensorType, ValueType, dtype_of_array
+from compiler.ir.types import TensorType, ValueType, dtype_of_array, numpy_dtype
 from compiler.ops.registry import lookup
 from compiler.passes.common import is_random, is_used, replace_with_constants
 from compiler.passes.infer_types import refresh_types
+from compiler.passes.inline_constant_branches import inline_taken_branch
 from compiler.passes.manager import PassContext, register_pass
 
 
@@ -57,10 +60,14 @@ class FoldConstants:
 
     def __call__(self, graph: Graph, ctx: PassContext | None = None) -> Graph:
         ctx = ctx or PassContext()
+        inlined = False
         for node in graph.topological_order():
             subgraphs = graph.subgraphs(node)
             for subgraph in subgraphs.values():
                 self(subgraph, ctx)
+            if node.domain == "" and node.op_type == "If" and inline_taken_branch(graph, node):
+                inlined = True
+                continue
             if subgraphs or node.is_input or node.is_constant:
                 continue
             self._refresh_unknown_types(graph, node, ctx)
@@ -74,7 +81,7 @@ class FoldConstants:
             if all(isinstance(r, np.ndarray) and r.size <= self.max_elements and _agrees(node.outputs[i], r)
                    for i, r in chosen.items()):
                 replace_with_constants(graph, node, chosen)
-        return graph
+        return self(graph, ctx) if inlined else graph  # the inlined branches may fold further
 
     def _refresh_unknown_types(self, graph: Graph, node: Node, ctx: PassContext) -> None:
         """Inputs folded just before may pin down outputs the graph recorded as not static."""
@@ -97,12 +104,15 @@ class FoldConstants:
             if data is not None:
                 return [data]
         inputs = graph.input_values(node)
+        values = [graph.constant_value(v) for v in inputs]
+        if node.domain == "" and node.op_type == "CastLike" and isinstance(graph.input_types(node)[1], TensorType):
+            values[1] = np.empty(0, numpy_dtype(graph.input_types(node)[1].dtype))  # only its dtype matters
         opdef = lookup(node.op_type, node.domain)
-        if opdef is None or any(v is not None and not graph.node(v.node).is_constant for v in inputs):
+        if opdef is None or any(v is not None and value is None for v, value in zip(inputs, values)):
             return None
         kernel = opdef.kernel(node, graph.input_types(node), [v is not None for v in inputs])
         try:
-            return kernel([graph.constant_value(v) for v in inputs])
+            return kernel(values)
         except Exception as error:  # the op rejects these inputs: leave the failure to run time
             ctx.log.warning("fold-constants: node %s (%s) not folded: %s: %s",
                             node.name, node.qualified_op, type(error).__name__, error)

@@ -65,8 +65,10 @@ class CpuTarget(Target):
         return _node_problem(graph, node)
 
     def pipeline(self, options: dict) -> list[PassSpec]:
+        fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
+                        "and expansion must see which inputs are constant")
         expand = PassSpec("expand-functions", why="ops with no cpu kernel become their ONNX function bodies")
-        return [expand, *RefTarget().pipeline(options)]
+        return [fold, expand, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()

@@ -3,9 +3,11 @@ that target and runs the artifact in Kiln's runtime (used by the ONNX conformanc
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 from onnx.backend.base import Backend, BackendRep
 
+from compiler.ir.types import TensorType
 from compiler.ops.onnx_bridge import tensor_to_array
 
 
@@ -19,10 +21,18 @@ def as_value(value):
 
 
 class KilnBackendRep(BackendRep):
-    """A compiled, loaded model: run(inputs) takes arrays in input order (or a dict by name)."""
+    """A compiled model: run(inputs) takes arrays in input order (or a dict by name).
 
-    def __init__(self, model):
-        self.model = model
+    When the model does not compile as declared (symbolic dims, or shape-setting tensors such
+    as Reshape's `shape` fed as graph inputs), it is compiled at run time for the inputs given:
+    their shapes become static and shape-setting inputs are frozen to their values
+    (compiler/specialize.py). One artifact is kept per distinct specialisation.
+    """
+
+    def __init__(self, graph, target: str, options: dict, loaded=None):
+        self.graph, self.target, self.options = graph, target, options
+        self.loaded = loaded
+        self._specialized: dict[tuple, object] = {}
 
     def run(self, inputs, **kwargs):
         if isinstance(inputs, dict):
@@ -30,9 +40,29 @@ class KilnBackendRep(BackendRep):
         else:
             if not isinstance(inputs, (list, tuple)):
                 inputs = [inputs]
-            feeds = {info.name: as_value(value) for info, value in zip(self.model.inputs, inputs)}
-        results = self.model.infer(feeds)
-        return tuple(results[info.name] for info in self.model.outputs)
+            feeds = {name: as_value(value) for name, value in zip(self.graph.inputs, inputs)}
+        model = self.loaded or self._specialize(feeds)
+        if model is not self.loaded:
+            feeds = {name: value for name, value in feeds.items() if name not in model.frozen_inputs}
+        results = model.infer(feeds)
+        return tuple(results[info.name] for info in model.outputs)
+
+    def _specialize(self, feeds: dict):
+        import runtime
+        from compiler.driver import compile
+        from compiler.specialize import shape_setting_inputs
+
+        tensors = [name for name in self.graph.inputs if isinstance(self.graph.node(name).outputs[0], TensorType)]
+        arrays = {name: np.asarray(feeds[name]) for name in tensors
+                  if isinstance(feeds.get(name), (np.ndarray, np.generic))}
+        frozen = {name: arrays[name] for name in shape_setting_inputs(self.graph) if name in arrays}
+        shapes = {name: value.shape for name, value in arrays.items() if name not in frozen}
+        key = (tuple((name, value.dtype.str, value.shape) for name, value in sorted(arrays.items())),
+               tuple(value.tobytes() for _, value in sorted(frozen.items())))
+        if key not in self._specialized:
+            artifact = compile(self.graph, self.target, shapes=shapes, freeze=frozen, **self.options)
+            self._specialized[key] = runtime.load(artifact)
+        return self._specialized[key]
 
 
 class KilnBackend(Backend):
@@ -41,10 +71,15 @@ class KilnBackend(Backend):
     @classmethod
     def prepare(cls, model, device: str = "CPU", **options):
         import runtime
-        from compiler.driver import compile
+        from compiler.driver import UnsupportedByTargetError, compile, to_graph
 
         super().prepare(model, device, **options)
-        return KilnBackendRep(runtime.load(compile(model, cls.target, **options)))
+        graph = to_graph(model)
+        try:
+            loaded = runtime.load(compile(graph, cls.target, **options))
+        except UnsupportedByTargetError:
+            loaded = None  # compiled at run time, specialised to the inputs given
+        return KilnBackendRep(graph, cls.target, options, loaded)
 
     @classmethod
     def run_model(cls, model, inputs, device: str = "CPU", **options):

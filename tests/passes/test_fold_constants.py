@@ -147,7 +147,7 @@ def test_a_node_whose_kernel_fails_stays_and_is_logged(caplog):
     assert "node y (Reshape) not folded" in caplog.text
 
 
-def _if_graph(folded: bool) -> Graph:
+def _if_graph(folded: bool, constant_condition: bool = False) -> Graph:
     """If(condition) with constant branches computing Neg(c); `folded` gives the branches already folded."""
     branches = {}
     for key, value in (("then_branch", 1.0), ("else_branch", 2.0)):
@@ -160,13 +160,22 @@ def _if_graph(folded: bool) -> Graph:
         branch.add_output("out", neg)
         branches[key] = branch
     graph = Graph()
-    condition = graph.add_constant(np.array(True), "condition")
+    if constant_condition:
+        condition = graph.add_constant(np.array(True), "condition")
+    else:
+        condition = graph.add_input("condition", TensorType("bool", ()))
     graph.add_output("y", Value(graph.add_node("If", [condition], branches, version=21).name))
     return graph
 
 
 def test_nodes_with_subgraphs_stay_but_their_bodies_fold():
     assert_same_graph(run_verified("fold-constants", _if_graph(folded=False)), _if_graph(folded=True))
+
+
+def test_an_if_with_a_constant_condition_becomes_its_taken_branch():
+    folded = run_verified("fold-constants", _if_graph(folded=False, constant_condition=True))
+    assert [node.op_type for node in folded.nodes() if not node.is_constant] == []
+    assert folded.constant_value(folded.outputs[0][1]).tolist() == [-1.0]
 
 
 def test_an_imported_shape_computation_folds_and_keeps_its_results():
