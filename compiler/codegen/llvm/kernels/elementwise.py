@@ -10,15 +10,17 @@ from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import I8, convert, kind_of
 from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
+from compiler.codegen.llvm.kernels.elementwise_math import bit_shift, divide, is_inf, is_nan, mod, power, shrink, sign
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, libm, select_max, select_min, sigmoid
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
 
-FLOATS = frozenset({"float32", "float64"})
+FLOATS = frozenset({"float16", "float32", "float64"})
 SIGNED = frozenset({"int8", "int16", "int32", "int64"})
 UNSIGNED = frozenset({"uint8", "uint16", "uint32", "uint64"})
 NUMBERS = FLOATS | SIGNED | UNSIGNED
 BOOL = frozenset({"bool"})
+COMPUTE_DTYPE = {"float16": "float32"}  # storage dtype -> the dtype bodies compute in
 
 Body = Callable[[ir.IRBuilder, list, Node, str, list], ir.Value]
 """(builder, operand values, node, kind of the data operand's dtype, operand dtypes) -> result value."""
@@ -121,50 +123,6 @@ def _compare(op: str) -> Body:
     return body
 
 
-def _integer_guard(b, divisor, kind):
-    """(trap, safe divisor): a 0 divisor (or -1, whose signed quotient can overflow) would trap the CPU."""
-    trap = b.icmp_unsigned("==", divisor, ir.Constant(divisor.type, 0))
-    if kind == "signed":
-        trap = b.or_(trap, b.icmp_signed("==", divisor, ir.Constant(divisor.type, -1)))
-    return trap, b.select(trap, ir.Constant(divisor.type, 1), divisor)
-
-
-def _divide(b, v, node, kind, dtypes):
-    """Float division, or integer division truncating toward zero; x / 0 gives 0 and x / -1 gives -x."""
-    x, y = v
-    if kind == "float":
-        return b.fdiv(x, y)
-    trap, safe = _integer_guard(b, y, kind)
-    quotient = b.udiv(x, safe) if kind == "unsigned" else b.sdiv(x, safe)
-    if kind == "unsigned":
-        return b.select(trap, ir.Constant(x.type, 0), quotient)
-    minus_one = b.icmp_signed("==", y, ir.Constant(y.type, -1))
-    return b.select(trap, b.select(minus_one, b.neg(x), ir.Constant(x.type, 0)), quotient)
-
-
-def _bit_shift(b, v, node, kind, dtypes):
-    return b.shl(v[0], v[1]) if node.attrs["direction"] == "LEFT" else b.lshr(v[0], v[1])
-
-
-def _mod(b, v, node, kind, dtypes):
-    """fmod=1: C fmod (sign of the dividend); fmod=0: integer mod with the sign of the divisor.
-
-    An integer divisor of 0 (or -1, whose quotient can overflow) gives 0 instead of a CPU trap:
-    bad data must never crash the process.
-    """
-    x, y = v
-    if kind == "float":
-        return b.frem(x, y)
-    zero = ir.Constant(x.type, 0)
-    trap, safe = _integer_guard(b, y, kind)
-    remainder = b.urem(x, safe) if kind == "unsigned" else b.srem(x, safe)
-    if kind == "signed" and not node.attrs.get("fmod", 0):
-        signs_differ = b.icmp_signed("<", b.xor(remainder, safe), zero)
-        adjust = b.and_(b.icmp_signed("!=", remainder, zero), signs_differ)
-        remainder = b.select(adjust, b.add(remainder, safe), remainder)
-    return b.select(trap, zero, remainder)
-
-
 def _where(b, v, node, kind, dtypes):
     return b.select(b.icmp_unsigned("!=", v[0], ir.Constant(I8, 0)), v[1], v[2])
 
@@ -189,12 +147,12 @@ OPS: dict[str, Elementwise] = {
     "Add": Elementwise(NUMBERS, _arith("fadd", "add")),
     "Sub": Elementwise(NUMBERS, _arith("fsub", "sub")),
     "Mul": Elementwise(NUMBERS, _arith("fmul", "mul")),
-    "Div": Elementwise(NUMBERS, _divide),
+    "Div": Elementwise(NUMBERS, divide),
     "Sum": Elementwise(NUMBERS, _arith("fadd", "add")),
     "Mean": Elementwise(FLOATS, _mean),
     "Max": Elementwise(NUMBERS, lambda b, v, n, k, d: reduce(lambda x, y: select_max(b, x, y, k), v)),
     "Min": Elementwise(NUMBERS, lambda b, v, n, k, d: reduce(lambda x, y: select_min(b, x, y, k), v)),
-    "Pow": Elementwise(FLOATS, lambda b, v, n, k, d: intrinsic(b, "pow", v[0], convert(b, v[1], d[1], d[0]))),
+    "Pow": Elementwise(NUMBERS, power),
     "PRelu": Elementwise(FLOATS, _prelu),
     "Relu": Elementwise(FLOATS | SIGNED, _relu),
     "LeakyRelu": Elementwise(FLOATS, _leaky_relu),
@@ -216,8 +174,21 @@ OPS: dict[str, Elementwise] = {
     "Round": Elementwise(FLOATS, _unary("roundeven")),
     "Sin": Elementwise(FLOATS, _unary("sin")),
     "Cos": Elementwise(FLOATS, _unary("cos")),
+    "Tan": Elementwise(FLOATS, _unary("tan", libm_call=True)),
     "Tanh": Elementwise(FLOATS, _unary("tanh", libm_call=True)),
+    "Acos": Elementwise(FLOATS, _unary("acos", libm_call=True)),
+    "Asin": Elementwise(FLOATS, _unary("asin", libm_call=True)),
+    "Atan": Elementwise(FLOATS, _unary("atan", libm_call=True)),
+    "Sinh": Elementwise(FLOATS, _unary("sinh", libm_call=True)),
+    "Cosh": Elementwise(FLOATS, _unary("cosh", libm_call=True)),
+    "Asinh": Elementwise(FLOATS, _unary("asinh", libm_call=True)),
+    "Acosh": Elementwise(FLOATS, _unary("acosh", libm_call=True)),
+    "Atanh": Elementwise(FLOATS, _unary("atanh", libm_call=True)),
     "Erf": Elementwise(FLOATS, _unary("erf", libm_call=True)),
+    "Sign": Elementwise(NUMBERS, sign),
+    "Shrink": Elementwise(NUMBERS, shrink),
+    "IsInf": Elementwise(FLOATS, is_inf, result="bool"),
+    "IsNaN": Elementwise(FLOATS, is_nan, result="bool"),
     "Reciprocal": Elementwise(FLOATS, lambda b, v, n, k, d: b.fdiv(_f(v[0].type, 1), v[0])),
     "Equal": Elementwise(NUMBERS | BOOL, _compare("=="), result="bool"),
     "Less": Elementwise(NUMBERS, _compare("<"), result="bool"),
@@ -229,12 +200,12 @@ OPS: dict[str, Elementwise] = {
     "Xor": Elementwise(BOOL, lambda b, v, n, k, d: b.xor(v[0], v[1])),
     "Not": Elementwise(BOOL, lambda b, v, n, k, d: b.xor(v[0], ir.Constant(I8, 1))),
     "Where": Elementwise(BOOL, _where),
-    "BitShift": Elementwise(UNSIGNED, _bit_shift),
+    "BitShift": Elementwise(SIGNED | UNSIGNED, bit_shift),
     "BitwiseAnd": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.and_(v[0], v[1])),
     "BitwiseOr": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.or_(v[0], v[1])),
     "BitwiseXor": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.xor(v[0], v[1])),
     "BitwiseNot": Elementwise(SIGNED | UNSIGNED, lambda b, v, n, k, d: b.not_(v[0])),
-    "Mod": Elementwise(NUMBERS, _mod),
+    "Mod": Elementwise(NUMBERS, mod),
 }
 
 
@@ -243,8 +214,6 @@ def _check(graph: Graph, node: Node) -> str | None:
     op = OPS[node.op_type]
     if dtype not in op.dtypes:
         return f"{node.op_type} on {dtype} is not compiled by the cpu target (it handles {', '.join(sorted(op.dtypes))})"
-    if node.op_type == "Mod" and kind_of(dtype) == "float" and not node.attrs.get("fmod", 0):
-        return "Mod of floats needs fmod=1 (ONNX requires it)"
     if node.op_type == "Pow":
         exponent = graph.input_types(node)[1].dtype
         if exponent not in NUMBERS:
@@ -258,18 +227,21 @@ def _work_items(graph: Graph, node: Node) -> int:
 
 
 def _emit(ctx: KernelContext) -> None:
+    """float16 is computed in float32 and rounded back once, as numpy does for float16 math."""
     node = ctx.node
     op = OPS[node.op_type]
     operands = [arg for arg in ctx.inputs if arg is not None]
-    dtypes = [arg.dtype for arg in operands]
+    stored = [arg.dtype for arg in operands]
+    dtypes = [COMPUTE_DTYPE.get(dtype, dtype) for dtype in stored]
     kind = kind_of(dtypes[-1] if node.op_type == "Where" else dtypes[0])
-
+    out_dtype = ctx.outputs[0].dtype
     present = [arg is not None for arg in ctx.inputs]
 
     def body(builder, values):
-        loaded = iter(values)
+        loaded = iter(convert(builder, value, source, target) for value, source, target in zip(values, stored, dtypes))
         positional = [next(loaded) if here else None for here in present]  # absent inputs stay None
-        return op.body(builder, positional, node, kind, dtypes)
+        result = op.body(builder, positional, node, kind, dtypes)
+        return convert(builder, result, COMPUTE_DTYPE.get(out_dtype, out_dtype), out_dtype)
 
     emit_broadcast_loop(ctx, operands, ctx.outputs[0], body)
 
