@@ -54,13 +54,6 @@ def test_windows_skip_padding_and_count_it_only_when_asked():
     assert ceil_overhang.windows(count_padding=True) == [Window(0, 3, 3), Window(2, 2, 2)]
 
 
-def test_max_pool_indices_output_is_rejected():
-    x = random((1, 1, 4, 4))
-    model = node_model("MaxPool", {"x": x}, attrs={"kernel_shape": [2, 2]}, outputs=("y", "indices"))
-    with pytest.raises(UnsupportedByTargetError, match="Indices"):
-        compiler.compile(model, target="cpu")
-
-
 def test_windows_past_the_input_are_rejected():
     """onnx shape inference gives 4 outputs per dim here; ONNX Runtime and onnx.reference give 3."""
     x = random((1, 2, 8, 8))

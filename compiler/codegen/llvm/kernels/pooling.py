@@ -1,4 +1,5 @@
-"""MaxPool and AveragePool over 1 or more spatial dims, GlobalAveragePool and GlobalMaxPool.
+"""MaxPool (with its Indices), AveragePool and LpPool over 1 or more spatial dims, GlobalAveragePool
+and GlobalMaxPool.
 
 Window geometry is static, so it is worked out here into constant tables: for each output
 position of each spatial dim, the first input coordinate its window reads, how many taps
@@ -18,9 +19,9 @@ from functools import reduce
 
 from llvmlite import ir
 
-from compiler.codegen.llvm.irhelpers import I64, const_i64, element_type, for_range, load, store
+from compiler.codegen.llvm.irhelpers import I64, const_i64, element_type, for_range, kind_of, load, store
 from compiler.codegen.llvm.kernels.axis_loops import AxisSplit, split_axes
-from compiler.codegen.llvm.kernels.math_functions import float_constant, select_max
+from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
 from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
 from compiler.codegen.llvm.kernels.reduction import FLOATS, REDUCERS, dtype_problem, emit_reduction, lowest
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
@@ -29,7 +30,7 @@ from compiler.ir.graph import Graph, Node
 AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
 
-def _ceil_div(numerator: int, denominator: int) -> int:
+def ceil_div(numerator: int, denominator: int) -> int:
     return -(-numerator // denominator)
 
 
@@ -58,10 +59,10 @@ class PoolDim:
         result = []
         for position in range(self.size_out):
             start = position * self.stride - self.pad_begin
-            low = max(0, _ceil_div(-start, self.dilation))
-            high = min(self.kernel, _ceil_div(self.size_in - start, self.dilation))
+            low = max(0, ceil_div(-start, self.dilation))
+            high = min(self.kernel, ceil_div(self.size_in - start, self.dilation))
             taps = max(0, high - low)
-            padded = max(0, min(self.kernel, _ceil_div(self.size_in + self.pad_end - start, self.dilation)))
+            padded = max(0, min(self.kernel, ceil_div(self.size_in + self.pad_end - start, self.dilation)))
             result.append(Window(start + low * self.dilation, taps, padded if count_padding else taps))
         return result
 
@@ -70,8 +71,8 @@ class PoolDim:
         ranges = []
         for tap in range(self.kernel):
             shift = tap * self.dilation - self.pad_begin  # input coordinate = position * stride + shift
-            low = max(0, _ceil_div(-shift, self.stride))
-            high = min(self.size_out, _ceil_div(self.size_in - shift, self.stride))
+            low = max(0, ceil_div(-shift, self.stride))
+            high = min(self.size_out, ceil_div(self.size_in - shift, self.stride))
             ranges.append((low, max(low, high)))
         return ranges
 
@@ -94,19 +95,24 @@ def _pool_dims(graph: Graph, node: Node) -> list[PoolDim]:
             for i in range(spatial)]
 
 
+POOL_DTYPES = {"MaxPool": (*FLOATS, "int8", "uint8"), "AveragePool": FLOATS, "LpPool": FLOATS}
+
+
 def _check_pool(graph: Graph, node: Node) -> str | None:
     input_type = graph.input_types(node)[0]
-    problem = dtype_problem(node, input_type.dtype, FLOATS)
+    problem = dtype_problem(node, input_type.dtype, POOL_DTYPES[node.op_type])
     if problem:
         return problem
     spatial = len(input_type.shape) - 2
     if spatial < 1:
         return f"{node.op_type} needs an input of rank >= 3"
-    if extra_outputs_used(graph, node):
-        return "MaxPool's Indices output is not compiled by the cpu target"
     attrs = node.attrs
     if attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
         return f"{node.op_type} auto_pad={attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
+    if attrs.get("storage_order", 0) not in (0, 1):
+        return f"MaxPool storage_order={attrs['storage_order']} is not 0 (row major) or 1 (column major)"
+    if node.op_type == "LpPool" and attrs.get("p", 2) < 1:
+        return f"LpPool p={attrs['p']} is not compiled by the cpu target (p >= 1 only)"
     # attribute: (values per spatial dim, default value, smallest value)
     expected = {"kernel_shape": (1, None, 1), "strides": (1, 1, 1), "dilations": (1, 1, 1), "pads": (2, 0, 0)}
     for name, (per_dim, default, smallest) in expected.items():
@@ -121,7 +127,7 @@ def _check_pool(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _constant_table(module: ir.Module, rows: list[tuple[int, ...]]) -> ir.GlobalVariable:
+def constant_table(module: ir.Module, rows: list[tuple[int, ...]]) -> ir.GlobalVariable:
     """An internal constant i64 array holding `rows` (tuples of one width) back to back."""
     values = [value for row in rows for value in row]
     table_type = ir.ArrayType(I64, len(values))
@@ -131,63 +137,125 @@ def _constant_table(module: ir.Module, rows: list[tuple[int, ...]]) -> ir.Global
     return table
 
 
-def _table_row(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value, width: int) -> list[ir.Value]:
+def table_row(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value, width: int) -> list[ir.Value]:
     base = b.mul(index, const_i64(width))
     return [b.load(b.gep(table, [const_i64(0), b.add(base, const_i64(field))], inbounds=True), typ=I64)
             for field in range(width)]
 
 
+def _initial(op_type: str, value_type: ir.Type, kind: str) -> ir.Constant:
+    """What a window's result starts from: the identity of max, or a zero sum."""
+    if op_type != "MaxPool":
+        return float_constant(value_type, 0.0)
+    return ir.Constant(value_type, 0) if kind == "unsigned" else lowest(value_type, kind)
+
+
+def _combine(b: ir.IRBuilder, node: Node, current: ir.Value, value: ir.Value, kind: str) -> ir.Value:
+    """Fold one input element into a window's running result."""
+    if node.op_type == "MaxPool":
+        return select_max(b, current, value, kind)
+    if node.op_type == "LpPool":
+        p = node.attrs.get("p", 2)
+        if p == 2:
+            value = b.fmul(value, value)
+        else:
+            value = intrinsic(b, "fabs", value)
+            value = value if p == 1 else intrinsic(b, "pow", value, float_constant(value.type, p))
+    return b.fadd(current, value)
+
+
+def _keep_first_max(b: ir.IRBuilder, y, indices, target: ir.Value, value: ir.Value, index: ir.Value, kind: str):
+    """MaxPool with Indices: the window's first largest element (taps run in row-major order) and its
+    index, as ONNX Runtime and onnx.reference pick it; index -1 marks a window that took nothing yet."""
+    current, current_index = load(b, y.ptr, y.dtype, target), load(b, indices.ptr, indices.dtype, target)
+    if kind == "float":
+        larger = b.fcmp_ordered(">", value, current)
+    else:
+        larger = (b.icmp_signed if kind == "signed" else b.icmp_unsigned)(">", value, current)
+    take = b.or_(larger, b.icmp_signed("<", current_index, const_i64(0)))
+    store(b, b.select(take, value, current), y.ptr, y.dtype, target)
+    store(b, b.select(take, index, current_index), indices.ptr, indices.dtype, target)
+
+
+def _index_strides(node: Node, size_in: tuple[int, ...]) -> tuple[int, ...]:
+    """Element strides of MaxPool's Indices over the spatial dims: row major, or column major
+    when storage_order=1; the (image, channel) plane comes first either way."""
+    if node.attrs.get("storage_order", 0) == 1:
+        return tuple(math.prod(size_in[:axis]) for axis in range(len(size_in)))
+    return tuple(math.prod(size_in[axis + 1:]) for axis in range(len(size_in)))
+
+
+def _emit_finish(ctx: KernelContext, out_start: ir.Value, outer_windows, window_tables) -> None:
+    """After the taps: AveragePool divides by the window's divisor, LpPool takes the p-th root."""
+    b, y, node = ctx.builder, ctx.outputs[0], ctx.node
+    value_type, row_length = element_type(y.dtype), y.shape[-1]
+    outer_divisor = reduce(b.mul, [window[2] for window in outer_windows], const_i64(1))
+    p = node.attrs.get("p", 2)
+    with for_range(b, 0, row_length, name="finish") as column:
+        target = b.add(out_start, column)
+        value = load(b, y.ptr, y.dtype, target)
+        if node.op_type == "AveragePool":
+            divisor = b.mul(outer_divisor, table_row(b, window_tables[-1], column, 3)[2])
+            value = b.fdiv(value, b.sitofp(divisor, value_type))
+        elif p == 2:
+            value = intrinsic(b, "sqrt", value)
+        elif p != 1:
+            value = intrinsic(b, "pow", value, float_constant(value_type, 1.0 / p))
+        store(b, value, y.ptr, y.dtype, target)
+
+
 def _emit_pool(ctx: KernelContext) -> None:
     """Per output row: for each valid tap of the outer dims, then each tap of the innermost dim,
     combine one input element into every output of the row that reads it (innermost loop over
-    the row's outputs, contiguous in output and input); the average divides at the end."""
+    the row's outputs, contiguous in output and input); AveragePool and LpPool finish the row."""
     b, x, y, node = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node
-    dims, is_max = _pool_dims(ctx.graph, node), node.op_type == "MaxPool"
+    dims, kind = _pool_dims(ctx.graph, node), kind_of(x.dtype)
     *outer_dims, last = dims
+    indices = ctx.outputs[1] if node.op_type == "MaxPool" and extra_outputs_used(ctx.graph, node) else None
+    index_strides = _index_strides(node, x.shape[2:])
     windows = [dim.windows(bool(node.attrs.get("count_include_pad", 0))) for dim in dims]
-    window_tables = [_constant_table(ctx.module, [astuple(w) for w in dim_windows]) for dim_windows in windows]
-    tap_table = _constant_table(ctx.module, last.tap_ranges())
-    value_type = element_type(x.dtype)
+    window_tables = [constant_table(ctx.module, [astuple(w) for w in dim_windows]) for dim_windows in windows]
+    tap_table = constant_table(ctx.module, last.tap_ranges())
     row_length, input_strides = y.shape[-1], x.strides[2:]
     with for_range(b, ctx.begin, ctx.end, name="row") as row:
         outer, remaining = [], row
         for size in reversed(y.shape[2:-1]):
             outer.insert(0, b.urem(remaining, const_i64(size)))
             remaining = b.udiv(remaining, const_i64(size))
-        offset = b.mul(remaining, const_i64(math.prod(x.shape[2:])))
+        offset = index = b.mul(remaining, const_i64(math.prod(x.shape[2:])))
         out_start = b.mul(row, const_i64(row_length))
-        outer_windows = [_table_row(b, table, position, 3) for table, position in zip(window_tables, outer)]
+        outer_windows = [table_row(b, table, position, 3) for table, position in zip(window_tables, outer)]
         with for_range(b, 0, row_length, name="init") as column:
-            initial = lowest(value_type, "float") if is_max else float_constant(value_type, 0.0)
-            store(b, initial, y.ptr, y.dtype, b.add(out_start, column))
+            store(b, _initial(node.op_type, element_type(x.dtype), kind), y.ptr, y.dtype, b.add(out_start, column))
+            if indices is not None:
+                store(b, const_i64(-1), indices.ptr, indices.dtype, b.add(out_start, column))
         with ExitStack() as loops:
-            for index, ((first, taps, _), dim, stride) in enumerate(zip(outer_windows, outer_dims, input_strides)):
-                tap = loops.enter_context(for_range(b, 0, taps, name=f"tap{index}"))
+            for axis, ((first, taps, _), dim) in enumerate(zip(outer_windows, outer_dims)):
+                tap = loops.enter_context(for_range(b, 0, taps, name=f"tap{axis}"))
                 coordinate = b.add(first, b.mul(tap, const_i64(dim.dilation)))
-                offset = b.add(offset, b.mul(coordinate, const_i64(stride)))
+                offset = b.add(offset, b.mul(coordinate, const_i64(input_strides[axis])))
+                index = b.add(index, b.mul(coordinate, const_i64(index_strides[axis])))
             tap = loops.enter_context(for_range(b, 0, last.kernel, name="tap"))
-            low, high = _table_row(b, tap_table, tap, 2)
-            shift = b.add(offset, b.sub(b.mul(tap, const_i64(last.dilation)), const_i64(last.pad_begin)))
+            low, high = table_row(b, tap_table, tap, 2)
+            shift = b.sub(b.mul(tap, const_i64(last.dilation)), const_i64(last.pad_begin))
             column = loops.enter_context(for_range(b, low, high, name="col"))
-            value = load(b, x.ptr, x.dtype, b.add(shift, b.mul(column, const_i64(last.stride))))
+            coordinate = b.add(shift, b.mul(column, const_i64(last.stride)))
+            value = load(b, x.ptr, x.dtype, b.add(offset, coordinate))
             target = b.add(out_start, column)
-            current = load(b, y.ptr, y.dtype, target)
-            combined = select_max(b, current, value, "float") if is_max else b.fadd(current, value)
-            store(b, combined, y.ptr, y.dtype, target)
-        if not is_max:
-            outer_divisor = reduce(b.mul, [window[2] for window in outer_windows], const_i64(1))
-            with for_range(b, 0, row_length, name="average") as column:
-                divisor = b.mul(outer_divisor, _table_row(b, window_tables[-1], column, 3)[2])
-                target = b.add(out_start, column)
-                average = b.fdiv(load(b, y.ptr, y.dtype, target), b.sitofp(divisor, value_type))
-                store(b, average, y.ptr, y.dtype, target)
+            if indices is None:
+                store(b, _combine(b, node, load(b, y.ptr, y.dtype, target), value, kind), y.ptr, y.dtype, target)
+            else:
+                position = b.add(index, b.mul(coordinate, const_i64(index_strides[-1])))
+                _keep_first_max(b, y, indices, target, value, position, kind)
+        if node.op_type != "MaxPool":
+            _emit_finish(ctx, out_start, outer_windows, window_tables)
 
 
 def _pool_rows(graph: Graph, node: Node) -> int:
     return math.prod(node.outputs[0].shape[:-1])
 
 
-register_kernel(KernelSpec(("MaxPool", "AveragePool"), _check_pool, _pool_rows, _emit_pool))
+register_kernel(KernelSpec(("MaxPool", "AveragePool", "LpPool"), _check_pool, _pool_rows, _emit_pool))
 
 
 # ----- GlobalAveragePool / GlobalMaxPool: a mean / max reduction over the spatial dims ---------
