@@ -20,7 +20,7 @@ SHAPE_OPERANDS: dict[str, frozenset[int]] = {
     "Trilu": frozenset({1}), "CumSum": frozenset({1}), "CumProd": frozenset({1}),
     "Squeeze": frozenset({1}), "Unsqueeze": frozenset({1}), "CenterCropPad": frozenset({1, 2}),
     "AffineGrid": frozenset({1}), "Col2Im": frozenset({1, 2}), "DFT": frozenset({1, 2}), "STFT": frozenset({1, 3}),
-    "MelWeightMatrix": frozenset({0, 1, 2, 3, 4}), "MaxUnpool": frozenset({2}),
+    "MelWeightMatrix": frozenset({0, 1, 2, 3, 4}), "MaxUnpool": frozenset({2}), "Loop": frozenset({0}),
     **{op: frozenset({1}) for op in _REDUCTIONS},
     **{op: frozenset({0}) for op in _WINDOWS},
 }

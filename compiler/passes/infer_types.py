@@ -7,7 +7,7 @@ tell (None) keeps whatever the graph recorded before, so declared types are not 
 from __future__ import annotations
 
 from compiler.ir.graph import Graph, Node
-from compiler.ir.types import SequenceType
+from compiler.ir.types import SequenceType, TensorType
 from compiler.ops.registry import infer_node
 from compiler.passes.manager import PassContext, register_pass
 
@@ -29,6 +29,27 @@ def _seed_subgraph_inputs(graph: Graph, node: Node) -> None:
             for name, outer_type in zip(own[2:], input_types[2:]):
                 if subgraph.node(name).outputs[0] is None:
                     subgraph.node(name).outputs[0] = outer_type
+        if node.op_type == "Scan" and (node.version or 9) >= 9:
+            for name, outer_type in zip(own, _scan_body_input_types(node, own, input_types)):
+                recorded = subgraph.node(name).outputs[0]
+                if recorded is None or (isinstance(recorded, TensorType) and not recorded.is_static):
+                    subgraph.node(name).outputs[0] = outer_type or recorded
+
+
+def _scan_body_input_types(node: Node, own: list[str], input_types: list) -> list:
+    """Scan's body sees its states as they are and one slice of each scanned input (the scan axis removed)."""
+    num_in = node.attrs["num_scan_inputs"]
+    num_state = len(own) - num_in
+    axes = node.attrs.get("scan_input_axes", [0] * num_in)
+    slices = []
+    for outer_type, axis in zip(input_types[num_state:num_state + num_in], axes):
+        if isinstance(outer_type, TensorType) and outer_type.shape is not None:
+            shape = list(outer_type.shape)
+            del shape[axis % len(shape)]
+            slices.append(TensorType(outer_type.dtype, tuple(shape)))
+        else:
+            slices.append(None)
+    return list(input_types[:num_state]) + slices
 
 
 def infer_types(graph: Graph, ctx: PassContext | None = None) -> Graph:

@@ -68,7 +68,9 @@ class CpuTarget(Target):
         fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
                         "and expansion must see which inputs are constant")
         expand = PassSpec("expand-functions", why="ops with no cpu kernel become their ONNX function bodies")
-        return [fold, expand, *RefTarget().pipeline(options)]
+        unroll = PassSpec("unroll-loops", why="Scan and constant-count Loop become straight-line code")
+        widen = PassSpec("widen-half-floats", why="float16/bfloat16 ops with no half kernel compute in float32")
+        return [fold, expand, unroll, fold, expand, widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
