@@ -28,11 +28,13 @@ def _user_errors() -> tuple:
     from compiler.ops.interpreter import KernelError, UnsupportedOpError
     from compiler.ops.onnx_semantics import OpInferenceError
     from compiler.passes.manager import PassError
+    from compiler.specialize import SpecializationError
     from frontends.onnx.importer import ModelImportError
     from runtime import ArtifactError, InputError
 
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
-            OpInferenceError, KernelError, UnsupportedOpError, PassError, FileNotFoundError, FileExistsError)
+            OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, FileNotFoundError,
+            FileExistsError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -57,12 +59,26 @@ def cmd_compile(args) -> int:
     instruments, timing = _instruments(args)
     start = time.perf_counter()
     machine = {key: value for key in ("triple", "cpu", "features") if (value := getattr(args, key))}
-    artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments, **machine)
+    artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments,
+                       shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze), **machine)
     path = artifact.save(args.output)
     print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
     if timing:
         print("pass timings:\n" + timing.summary())
     return EXIT_OK
+
+
+def _parse_shapes(pairs: list[str]) -> dict:
+    shapes = {}
+    for pair in pairs:
+        name, sep, dims = pair.partition("=")
+        try:
+            shapes[name] = [int(dim) for dim in dims.split(",")] if sep and dims else None
+        except ValueError:
+            shapes[name] = None
+        if not sep or shapes[name] is None:
+            raise UsageError(f"--shape {pair!r}: use NAME=D0,D1,... with integer sizes, e.g. input=1,3,224,224")
+    return shapes
 
 
 # ----- run ------------------------------------------------------------------------------
@@ -201,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="artifact directory to write (e.g. model.kiln)")
     p.add_argument("-t", "--target", default="ref", choices=targets, help="what to compile for (default: ref)")
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
+    p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
+                   help="compile for these static input shapes (symbolic dims become these sizes)")
+    p.add_argument("--freeze", nargs="+", default=[], metavar="NAME=FILE.npy",
+                   help="make these inputs constants with the values in FILE.npy (e.g. a Reshape's shape)")
     p.add_argument("--triple", help="cpu target: LLVM target triple to cross-compile for (default: this machine)")
     p.add_argument("--cpu", help="cpu target: CPU name, e.g. skylake-avx512 (default: this machine's)")
     p.add_argument("--features", help="cpu target: LLVM feature string, e.g. +avx2,+fma (default: this machine's)")

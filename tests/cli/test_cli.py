@@ -73,3 +73,15 @@ def test_cpu_compile_info_run_with_output_dir(tmp_path, capsys):
     assert main(["run", artifact, "--threads", "1", "--output-dir", str(tmp_path / "out")]) == EXIT_OK
     saved = np.load(tmp_path / "out" / "y.npy")
     assert saved.shape == (2, 3) and saved.dtype == np.float32
+
+
+def test_compile_with_a_static_shape_for_a_symbolic_batch(tmp_path, capsys):
+    model = write_model(tmp_path, mlp_model())
+    artifact = str(tmp_path / "mlp.kiln")
+    assert main(["compile", model, "-o", artifact, "--target", "cpu", "--shape", "x=5,4"]) == EXIT_OK
+    assert main(["run", artifact]) == EXIT_OK
+    assert "output y: float32[5, 3]" in capsys.readouterr().out
+    assert main(["compile", model, "-o", artifact, "--shape", "x=5,7"]) == EXIT_ERROR
+    assert "axis 1 is fixed to 4" in capsys.readouterr().err
+    assert main(["compile", model, "-o", artifact, "--shape", "x=five"]) == EXIT_ERROR
+    assert "use NAME=D0,D1" in capsys.readouterr().err
