@@ -86,3 +86,12 @@ def test_arg_reductions(op, shape, axis, keepdims, last):
 def test_arg_max_other_dtypes(dtype):
     x = random((4, 9), dtype)
     assert_cpu_matches_ref(node_model("ArgMax", {"x": x}, attrs={"axis": 1}), {"x": x}, exact=True)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint64, np.bool_])
+@pytest.mark.parametrize("op", ["ReduceMax", "ReduceMin"])
+def test_max_and_min_on_narrow_unsigned_and_bool(op, dtype):
+    """Unsigned and bool need their own identities (0 / all ones), not the signed ones."""
+    x = np.random.default_rng(1).integers(0, 2 if dtype is np.bool_ else 200, (3, 4, 5)).astype(dtype)
+    model = node_model(op, {"x": x}, {"axes": np.array([1, 2], np.int64)}, {"keepdims": 0}, opset=20)
+    assert_cpu_matches_ref(model, {"x": x}, exact=True)

@@ -21,6 +21,8 @@ from compiler.ir.graph import Graph, Node
 
 FLOATS = ("float32", "float64")
 INTEGERS = ("int32", "int64")
+ALL_INTEGERS = ("int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+ORDERED = ALL_INTEGERS + ("bool",)  # what max/min also take
 
 
 def dtype_problem(node: Node, dtype: str, handled: tuple[str, ...]) -> str | None:
@@ -31,16 +33,18 @@ def dtype_problem(node: Node, dtype: str, handled: tuple[str, ...]) -> str | Non
 
 
 def lowest(value_type: ir.Type, kind: str) -> ir.Constant:
-    """The identity of max: -inf, or the smallest signed integer."""
+    """The identity of max: -inf, the smallest signed integer, or 0 (unsigned, bool)."""
     if kind == "float":
         return float_constant(value_type, float("-inf"))
-    return ir.Constant(value_type, -(1 << (value_type.width - 1)))
+    return ir.Constant(value_type, -(1 << (value_type.width - 1)) if kind == "signed" else 0)
 
 
 def highest(value_type: ir.Type, kind: str) -> ir.Constant:
+    """The identity of min: inf, the largest integer of the kind, or true (bool)."""
     if kind == "float":
         return float_constant(value_type, float("inf"))
-    return ir.Constant(value_type, (1 << (value_type.width - 1)) - 1)
+    largest = {"signed": (1 << (value_type.width - 1)) - 1, "unsigned": (1 << value_type.width) - 1, "bool": 1}
+    return ir.Constant(value_type, largest[kind])
 
 
 def _zero(value_type, kind):
@@ -66,15 +70,15 @@ class Reducer:
     init: Callable[[ir.Type, str], ir.Constant]
     step: Callable[[ir.IRBuilder, ir.Value, ir.Value, str], ir.Value]
     finish: Callable[[ir.IRBuilder, ir.Value, int], ir.Value] = lambda b, acc, count: acc
-    integers: bool = False  # int32/int64 inputs too
+    integers: tuple[str, ...] = ()  # the integer (and bool) dtypes it also takes
 
 
 REDUCERS: dict[str, Reducer] = {
-    "ReduceSum": Reducer(_zero, _add, integers=True),
+    "ReduceSum": Reducer(_zero, _add, integers=ALL_INTEGERS),
     "ReduceMean": Reducer(_zero, _add, lambda b, acc, count: b.fdiv(acc, float_constant(acc.type, count))),
-    "ReduceMax": Reducer(lowest, lambda b, acc, x, kind: select_max(b, acc, x, kind), integers=True),
-    "ReduceMin": Reducer(highest, lambda b, acc, x, kind: select_min(b, acc, x, kind), integers=True),
-    "ReduceProd": Reducer(_one, _mul, integers=True),
+    "ReduceMax": Reducer(lowest, lambda b, acc, x, kind: select_max(b, acc, x, kind), integers=ORDERED),
+    "ReduceMin": Reducer(highest, lambda b, acc, x, kind: select_min(b, acc, x, kind), integers=ORDERED),
+    "ReduceProd": Reducer(_one, _mul, integers=ALL_INTEGERS),
     "ReduceSumSquare": Reducer(_zero, lambda b, acc, x, kind: _add(b, acc, b.fmul(x, x), kind)),
     "ReduceL1": Reducer(_zero, lambda b, acc, x, kind: _add(b, acc, intrinsic(b, "fabs", x), kind)),
     "ReduceL2": Reducer(_zero, lambda b, acc, x, kind: _add(b, acc, b.fmul(x, x), kind),
@@ -161,7 +165,7 @@ def _reduce_axes(graph: Graph, node: Node) -> list[int]:
 def _check_reduce(graph: Graph, node: Node) -> str | None:
     reducer = REDUCERS.get(node.op_type)
     problem = dtype_problem(node, graph.input_types(node)[0].dtype,
-                            FLOATS + INTEGERS if reducer is not None and reducer.integers else FLOATS)
+                            FLOATS + (reducer.integers if reducer is not None else ()))
     if problem:
         return problem
     if "axes" in node.attrs:
