@@ -93,8 +93,10 @@ def register_kernel(spec: KernelSpec) -> KernelSpec:
 
 
 def kernel_for(node: Node) -> KernelSpec | None:
+    """The kernel for `node`: ops of the default domain register by op type, others by
+    their qualified name ("ai.onnx.ml::Binarizer")."""
     _load_kernel_modules()
-    return _KERNELS.get(node.op_type) if node.domain == "" else None
+    return _KERNELS.get(node.op_type if node.domain == "" else node.qualified_op)
 
 
 def supported_op_types() -> list[str]:
