@@ -161,7 +161,7 @@ def cmd_run(args) -> int:
 def cmd_info(args) -> int:
     from runtime.artifact_reader import read_artifact
 
-    manifest = read_artifact(args.artifact).manifest
+    manifest = read_artifact(args.artifact, verify_all=args.verify).manifest
     if args.json:
         print(json.dumps(manifest, indent=2, sort_keys=True))
         return EXIT_OK
@@ -245,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("info", help="describe an artifact: target, inputs, outputs, files")
     p.add_argument("artifact", help="artifact directory")
     p.add_argument("--json", action="store_true", help="print the whole manifest as JSON")
+    p.add_argument("--verify", action="store_true", help="check every file's sha256, weights included")
     p.set_defaults(run=cmd_info)
 
     p = commands.add_parser("check", help="list what a target cannot compile in a model (runs the passes, no codegen)")

@@ -9,6 +9,9 @@ from pathlib import Path
 
 FORMAT = "kiln-artifact"
 SUPPORTED_VERSIONS = (1,)
+# Files up to this size are hashed at every load; larger ones (weights) only when asked:
+# hashing 100 MB of weights takes longer than loading and running most models.
+ALWAYS_HASHED_BYTES = 16 << 20
 
 
 class ArtifactError(ValueError):
@@ -47,8 +50,11 @@ def _check_manifest(manifest: dict, where: str) -> None:
             raise ArtifactError(f"{where}: manifest lacks {key!r}; the artifact is damaged, recompile it")
 
 
-def _check_file(name: str, data, expected: dict, where: str) -> None:
-    if len(data) != expected["size"] or hashlib.sha256(data).hexdigest() != expected["sha256"]:
+def _check_file(name: str, data, expected: dict, where: str, hashed: bool) -> None:
+    if len(data) != expected["size"]:
+        raise ArtifactError(f"{where}: file {name!r} has {len(data)} bytes, the manifest says {expected['size']}; "
+                            "the artifact is damaged, recompile it")
+    if hashed and hashlib.sha256(data).hexdigest() != expected["sha256"]:
         raise ArtifactError(f"{where}: file {name!r} does not match its checksum; the artifact is damaged, recompile it")
 
 
@@ -59,8 +65,12 @@ def _map(path: Path):
         return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
 
 
-def read_artifact(source) -> ArtifactFiles:
-    """Open an artifact directory path, or an in-memory artifact (an object with a `full_manifest()` and `files`)."""
+def read_artifact(source, verify_all: bool = False) -> ArtifactFiles:
+    """Open an artifact directory path, or an in-memory artifact (an object with a `full_manifest()` and `files`).
+
+    Every file's size is checked, and the sha256 of files up to ALWAYS_HASHED_BYTES; `verify_all`
+    hashes the large ones (weights) too.
+    """
     root = None
     if hasattr(source, "full_manifest") and hasattr(source, "files"):
         manifest, files, where = source.full_manifest(), dict(source.files), "the in-memory artifact"
@@ -86,5 +96,5 @@ def read_artifact(source) -> ArtifactFiles:
     _check_manifest(manifest, where)
     if root is not None:  # an in-memory artifact was just hashed by the compiler that made it
         for name, expected in manifest["files"].items():
-            _check_file(name, files[name], expected, where)
+            _check_file(name, files[name], expected, where, verify_all or expected["size"] <= ALWAYS_HASHED_BYTES)
     return ArtifactFiles(manifest, files, root)

@@ -31,10 +31,11 @@ class CompiledModel:
     """Run a compiled model: `infer({name: array}) -> {name: array}`, inputs checked first.
 
     `num_threads` (cpu artifacts): exactly this many threads per inference; default all cores.
+    `verify_all`: also check the sha256 of large files (weights), not only their sizes.
     """
 
-    def __init__(self, source, num_threads: int | None = None):
-        files = read_artifact(source)
+    def __init__(self, source, num_threads: int | None = None, verify_all: bool = False):
+        files = read_artifact(source, verify_all)
         self.manifest = files.manifest
         self.target = self.manifest["target"]
         self.inputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["inputs"]]
@@ -63,6 +64,7 @@ class CompiledModel:
         return f"<CompiledModel target={self.target} inputs={[i.name for i in self.inputs]}>"
 
 
-def load(source, num_threads: int | None = None) -> CompiledModel:
-    """Load an artifact directory (or an in-memory Artifact) for inference."""
-    return CompiledModel(source, num_threads=num_threads)
+def load(source, num_threads: int | None = None, verify_all: bool = False) -> CompiledModel:
+    """Load an artifact directory (or an in-memory Artifact) for inference. Every file's size and
+    every small file's sha256 are checked; `verify_all=True` hashes the weights too."""
+    return CompiledModel(source, num_threads=num_threads, verify_all=verify_all)

@@ -48,6 +48,22 @@ def test_damaged_payload_is_refused(saved):
     weights.write_bytes(bytes(data))
     with pytest.raises(ArtifactError, match="checksum"):
         runtime.load(saved)
+    weights.write_bytes(bytes(data[:-1]))
+    with pytest.raises(ArtifactError, match="bytes, the manifest says"):
+        runtime.load(saved)
+
+
+def test_large_weights_are_hashed_only_on_request(saved, monkeypatch):
+    from runtime import artifact_reader
+
+    monkeypatch.setattr(artifact_reader, "ALWAYS_HASHED_BYTES", 0)
+    weights = saved / "weights.bin"
+    data = bytearray(weights.read_bytes())
+    data[0] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    runtime.load(saved)  # same size: not hashed
+    with pytest.raises(ArtifactError, match="checksum"):
+        runtime.load(saved, verify_all=True)
 
 
 def test_unknown_format_version_is_refused(saved):
