@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import importlib
 import os
 import tempfile
 import threading
@@ -13,6 +14,19 @@ from runtime.artifact_reader import ArtifactError
 
 _ALIGNMENT = 64
 ENTRY = "kiln_run"
+# IR dtype names numpy spells differently; these and bfloat16, int4, uint4, int2, uint2 are ml_dtypes types.
+_NUMPY_NAMES = {"float8e4m3fn": "float8_e4m3fn", "float8e4m3fnuz": "float8_e4m3fnuz", "float8e5m2": "float8_e5m2",
+                "float8e5m2fnuz": "float8_e5m2fnuz", "float8e8m0": "float8_e8m0fnu", "float4e2m1": "float4_e2m1fn"}
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype of IR dtype `name`; ml_dtypes is imported only for the narrow types it defines."""
+    name = _NUMPY_NAMES.get(name, name)
+    try:
+        return np.dtype(name)
+    except TypeError:
+        importlib.import_module("ml_dtypes")  # registers bfloat16, float8_*, int4, ... with numpy
+        return np.dtype(name)
 
 
 def aligned_empty(size: int) -> np.ndarray:
@@ -69,7 +83,7 @@ class CpuExecutor:
         header = self.layout()
         n_in, n_out = header[2], header[3]
         built = [header[i] for i in range(4 + n_in + n_out)]
-        dtype_bytes = [np.dtype(e["type"]["tensor"]).itemsize * int(np.prod(e["type"]["shape"], dtype=np.int64))
+        dtype_bytes = [numpy_dtype(e["type"]["tensor"]).itemsize * int(np.prod(e["type"]["shape"], dtype=np.int64))
                        for e in self.manifest["inputs"] + self.manifest["outputs"]]
         described = [weights_bytes, self.manifest["memory_plan"]["workspace_bytes"],
                      len(self.manifest["inputs"]), len(self.manifest["outputs"]), *dtype_bytes]
@@ -85,7 +99,8 @@ class CpuExecutor:
 
     def run(self, inputs: list) -> list:
         """Outputs for `inputs` (already validated against the signature by the caller)."""
-        outputs = [np.empty(entry["type"]["shape"], dtype=entry["type"]["tensor"]) for entry in self.manifest["outputs"]]
+        outputs = [np.empty(entry["type"]["shape"], dtype=numpy_dtype(entry["type"]["tensor"]))
+                   for entry in self.manifest["outputs"]]
         inputs = [np.ascontiguousarray(value) for value in inputs]
         input_pointers = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
         output_pointers = (ctypes.c_void_p * max(len(outputs), 1))(*[a.ctypes.data for a in outputs])

@@ -6,16 +6,22 @@ from contextlib import contextmanager
 
 from llvmlite import ir
 
-I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+I1, I8, I16, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(16), ir.IntType(32), ir.IntType(64)
 F16, F32, F64 = ir.HalfType(), ir.FloatType(), ir.DoubleType()
 PTR = ir.PointerType()
 
-# IR dtype -> (LLVM element type, kind): kind is "float", "signed", "unsigned" or "bool".
+# IR dtype -> (LLVM element type, kind): kind is "float", "signed", "unsigned" or "bool", or for the
+# narrow types "narrow_float"/"narrow_int": their element type is only their storage (one byte, bfloat16
+# two), so kernels may move them but only kernels/narrow_types.py knows their values.
 ELEMENT_TYPES = {
     "float32": (F32, "float"), "float64": (F64, "float"), "float16": (F16, "float"),
-    "int8": (I8, "signed"), "int16": (ir.IntType(16), "signed"), "int32": (I32, "signed"), "int64": (I64, "signed"),
-    "uint8": (I8, "unsigned"), "uint16": (ir.IntType(16), "unsigned"), "uint32": (I32, "unsigned"),
+    "int8": (I8, "signed"), "int16": (I16, "signed"), "int32": (I32, "signed"), "int64": (I64, "signed"),
+    "uint8": (I8, "unsigned"), "uint16": (I16, "unsigned"), "uint32": (I32, "unsigned"),
     "uint64": (I64, "unsigned"), "bool": (I8, "bool"),
+    "bfloat16": (I16, "narrow_float"), "float8e4m3fn": (I8, "narrow_float"), "float8e4m3fnuz": (I8, "narrow_float"),
+    "float8e5m2": (I8, "narrow_float"), "float8e5m2fnuz": (I8, "narrow_float"), "float8e8m0": (I8, "narrow_float"),
+    "float4e2m1": (I8, "narrow_float"), "int4": (I8, "narrow_int"), "uint4": (I8, "narrow_int"),
+    "int2": (I8, "narrow_int"), "uint2": (I8, "narrow_int"),
 }
 
 
@@ -70,11 +76,14 @@ def store(builder: ir.IRBuilder, value, base, dtype: str, index) -> None:
 
 
 def convert(builder: ir.IRBuilder, value, source: str, target: str) -> ir.Value:
-    """Numeric conversion between IR dtypes (C semantics: float->int truncates)."""
+    """Numeric conversion between IR dtypes (C semantics: float->int truncates); narrow types go
+    through kernels/narrow_types.cast instead."""
     if source == target:
         return value
     src_type, src_kind = ELEMENT_TYPES[source]
     dst_type, dst_kind = ELEMENT_TYPES[target]
+    if src_kind.startswith("narrow") or dst_kind.startswith("narrow"):
+        raise ValueError(f"convert() does not know {source} -> {target} values: use narrow_types.cast")
     if dst_kind == "bool":
         zero = ir.Constant(src_type, 0.0 if src_kind == "float" else 0)
         nonzero = builder.fcmp_unordered("!=", value, zero) if src_kind == "float" else builder.icmp_unsigned("!=", value, zero)

@@ -1,5 +1,5 @@
 """Data movement ops as strided box copies: Concat, Split, Transpose, Slice, Expand, Tile, Pad,
-DepthToSpace, SpaceToDepth, Cast/CastLike, and the ops whose result is known at compile time
+DepthToSpace, SpaceToDepth, Cast/CastLike/BitCast, and the ops whose result is known at compile time
 (Shape, Size, ConstantOfShape, Range), which the constant folder usually removes first.
 
 Every plan works from the node's static types; shape-like operands (slice bounds, pads) must be
@@ -9,10 +9,13 @@ expand shapes and tile repeats, so those inputs may even be computed at run time
 
 from __future__ import annotations
 
+from dataclasses import replace
+from functools import partial
 from typing import NamedTuple
 
 import numpy as np
 
+from compiler.codegen.llvm.kernels.narrow_types import ROUND_MODES, cast
 from compiler.codegen.llvm.kernels.strided_copy import (
     Copy, NotCompiled, dense_copy, dense_strides, permuted_copy, register_copy_kernel)
 from compiler.ir.graph import Graph, Node
@@ -218,8 +221,21 @@ def _pad(graph: Graph, node: Node) -> list[Copy]:
 
 
 def _cast(graph: Graph, node: Node) -> list[Copy]:
-    """The box copy converts when the source and target dtypes differ."""
-    return [dense_copy(0, node.outputs[0].shape)]
+    """The box copy converts when the source and target dtypes differ, with Cast's saturate and round_mode."""
+    round_mode = node.attrs.get("round_mode", "up")
+    if round_mode not in ROUND_MODES:
+        raise NotCompiled(f"{node.op_type} with round_mode {round_mode!r} is not compiled by the cpu target "
+                          f"(it handles {', '.join(ROUND_MODES)})")
+    convert = partial(cast, saturate=bool(node.attrs.get("saturate", 1)), round_mode=round_mode)
+    return [replace(dense_copy(0, node.outputs[0].shape), convert=convert)]
+
+
+def _bit_cast(graph: Graph, node: Node) -> list[Copy]:
+    """The bits move unchanged; ONNX requires both dtypes to have the same width."""
+    source, target = graph.input_types(node)[0].dtype, node.outputs[0].dtype
+    if numpy_dtype(source).itemsize != numpy_dtype(target).itemsize:
+        raise NotCompiled(f"BitCast from {source} to {target} changes the element width (ONNX requires equal widths)")
+    return [replace(dense_copy(0, node.outputs[0].shape), convert=None)]
 
 
 def _constant_of_shape(graph: Graph, node: Node) -> list[Copy]:
@@ -257,5 +273,6 @@ register_copy_kernel(("Expand",), _expand)
 register_copy_kernel(("Tile",), _tile)
 register_copy_kernel(("Pad",), _pad)
 register_copy_kernel(("Cast", "CastLike"), _cast)
+register_copy_kernel(("BitCast",), _bit_cast)
 register_copy_kernel(("ConstantOfShape",), _constant_of_shape)
 register_copy_kernel(("Shape", "Size", "Range"), _evaluated)

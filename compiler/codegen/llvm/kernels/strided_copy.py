@@ -26,7 +26,8 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from llvmlite import ir
 
-from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES, I1, I8, I64, PTR, const_i64, convert, element_type, for_range, kind_of
+from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES, I1, I8, I64, PTR, const_i64, convert, element_type, for_range
+from compiler.codegen.llvm.kernels.narrow_types import cast
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, TensorArg, register_kernel
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType, dtype_of_array, numpy_dtype
@@ -56,9 +57,17 @@ class Gathered:
     positions: tuple[int, ...]
 
 
+Convert = Callable[[ir.IRBuilder, ir.Value, str, str], ir.Value]
+"""(builder, source element, source dtype, target dtype) -> the element in the target dtype."""
+
+
 @dataclass(frozen=True, eq=False)
 class Copy:
-    """Copy the box `sizes` from `source` (an input index, or an array baked into the kernel) into output `target`."""
+    """Copy the box `sizes` from `source` (an input index, or an array baked into the kernel) into output `target`.
+
+    Elements change dtype through `convert` when the source and target dtypes differ (None: the bits
+    move unchanged, as BitCast needs).
+    """
 
     source: int | np.ndarray
     target: int
@@ -68,6 +77,7 @@ class Copy:
     source_offset: int = 0
     target_offset: int = 0
     gathered: Gathered | None = None
+    convert: Convert | None = cast
 
 
 def dense_strides(shape: Sequence[int]) -> tuple[int, ...]:
@@ -177,17 +187,6 @@ def _schedule(box: _Box) -> _Schedule:
     return _Schedule(box, split, min(box.dims[split].size, max(1, MAX_ITEM // tails[split + 1])))
 
 
-def _cast(builder: ir.IRBuilder, value: ir.Value, source: str, target: str) -> ir.Value:
-    """irhelpers.convert, except float -> int narrower than 32 bits goes through int32 and float ->
-    uint32 through int64: what numpy's astype does on x86, so out-of-range values wrap the same way."""
-    if kind_of(source) == "float" and kind_of(target) in ("signed", "unsigned"):
-        width = element_type(target).width
-        via = "int32" if width < 32 else "int64" if target == "uint32" else None
-        if via:
-            value, source = convert(builder, value, source, via), via
-    return convert(builder, value, source, target)
-
-
 def _baked(ctx: KernelContext, array: np.ndarray, name: str) -> ir.GlobalVariable:
     data = bytearray(np.ascontiguousarray(array).tobytes())
     variable = ir.GlobalVariable(ctx.module, ir.ArrayType(I8, len(data)), name=name)
@@ -206,7 +205,7 @@ class _CopyEmitter:
         self.builder, self.copy, self.schedule, self.name = builder, copy, schedule, name
         self.dims = schedule.box.dims
         self.source, self.target, self.indices = source, target, indices
-        self.converting = self.source.dtype != self.target.dtype
+        self.converting = copy.convert is not None and self.source.dtype != self.target.dtype
         self.move_type = ir.IntType(8 * numpy_dtype(self.target.dtype).itemsize)
         levels = [level for level, dim in enumerate(self.dims) if dim.position]
         # the level whose loop reads an index (-1: one index for the whole box; None: nothing gathered)
@@ -280,7 +279,7 @@ class _CopyEmitter:
         if not self.converting:
             return b.load(self._address(self.source.ptr, index), typ=self.move_type)
         value = b.load(self._address(self.source.ptr, index, self.source.dtype), typ=element_type(self.source.dtype))
-        value = _cast(b, value, self.source.dtype, self.target.dtype)
+        value = self.copy.convert(b, value, self.source.dtype, self.target.dtype)
         return b.bitcast(value, self.move_type) if value.type != self.move_type else value
 
     def _memcpy(self, offsets: _Offsets, length: ir.Value) -> None:
