@@ -26,6 +26,7 @@ from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, GemmProblem, L
                                                           zero_fill)
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
+from compiler.ir.types import TensorType
 
 BLOCK_POSITIONS = 512  # flattened output positions (rows x pitch) per work item, at most
 VECTOR_MULTIPLE = 16  # blocks compute a multiple of this many positions: no scalar remainder loop
@@ -139,8 +140,8 @@ def _leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> 
     return tuple(node.attrs.get("pads", [0] * 2 * len(in_size))[:len(in_size)])
 
 
-def _geometry(graph: Graph, node: Node) -> ConvGeometry:
-    x_type, w_type = graph.input_types(node)[:2]
+def conv_geometry(node: Node, x_type: TensorType, w_type: TensorType) -> ConvGeometry:
+    """The geometry of a Conv-like `node` with input `x_type` and weight `w_type` (integer convs reuse it)."""
     in_size, kernel = x_type.shape[2:], w_type.shape[2:]
     rank = len(in_size)
     out_size = node.outputs[0].shape[2:]
@@ -299,12 +300,12 @@ def _check(graph: Graph, node: Node) -> str | None:
 
 
 def _work_items(graph: Graph, node: Node) -> int:
-    geometry = _geometry(graph, node)
+    geometry = conv_geometry(node, *graph.input_types(node)[:2])
     return geometry.gemm(bias=False).work_items if geometry.pointwise else math.prod(geometry.item_dims)
 
 
 def _emit(ctx: KernelContext) -> None:
-    geometry = _geometry(ctx.graph, ctx.node)
+    geometry = conv_geometry(ctx.node, *ctx.graph.input_types(ctx.node)[:2])
     if geometry.pointwise:
         bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
         emit_gemm(ctx.builder, ctx.begin, ctx.end, geometry.gemm(bias is not None), ctx.inputs[1].ptr,

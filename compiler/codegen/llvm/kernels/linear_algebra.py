@@ -242,17 +242,22 @@ def _batch_strides(dims: Sequence[int], matrix_size: int) -> tuple[int, ...]:
 
 def _matmul_problem(graph: Graph, node: Node) -> GemmProblem:
     a_type, b_type = graph.input_types(node)[:2]
-    a_shape = (1,) + a_type.shape if len(a_type.shape) == 1 else a_type.shape
-    b_shape = b_type.shape + (1,) if len(b_type.shape) == 1 else b_type.shape
+    return matmul_problem(a_type.dtype, a_type.shape, b_type.shape)
+
+
+def matmul_problem(dtype: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> GemmProblem:
+    """The GEMM of numpy's matmul(a, b) for static shapes (integer MatMuls reuse its layouts)."""
+    a_shape = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b_shape = b_shape + (1,) if len(b_shape) == 1 else b_shape
     (m, k), n = a_shape[-2:], b_shape[-1]
     rank = max(len(a_shape), len(b_shape)) - 2
     a_batch = (1,) * (rank - len(a_shape) + 2) + a_shape[:-2]
     b_batch = (1,) * (rank - len(b_shape) + 2) + b_shape[:-2]
     if math.prod(b_batch) == 1:  # one B for every A matrix: stack A's rows into one taller GEMM
         rows = math.prod(a_batch) * m
-        return GemmProblem(a_type.dtype, (), rows, n, k, Layout((), k, 1), Layout((), n, 1), Layout((), n, 1))
+        return GemmProblem(dtype, (), rows, n, k, Layout((), k, 1), Layout((), n, 1), Layout((), n, 1))
     out_batch = tuple(max(x, y) for x, y in zip(a_batch, b_batch))
-    return GemmProblem(a_type.dtype, out_batch, m, n, k,
+    return GemmProblem(dtype, out_batch, m, n, k,
                        Layout(_batch_strides(a_batch, m * k), k, 1), Layout(_batch_strides(b_batch, k * n), n, 1),
                        Layout(_batch_strides(out_batch, m * n), n, 1))
 
