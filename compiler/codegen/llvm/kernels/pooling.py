@@ -17,10 +17,12 @@ from contextlib import ExitStack
 from dataclasses import astuple, dataclass
 from functools import reduce
 
+import numpy as np
 from llvmlite import ir
 
-from compiler.codegen.llvm.irhelpers import I64, const_i64, element_type, for_range, kind_of, load, store
+from compiler.codegen.llvm.irhelpers import const_i64, element_type, for_range, kind_of, load, store
 from compiler.codegen.llvm.kernels.axis_loops import AxisSplit, split_axes
+from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
 from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
 from compiler.codegen.llvm.kernels.reduction import FLOATS, REDUCERS, dtype_problem, emit_reduction, lowest
@@ -127,20 +129,14 @@ def _check_pool(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def constant_table(module: ir.Module, rows: list[tuple[int, ...]]) -> ir.GlobalVariable:
-    """An internal constant i64 array holding `rows` (tuples of one width) back to back."""
-    values = [value for row in rows for value in row]
-    table_type = ir.ArrayType(I64, len(values))
-    table = ir.GlobalVariable(module, table_type, name=module.get_unique_name("kiln.pool.table"))
-    table.global_constant, table.linkage = True, "internal"
-    table.initializer = ir.Constant(table_type, values)
-    return table
+def constant_table(module: ir.Module, rows: list[tuple[int, ...]]) -> Table:
+    """An int64 lookup table holding `rows` (tuples of one width) back to back."""
+    return Table(module, np.array(rows, np.int64).reshape(-1), "kiln.pool.table")
 
 
-def table_row(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value, width: int) -> list[ir.Value]:
+def table_row(b: ir.IRBuilder, table: Table, index: ir.Value, width: int) -> list[ir.Value]:
     base = b.mul(index, const_i64(width))
-    return [b.load(b.gep(table, [const_i64(0), b.add(base, const_i64(field))], inbounds=True), typ=I64)
-            for field in range(width)]
+    return [table.load(b, b.add(base, const_i64(field))) for field in range(width)]
 
 
 def _initial(op_type: str, value_type: ir.Type, kind: str) -> ir.Constant:
