@@ -1,4 +1,4 @@
-"""Softmax, LogSoftmax, BatchNormalization (inference), LayerNormalization, InstanceNormalization, LRN.
+"""Softmax, LogSoftmax, BatchNormalization, LayerNormalization, InstanceNormalization, LRN.
 
 All but LRN run on the kept × reduced loop nest: statistics are gathered per column in
 Scratch values over the normalized axes (in the tensor dtype; mean, then variance around it,
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, for_range, load, store
@@ -106,15 +107,57 @@ register_kernel(KernelSpec(("Softmax", "LogSoftmax"), _check_softmax,
                            lambda graph, node: _softmax_split(graph, node).work_items, _emit_softmax))
 
 
+# ----- per-column statistics ------------------------------------------------------------------
+def _emit_mean_and_variance(b: ir.IRBuilder, segment: Segment, x: TensorArg, mean: Scratch, variance: Scratch) -> None:
+    """mean and (population) variance of each column's reduced set: two passes, the variance around the mean."""
+    value_type = mean.value_type
+    count = float_constant(value_type, segment.split.reduced_count)
+
+    def start(cell: Cell) -> None:
+        mean.store(cell, float_constant(value_type, 0.0))
+        variance.store(cell, float_constant(value_type, 0.0))
+
+    def square_deviation(cell: Cell) -> None:
+        deviation = b.fsub(_load(b, x, cell.offset), mean.load(cell))
+        variance.store(cell, b.fadd(variance.load(cell), b.fmul(deviation, deviation), flags=REASSOCIATE))
+
+    segment.columns(start)
+    segment.sweep(lambda cell: mean.store(cell, b.fadd(mean.load(cell), _load(b, x, cell.offset), flags=REASSOCIATE)))
+    segment.columns(lambda cell: mean.store(cell, b.fdiv(mean.load(cell), count)))
+    segment.sweep(square_deviation)
+    segment.columns(lambda cell: variance.store(cell, b.fdiv(variance.load(cell), count)))
+
+
+def _emit_moments(b: ir.IRBuilder, segment: Segment, x: TensorArg, mean: Scratch, inverse_std: Scratch,
+                  epsilon: float) -> None:
+    """mean and 1 / sqrt(variance + epsilon) of each column's reduced set."""
+    value_type = mean.value_type
+
+    def invert(cell: Cell) -> None:
+        std = intrinsic(b, "sqrt", b.fadd(inverse_std.load(cell), float_constant(value_type, epsilon)))
+        inverse_std.store(cell, b.fdiv(float_constant(value_type, 1.0), std))
+
+    _emit_mean_and_variance(b, segment, x, mean, inverse_std)
+    segment.columns(invert)
+
+
+
 # ----- BatchNormalization ---------------------------------------------------------------------
 def _channel_split(graph: Graph, node: Node) -> AxisSplit:
     """Kept (N, C), reduced spatial dims: the split of the per-channel ops."""
     return split_axes(graph.input_types(node)[0].shape, range(2, _rank(graph, node)))
 
 
+def _training(node: Node) -> bool:
+    return bool(node.attrs.get("training_mode", 0))
+
+
 def _check_batch_normalization(graph: Graph, node: Node) -> str | None:
-    if len(node.outputs) > 1 or node.attrs.get("training_mode", 0):
-        return "BatchNormalization in training mode (running statistics outputs) is not compiled by the cpu target"
+    if len(node.outputs) > 1 and not _training(node):
+        return ("BatchNormalization with statistics outputs but no training_mode=1 (before opset 14) "
+                "is not compiled by the cpu target")
+    if len(node.outputs) > 3:
+        return "BatchNormalization with saved mean/variance outputs is not compiled by the cpu target"
     if not node.attrs.get("spatial", 1):
         return "BatchNormalization with spatial=0 is not compiled by the cpu target"
     return _check_float_inputs(graph, node, 2)
@@ -147,37 +190,52 @@ def _emit_batch_normalization(ctx: KernelContext) -> None:
     emit_segments(b, split, ctx.begin, ctx.end, item)
 
 
-register_kernel(KernelSpec(("BatchNormalization",), _check_batch_normalization,
-                           lambda graph, node: _channel_split(graph, node).work_items, _emit_batch_normalization))
+def _batch_split(graph: Graph, node: Node) -> AxisSplit:
+    """Kept C, reduced N and spatial dims: the split of training mode's batch statistics."""
+    return split_axes(graph.input_types(node)[0].shape, [0, *range(2, _rank(graph, node))])
+
+
+def _emit_batch_normalization_training(ctx: KernelContext) -> None:
+    """Training mode: y = (x - mean) * (scale[c] / sqrt(var + epsilon)) + bias[c] with the batch's
+    mean and (population) variance per channel; the running statistics outputs are
+    input * momentum + batch * (1 - momentum)."""
+    b, (x, scale, bias, mean_in, var_in), y = ctx.builder, ctx.inputs[:5], ctx.outputs[0]
+    split, attrs = _batch_split(ctx.graph, ctx.node), ctx.node.attrs
+    value_type = element_type(x.dtype)
+    momentum = attrs.get("momentum", float(np.float32(0.9)))
+    mean, gain = Scratch(b, split, value_type), Scratch(b, split, value_type)
+
+    def finish(cell: Cell) -> None:
+        channel, variance = cell.kept, gain.load(cell)
+        for output, running, batch in zip(ctx.outputs[1:], (mean_in, var_in), (mean.load(cell), variance)):
+            updated = b.fadd(b.fmul(_load(b, running, channel), float_constant(value_type, momentum)),
+                             b.fmul(batch, float_constant(value_type, 1 - momentum)))
+            store(b, updated, output.ptr, output.dtype, channel)
+        std = intrinsic(b, "sqrt", b.fadd(variance, float_constant(value_type, attrs.get("epsilon", 1e-5))))
+        gain.store(cell, b.fdiv(_load(b, scale, channel), std))
+
+    def write(cell: Cell) -> None:
+        centered = b.fsub(_load(b, x, cell.offset), mean.load(cell))
+        store(b, b.fadd(b.fmul(centered, gain.load(cell)), _load(b, bias, cell.kept)), y.ptr, y.dtype, cell.offset)
+
+    def item(segment: Segment) -> None:
+        _emit_mean_and_variance(b, segment, x, mean, gain)
+        segment.columns(finish)
+        segment.sweep(write)
+
+    emit_segments(b, split, ctx.begin, ctx.end, item)
+
+
+def _batch_normalization_items(graph: Graph, node: Node) -> int:
+    return (_batch_split if _training(node) else _channel_split)(graph, node).work_items
+
+
+register_kernel(KernelSpec(("BatchNormalization",), _check_batch_normalization, _batch_normalization_items,
+                           lambda ctx: (_emit_batch_normalization_training if _training(ctx.node)
+                                        else _emit_batch_normalization)(ctx)))
 
 
 # ----- LayerNormalization / InstanceNormalization ---------------------------------------------
-def _emit_moments(b: ir.IRBuilder, segment: Segment, x: TensorArg, mean: Scratch, inverse_std: Scratch,
-                  epsilon: float) -> None:
-    """mean and 1 / sqrt(variance + epsilon) of each column's reduced set (two passes)."""
-    value_type = mean.value_type
-    count = float_constant(value_type, segment.split.reduced_count)
-
-    def start(cell: Cell) -> None:
-        mean.store(cell, float_constant(value_type, 0.0))
-        inverse_std.store(cell, float_constant(value_type, 0.0))
-
-    def square_deviation(cell: Cell) -> None:
-        deviation = b.fsub(_load(b, x, cell.offset), mean.load(cell))
-        inverse_std.store(cell, b.fadd(inverse_std.load(cell), b.fmul(deviation, deviation), flags=REASSOCIATE))
-
-    def invert(cell: Cell) -> None:
-        variance = b.fdiv(inverse_std.load(cell), count)
-        std = intrinsic(b, "sqrt", b.fadd(variance, float_constant(value_type, epsilon)))
-        inverse_std.store(cell, b.fdiv(float_constant(value_type, 1.0), std))
-
-    segment.columns(start)
-    segment.sweep(lambda cell: mean.store(cell, b.fadd(mean.load(cell), _load(b, x, cell.offset), flags=REASSOCIATE)))
-    segment.columns(lambda cell: mean.store(cell, b.fdiv(mean.load(cell), count)))
-    segment.sweep(square_deviation)
-    segment.columns(invert)
-
-
 def _layer_axis(graph: Graph, node: Node) -> int:
     return node.attrs.get("axis", -1) % _rank(graph, node)
 
