@@ -1,7 +1,8 @@
 """Conversions between ONNX protobuf objects and IR values (types, attributes, nodes).
 
 Used by the frontend (ONNX -> IR) and by ops whose inference or reference semantics are
-delegated to the onnx package (IR -> ONNX node, one node at a time; never whole graphs).
+delegated to the onnx package (IR -> ONNX node, one node at a time; a graph attribute goes
+back through onnx_export.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import AttributeProto, TensorProto, TypeProto, helper, numpy_helper
 
+from compiler.ir.graph import Graph
 from compiler.ir.types import OptionalType, SequenceType, TensorType, ValueType
 
 _ONNX_TO_DTYPE = {
@@ -131,6 +133,10 @@ def attribute_to_proto(name: str, value, attr_type: int | None = None) -> Attrib
     """Back to ONNX; `attr_type` (from the op schema) disambiguates empty lists."""
     if isinstance(value, np.ndarray):
         return helper.make_attribute(name, array_to_tensor(value))
+    if isinstance(value, Graph):
+        from compiler.ops.onnx_export import graph_to_proto
+
+        return helper.make_attribute(name, graph_to_proto(value))
     if isinstance(value, (TensorType, SequenceType, OptionalType)):
         return helper.make_attribute(name, type_to_proto(value))
     if isinstance(value, list) and not value and attr_type is not None:

@@ -105,7 +105,8 @@ def onnx_reference_kernel(node: Node, input_types: list, present: list):
     """A kernel running onnx.reference's implementation of the node's op."""
     proto = node_to_proto(node, present)
     op_class = _load_op_class(node, proto, input_types)
-    run_params = {"log": lambda *args: None, "opsets": {node.domain: node.version}, "verbose": 0,
+    opsets = {"": onnx.defs.onnx_opset_version(), node.domain: node.version}  # "": for graph attributes' nodes
+    run_params = {"log": lambda *args: None, "opsets": opsets, "verbose": 0,
                   "new_ops": None, "existing_functions": {}, "evaluator_cls": ReferenceEvaluator}
     implementation = op_class(proto, run_params)
     count = len(proto.input)
