@@ -69,7 +69,8 @@ def _decompose(graph: Graph, node: Node) -> bool:
     captured = graph.input_values(node)[3:]
     if "score_mod" in node.attrs:
         body = node.attrs["score_mod"]
-        scores = inline(graph, body, [scores, *captured[len(captured) - captured_count(body):]], f"{node.name}/score/")[0]
+        scores = inline(graph, body, [scores, *captured[len(captured) - captured_count(body):]],
+                        f"{node.name}/score/")[0]
     probabilities = build.op("Softmax", [scores], axis=-1)
     if "prob_mod" in node.attrs:
         body = node.attrs["prob_mod"]
