@@ -69,9 +69,10 @@ class CpuTarget(Target):
                         "and expansion must see which inputs are constant")
         expand = PassSpec("expand-functions", why="ops with no cpu kernel become their ONNX function bodies")
         unroll = PassSpec("unroll-loops", why="Scan and constant-count Loop become straight-line code")
+        select = PassSpec("if-to-select", why="an If on a run-time condition computes both branches and selects")
         widen = PassSpec("widen-half-floats", why="float16/bfloat16 ops with no half kernel compute in float32")
         flex = PassSpec("decompose-flex-attention", why="FlexAttention (no ONNX function body) as MatMul/Softmax")
-        return [fold, flex, expand, unroll, fold, expand, widen, *RefTarget().pipeline(options)]
+        return [fold, flex, expand, unroll, select, fold, expand, widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
