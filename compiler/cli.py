@@ -1,4 +1,4 @@
-"""The `kiln` command: compile, run, info and check.
+"""The `kiln` command: compile, run, bench, info and check.
 
 Every failure a user can cause (bad model, bad artifact, bad input, unsupported op) is
 printed as one plain message and a non-zero exit code, never as a Python traceback.
@@ -129,17 +129,23 @@ def _summary(value) -> str:
     return f"{array.dtype}{list(array.shape)} first values {head}"
 
 
-def cmd_run(args) -> int:
+def _load_model(source: str, target: str, threads: int | None, shapes: dict | None = None):
+    """A loaded model: an artifact directory, or an .onnx model compiled in memory first."""
     import runtime
 
-    source = Path(args.artifact)
-    start = time.perf_counter()
-    if source.suffix == ".onnx" or source.is_file():
+    path = Path(source)
+    if path.suffix == ".onnx" or path.is_file():
         from compiler.driver import compile
 
-        model = runtime.load(compile(str(source), args.target), num_threads=args.threads)
-    else:
-        model = runtime.load(source, num_threads=args.threads)
+        return runtime.load(compile(str(path), target, shapes=shapes), num_threads=threads)
+    if shapes:
+        raise UsageError("--shape applies when compiling an .onnx model; this artifact's shapes are fixed already")
+    return runtime.load(path, num_threads=threads)
+
+
+def cmd_run(args) -> int:
+    start = time.perf_counter()
+    model = _load_model(args.artifact, args.target, args.threads)
     load_seconds = time.perf_counter() - start
     feeds = _random_inputs(model, _parse_inputs(args.input), args.seed)
     times = []
@@ -154,6 +160,36 @@ def cmd_run(args) -> int:
             np.save(Path(args.output_dir) / f"{_file_name(name)}.npy", np.asarray(value))
     print(f"target {model.target}: load {load_seconds * 1e3:.1f} ms, first inference {times[0] * 1e3:.1f} ms, "
           f"median of {len(times)} {np.median(times) * 1e3:.1f} ms")
+    return EXIT_OK
+
+
+# ----- bench ----------------------------------------------------------------------------
+def _bench_limits(args) -> tuple[int | None, float | None]:
+    """(iterations, seconds) to measure: -n or -t, by default 10 seconds."""
+    if args.iterations is not None and args.iterations < 1 or args.time is not None and args.time <= 0:
+        raise UsageError("-n/--iterations and -t/--time must be positive")
+    if args.warmup < 0:
+        raise UsageError("--warmup must be 0 or more")
+    return args.iterations, 10.0 if args.iterations is None and args.time is None else args.time
+
+
+def cmd_bench(args) -> int:
+    from runtime.benchmark import Progress, benchmark, report_lines
+
+    iterations, seconds = _bench_limits(args)
+    start = time.perf_counter()
+    model = _load_model(args.model, args.target, args.threads, _parse_shapes(args.shape) or None)
+    about = {"model": args.model, "target": model.target, "threads": model.num_threads,
+             "ready_seconds": time.perf_counter() - start}
+    if args.profile and model.target != "cpu":
+        raise UsageError(f"--profile times the kernels of cpu artifacts; this model is for target {model.target!r}")
+    feeds = _random_inputs(model, _parse_inputs(args.input), args.seed)
+    result = benchmark(model, feeds, warmup=args.warmup, iterations=iterations, seconds=seconds,
+                       profile=args.profile, progress=None if args.quiet else Progress(sys.stderr))
+    if args.json:
+        print(json.dumps({**about, **result.to_dict(args.top)}, indent=2))
+    else:
+        print("\n".join(report_lines(result, about, args.top)))
     return EXIT_OK
 
 
@@ -241,6 +277,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output-dir", metavar="DIR", help="also write each output as DIR/NAME.npy")
     p.add_argument("--threads", type=int, default=None, help="cpu artifacts: exact thread count (default: all cores)")
     p.set_defaults(run=cmd_run)
+
+    p = commands.add_parser("bench", help="measure latency and throughput of an artifact (or an .onnx compiled "
+                            "in memory), optionally with a per-kernel profile")
+    p.add_argument("model", metavar="ARTIFACT|MODEL.onnx", help="artifact directory, or an .onnx model to compile")
+    p.add_argument("--target", default="cpu", choices=targets, help="target when given an .onnx model (default: cpu)")
+    p.add_argument("--threads", type=int, default=None, help="cpu artifacts: exact thread count (default: all cores)")
+    p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
+                   help="when compiling an .onnx: static input shapes (symbolic dims become these sizes)")
+    p.add_argument("-i", "--input", nargs="+", default=[], metavar="NAME=FILE.npy",
+                   help="input values; inputs not given get seeded random values")
+    p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+    p.add_argument("--warmup", type=int, default=1, help="inferences before measuring (default 1)")
+    limit = p.add_mutually_exclusive_group()
+    limit.add_argument("-n", "--iterations", type=int, help="measure this many inferences")
+    limit.add_argument("-t", "--time", type=float, metavar="SECONDS", help="measure for this long (default 10 s)")
+    p.add_argument("--profile", action="store_true", help="cpu: time every kernel, map it to its op and node(s)")
+    p.add_argument("--top", type=int, default=10, help="--profile: show the N slowest kernels (0: all; default 10)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(run=cmd_bench)
 
     p = commands.add_parser("info", help="describe an artifact: target, inputs, outputs, files")
     p.add_argument("artifact", help="artifact directory")

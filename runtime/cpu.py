@@ -14,6 +14,7 @@ from runtime.artifact_reader import ArtifactError
 
 _ALIGNMENT = 64
 ENTRY = "kiln_run"
+PROFILED_ENTRY = "kiln_run_profiled"
 # IR dtype names numpy spells differently; these and bfloat16, int4, uint4, int2, uint2 are ml_dtypes types.
 _NUMPY_NAMES = {"float8e4m3fn": "float8_e4m3fn", "float8e4m3fnuz": "float8_e4m3fnuz", "float8e5m2": "float8_e5m2",
                 "float8e5m2fnuz": "float8_e5m2fnuz", "float8e8m0": "float8_e8m0fnu", "float4e2m1": "float4_e2m1fn"}
@@ -60,12 +61,17 @@ class CpuExecutor:
             if self.manifest.get("entry") != ENTRY:
                 raise AttributeError(f"entry {self.manifest.get('entry')!r} is not {ENTRY!r}")
             self.entry = getattr(self.library, ENTRY)
+            # None in artifacts from before per-kernel profiling: they still run, but cannot be profiled.
+            self.profiled_entry = getattr(self.library, self.manifest.get("profiled_entry", PROFILED_ENTRY), None)
             self.layout = getattr(self.library, "kiln_layout")
         except (OSError, AttributeError) as error:
             raise ArtifactError(f"cannot load the native library of this artifact: {error}. It was built for "
                                 f"{self.manifest.get('machine')}; recompile for this machine.") from None
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.c_void_p] * 4
+        if self.profiled_entry is not None:
+            self.profiled_entry.restype = ctypes.c_int
+            self.profiled_entry.argtypes = [ctypes.c_void_p] * 5
         weights = files.read("weights.bin")
         self._check_layout(len(weights))
         self.weights = np.frombuffer(weights, dtype=np.uint8) if len(weights) else aligned_empty(1)
@@ -99,12 +105,27 @@ class CpuExecutor:
 
     def run(self, inputs: list) -> list:
         """Outputs for `inputs` (already validated against the signature by the caller)."""
+        return self._call(inputs, None)
+
+    def run_profiled(self, inputs: list) -> tuple[list, list[int]]:
+        """run() that also times every kernel: (outputs, nanoseconds per kernel in manifest["kernels"] order)."""
+        if self.profiled_entry is None or "kernels" not in self.manifest:
+            raise ArtifactError("this cpu artifact was compiled by a Kiln without per-kernel profiling; "
+                                "recompile it to profile it")
+        nanoseconds = np.zeros(len(self.manifest["kernels"]), dtype=np.int64)
+        return self._call(inputs, nanoseconds), nanoseconds.tolist()
+
+    def _call(self, inputs: list, nanoseconds: np.ndarray | None) -> list:
         outputs = [np.empty(entry["type"]["shape"], dtype=numpy_dtype(entry["type"]["tensor"]))
                    for entry in self.manifest["outputs"]]
         inputs = [np.ascontiguousarray(value) for value in inputs]
         input_pointers = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
         output_pointers = (ctypes.c_void_p * max(len(outputs), 1))(*[a.ctypes.data for a in outputs])
-        status = self.entry(self.weights.ctypes.data, self._workspace().ctypes.data, input_pointers, output_pointers)
+        buffers = (self.weights.ctypes.data, self._workspace().ctypes.data, input_pointers, output_pointers)
+        if nanoseconds is None:
+            status = self.entry(*buffers)
+        else:
+            status = self.profiled_entry(*buffers, nanoseconds.ctypes.data)
         if status != 0:
             raise RuntimeError(f"the native model returned error status {status}")
         return outputs

@@ -43,6 +43,7 @@ class CompiledModel:
         self.frozen_inputs = tuple(self.manifest.get("frozen_inputs", ()))
         options = {"num_threads": num_threads} if self.target == "cpu" else {}
         self._executor = _executor_for(files, options)
+        self.num_threads = getattr(self._executor, "threads", 1)
         self._pool: ThreadPoolExecutor | None = None
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
@@ -51,6 +52,15 @@ class CompiledModel:
         return {info.name: value for info, value in zip(self.outputs, results)}
 
     __call__ = infer
+
+    def profile(self, feeds: Mapping[str, object]) -> tuple[dict, list[float]]:
+        """infer() that also times every kernel (cpu artifacts): (outputs, seconds per kernel), the
+        kernels in the order of `manifest["kernels"]`, which names each one's op and graph nodes."""
+        if not hasattr(self._executor, "run_profiled"):
+            raise ArtifactError(f"per-kernel profiles need a cpu artifact; this one is for target {self.target!r}")
+        values = validate_inputs(self.inputs, feeds, self.frozen_inputs)
+        results, nanoseconds = self._executor.run_profiled(values)
+        return {info.name: value for info, value in zip(self.outputs, results)}, [ns * 1e-9 for ns in nanoseconds]
 
     def create_infer_request(self) -> InferRequest:
         if self._pool is None:

@@ -7,7 +7,7 @@ weights.bin (64-byte aligned, memory-mapped at load) and the manifest with the m
 from __future__ import annotations
 
 from compiler.artifact import Artifact, compiler_version
-from compiler.codegen.llvm.aot import ENTRY, build_module
+from compiler.codegen.llvm.aot import ENTRY, PROFILED_ENTRY, build_module, kernel_table
 from compiler.codegen.llvm.header import c_header
 from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES
 from compiler.codegen.llvm.kernels.registry import kernel_for
@@ -83,7 +83,7 @@ class CpuTarget(Target):
             "target": self.name, "compiler_version": compiler_version(),
             "options": {k: v for k, v in sorted(options.items())}, **signature(graph),
             "machine": {"triple": machine.triple, "cpu": machine.cpu},
-            "entry": ENTRY,
+            "entry": ENTRY, "profiled_entry": PROFILED_ENTRY, "kernels": kernel_table(graph, plan),
             "memory_plan": {"workspace_bytes": plan.workspace_bytes, "weights_bytes": len(plan.weights),
                             "kernels": sum(1 for s in plan.steps if s.node is not None)},
         }

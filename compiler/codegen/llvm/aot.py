@@ -1,9 +1,15 @@
-"""The AOT executor: one LLVM module holding every kernel plus the exported entry point.
+"""The AOT executor: one LLVM module holding every kernel plus the exported entry points.
 
     int kiln_run(const void *weights, void *workspace, void *const *inputs, void *const *outputs)
 
 runs the whole plan in order (an inference is one native call). Each kernel is launched
 through kiln_parallel_for (support/parallel.c) with its operand pointers in an array.
+
+    int kiln_run_profiled(..., int64_t *nanoseconds)
+
+does the same and, when `nanoseconds` is not NULL, stores each kernel's wall time (read with
+kiln_clock_ns, support/profile.c) in nanoseconds[k], k in the order of `kernel_table`.
+kiln_run is kiln_run_profiled with NULL: one predictable branch per kernel, no clock reads.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
 from compiler.ir.graph import Graph, Value
 
 ENTRY = "kiln_run"
+PROFILED_ENTRY = "kiln_run_profiled"
 LAYOUT = "kiln_layout"
 VOID = ir.VoidType()
 TASK_TYPE = ir.FunctionType(VOID, [PTR, I64, I64])
@@ -28,10 +35,25 @@ def _operand_pointer(builder: ir.IRBuilder, bases: dict, location: Location) -> 
     return builder.gep(bases[location.region], [const_i64(location.offset)], source_etype=ir.IntType(8), inbounds=True)
 
 
+def _task_name(node, index: int) -> str:
+    return f"kiln_k{index}_{node.op_type.lower()}"
+
+
+def kernel_table(graph: Graph, plan: MemoryPlan) -> list[dict]:
+    """The kernels kiln_run launches, in order (profile slot k is entry k): task symbol, op, the
+    names of the original graph nodes it computes (a fused node lists them in its `fused_nodes`
+    attribute, e.g. kiln::FusedElementwise; any other node is itself) and its operand shapes."""
+    return [{"symbol": _task_name(step.node, index), "op_type": step.node.qualified_op,
+             "nodes": list(step.node.attrs.get("fused_nodes", [step.node.name])),
+             "input_shapes": [None if t is None else list(t.shape) for t in graph.input_types(step.node)],
+             "output_shapes": [list(t.shape) for t in step.node.outputs]}
+            for index, step in enumerate(plan.steps) if step.node is not None]
+
+
 def _emit_task(module: ir.Module, graph: Graph, node, index: int) -> ir.Function:
     """The kernel of one node as an internal task function."""
     spec = kernel_for(node)
-    function = ir.Function(module, TASK_TYPE, name=f"kiln_k{index}_{node.op_type.lower()}")
+    function = ir.Function(module, TASK_TYPE, name=_task_name(node, index))
     function.linkage = "internal"
     args, begin, end = function.args
     builder = ir.IRBuilder(function.append_basic_block("entry"))
@@ -68,15 +90,47 @@ def _emit_layout(module: ir.Module, table: list[int]) -> None:
     builder.ret(builder.bitcast(data, PTR))
 
 
+class _Launcher:
+    """Emits kernel launches through kiln_parallel_for; launch k stores its wall time in
+    profile[k] when the entry's profile pointer is not NULL."""
+
+    def __init__(self, module: ir.Module, builder: ir.IRBuilder, profile: ir.Value):
+        self.parallel_for = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, I64]), name="kiln_parallel_for")
+        self.clock = ir.Function(module, ir.FunctionType(I64, []), name="kiln_clock_ns")
+        self.profile = profile
+        self.enabled = builder.icmp_unsigned("!=", profile, ir.Constant(PTR, None), name="profiling")
+        self.launched = 0
+
+    def launch(self, builder: ir.IRBuilder, task: ir.Function, operands: ir.Value, work: int) -> None:
+        call_args = [task, operands, const_i64(work)]
+        with builder.if_else(self.enabled, likely=False) as (timed, plain):
+            with timed:
+                start = builder.call(self.clock, [])
+                builder.call(self.parallel_for, call_args)
+                elapsed = builder.sub(builder.call(self.clock, []), start)
+                slot = builder.gep(self.profile, [const_i64(self.launched)], source_etype=I64, inbounds=True)
+                builder.store(elapsed, slot)
+            with plain:
+                builder.call(self.parallel_for, call_args)
+        self.launched += 1
+
+
+def _emit_entry(module: ir.Module, profiled: ir.Function) -> None:
+    """kiln_run: kiln_run_profiled without a profile buffer."""
+    entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 4), name=ENTRY)
+    builder = ir.IRBuilder(entry.append_basic_block("entry"))
+    builder.ret(builder.call(profiled, [*entry.args, ir.Constant(PTR, None)]))
+
+
 def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
     module = ir.Module(name="kiln_model")
     _emit_layout(module, layout_table(graph, plan))
-    parallel_for = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, I64]), name="kiln_parallel_for")
     memcpy = module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
-    entry = ir.Function(module, ir.FunctionType(I32, [PTR, PTR, PTR, PTR]), name=ENTRY)
-    weights, workspace, inputs, outputs = entry.args
+    entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 5), name=PROFILED_ENTRY)
+    weights, workspace, inputs, outputs, profile = entry.args
     bases = {"weights": weights, "workspace": workspace, "input": inputs, "output": outputs}
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
+    launcher = _Launcher(module, builder, profile)
     slots = max([len(graph.input_values(s.node)) + len(s.node.outputs) for s in plan.steps if s.node] + [1])
     operand_array = builder.alloca(ir.ArrayType(PTR, slots), name="operands")
     for index, step in enumerate(plan.steps):
@@ -93,6 +147,7 @@ def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
             builder.store(pointer, builder.gep(operand_array, [const_i64(0), const_i64(slot)], inbounds=True))
         task = _emit_task(module, graph, node, index)
         work = kernel_for(node).work_items(graph, node)
-        builder.call(parallel_for, [task, operand_array, const_i64(work)])
+        launcher.launch(builder, task, operand_array, work)
     builder.ret(ir.Constant(I32, 0))
+    _emit_entry(module, entry)
     return module

@@ -8,7 +8,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-SUPPORT_C = Path(__file__).parent / "support" / "parallel.c"
+SUPPORT_C = tuple(Path(__file__).parent / "support" / name for name in ("parallel.c", "profile.c"))
 _COMPILERS = ("cc", "gcc", "clang")
 
 
@@ -25,7 +25,7 @@ def find_c_compiler() -> str:
 
 
 def link_shared_library(objects: dict[str, bytes]) -> bytes:
-    """A shared library (bytes) from object files (name -> bytes) plus the parallel runtime."""
+    """A shared library (bytes) from object files (name -> bytes) plus the C support (thread pool, clock)."""
     compiler = find_c_compiler()
     with tempfile.TemporaryDirectory(prefix="kiln-link-") as directory:
         paths = []
@@ -35,7 +35,7 @@ def link_shared_library(objects: dict[str, bytes]) -> bytes:
             paths.append(str(path))
         output = Path(directory) / "model.so"
         command = [compiler, "-shared", "-fPIC", "-O2", "-pthread", "-Wl,--build-id=none", "-o", str(output),
-                   str(SUPPORT_C), *paths, "-lm"]
+                   *map(str, SUPPORT_C), *paths, "-lm"]
         result = subprocess.run(command, capture_output=True, text=True, cwd=directory)
         if result.returncode != 0:
             raise LinkError(f"{Path(compiler).name} failed to link the cpu artifact:\n{result.stderr.strip()}")
