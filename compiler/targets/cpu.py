@@ -72,7 +72,10 @@ class CpuTarget(Target):
         select = PassSpec("if-to-select", why="an If on a run-time condition computes both branches and selects")
         widen = PassSpec("widen-half-floats", why="float16/bfloat16 ops with no half kernel compute in float32")
         flex = PassSpec("decompose-flex-attention", why="FlexAttention (no ONNX function body) as MatMul/Softmax")
-        return [fold, flex, expand, unroll, select, fold, expand, widen, *RefTarget().pipeline(options)]
+        merge = PassSpec("eliminate-common-subexpressions", why="duplicates merge before fusion: fused nodes "
+                         "record their original node names, so duplicate fused nodes no longer merge")
+        fuse = PassSpec("fuse-elementwise", why="chains of elementwise ops become one loop over the elements")
+        return [fold, flex, expand, unroll, select, fold, expand, merge, fuse, widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()

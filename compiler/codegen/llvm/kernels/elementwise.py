@@ -209,16 +209,18 @@ OPS: dict[str, Elementwise] = {
 }
 
 
-def _check(graph: Graph, node: Node) -> str | None:
-    dtype = graph.input_types(node)[0].dtype
+def op_problem(node: Node, dtypes: list) -> str | None:
+    """Why `node` (an OPS op) with input dtypes `dtypes` (None where absent) is not compiled; None when it is."""
     op = OPS[node.op_type]
-    if dtype not in op.dtypes:
-        return f"{node.op_type} on {dtype} is not compiled by the cpu target (it handles {', '.join(sorted(op.dtypes))})"
-    if node.op_type == "Pow":
-        exponent = graph.input_types(node)[1].dtype
-        if exponent not in NUMBERS:
-            return f"Pow with a {exponent} exponent is not compiled by the cpu target"
+    if dtypes[0] not in op.dtypes:
+        return f"{node.op_type} on {dtypes[0]} is not compiled by the cpu target (it handles {', '.join(sorted(op.dtypes))})"
+    if node.op_type == "Pow" and dtypes[1] not in NUMBERS:
+        return f"Pow with a {dtypes[1]} exponent is not compiled by the cpu target"
     return None
+
+
+def _check(graph: Graph, node: Node) -> str | None:
+    return op_problem(node, [None if t is None else t.dtype for t in graph.input_types(node)])
 
 
 def _work_items(graph: Graph, node: Node) -> int:
@@ -226,24 +228,27 @@ def _work_items(graph: Graph, node: Node) -> int:
     return row_count(node.outputs[0].shape, shapes)
 
 
-def _emit(ctx: KernelContext) -> None:
-    """float16 is computed in float32 and rounded back once, as numpy does for float16 math."""
-    node = ctx.node
-    op = OPS[node.op_type]
-    operands = [arg for arg in ctx.inputs if arg is not None]
-    stored = [arg.dtype for arg in operands]
-    dtypes = [COMPUTE_DTYPE.get(dtype, dtype) for dtype in stored]
+def apply_op(builder: ir.IRBuilder, node: Node, values: list, stored: list, out_dtype: str) -> ir.Value:
+    """`node`'s op on one element: `values` (None where an optional input is absent) hold `stored`
+    dtypes. float16 is computed in float32 and rounded back once, as numpy does for float16 math."""
+    present = [dtype for value, dtype in zip(values, stored) if value is not None]
+    dtypes = [COMPUTE_DTYPE.get(dtype, dtype) for dtype in present]
     kind = kind_of(dtypes[-1] if node.op_type == "Where" else dtypes[0])
-    out_dtype = ctx.outputs[0].dtype
-    present = [arg is not None for arg in ctx.inputs]
+    widened = [None if value is None else convert(builder, value, dtype, COMPUTE_DTYPE.get(dtype, dtype))
+               for value, dtype in zip(values, stored)]
+    result = OPS[node.op_type].body(builder, widened, node, kind, dtypes)
+    return convert(builder, result, COMPUTE_DTYPE.get(out_dtype, out_dtype), out_dtype)
+
+
+def _emit(ctx: KernelContext) -> None:
+    stored = [None if arg is None else arg.dtype for arg in ctx.inputs]
 
     def body(builder, values):
-        loaded = iter(convert(builder, value, source, target) for value, source, target in zip(values, stored, dtypes))
-        positional = [next(loaded) if here else None for here in present]  # absent inputs stay None
-        result = op.body(builder, positional, node, kind, dtypes)
-        return convert(builder, result, COMPUTE_DTYPE.get(out_dtype, out_dtype), out_dtype)
+        loaded = iter(values)
+        positional = [None if dtype is None else next(loaded) for dtype in stored]  # absent inputs stay None
+        return apply_op(builder, ctx.node, positional, stored, ctx.outputs[0].dtype)
 
-    emit_broadcast_loop(ctx, operands, ctx.outputs[0], body)
+    emit_broadcast_loop(ctx, [arg for arg in ctx.inputs if arg is not None], ctx.outputs[0], body)
 
 
 register_kernel(KernelSpec(tuple(OPS), _check, _work_items, _emit))
