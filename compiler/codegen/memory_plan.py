@@ -3,13 +3,16 @@
 Graph inputs and outputs live in the caller's buffers, constants in the weights blob, and
 every intermediate in one workspace at an offset chosen by liveness: a block is reused
 once the last reader of its tensor has run (first fit, 64-byte aligned). View ops
-(Reshape and friends) alias their input's storage instead of copying.
+(Reshape and friends) alias their input's storage instead of copying, and a kernel that
+reads each input element only to write the same output element (elementwise ops) writes
+its result in place over an input that nobody reads afterwards.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -51,6 +54,7 @@ class MemoryPlan:
     steps: list[Step] = field(default_factory=list)
     workspace_bytes: int = 0
     weights: bytes = b""
+    in_place: dict[str, int] = field(default_factory=dict)  # node name -> input its output overwrites
 
 
 def is_view(node: Node) -> bool:
@@ -80,7 +84,12 @@ class _FirstFit:
         self.used = [block for block in self.used if block[0] != offset]
 
 
-def plan_memory(graph: Graph) -> MemoryPlan:
+InPlace = Callable[[Graph, Node], "int | None"]
+"""For a node: the input whose storage its output may take (same size, each element read only
+to write the same output element), or None."""
+
+
+def plan_memory(graph: Graph, in_place: InPlace | None = None) -> MemoryPlan:
     plan = MemoryPlan()
     order = [n for n in graph.topological_order()]
     weights = WeightsWriter()
@@ -114,16 +123,20 @@ def plan_memory(graph: Graph) -> MemoryPlan:
         if is_view(node) and Value(node.name, 0) in root:
             plan.locations[Value(node.name, 0)] = plan.locations[root[Value(node.name, 0)]]
         else:
+            taken = _taken_input(graph, node, step, in_place, plan, root, last_use, output_slot)
             for index, value_type in enumerate(node.outputs):
                 value = Value(node.name, index)
                 if value in output_slot:
                     plan.locations[value] = Location("output", output_slot[value])
+                elif taken is not None:
+                    plan.locations[value] = taken
                 else:
                     plan.locations[value] = Location("workspace", allocator.allocate(tensor_bytes(value_type)))
             plan.steps.append(Step(node))
         for value in {root.get(v, v) for v in graph.input_values(node) if v is not None}:
             location = plan.locations.get(value)
-            if last_use.get(value) == step and location is not None and location.region == "workspace":
+            if last_use.get(value) == step and location is not None and location.region == "workspace" and \
+                    location != plan.locations.get(Value(node.name, 0)):
                 allocator.free(location.offset)
         for index in range(len(node.outputs)):
             value = Value(node.name, index)
@@ -136,3 +149,22 @@ def plan_memory(graph: Graph) -> MemoryPlan:
             plan.steps.append(Step(None, copy_source=value, output_index=index))
     plan.workspace_bytes = allocator.peak
     return plan
+
+
+def _taken_input(graph: Graph, node: Node, step: int, in_place: InPlace | None, plan: MemoryPlan,
+                 root: dict, last_use: dict, output_slot: dict) -> Location | None:
+    """The workspace block of the input `node` writes its single output over, if any (recorded
+    in plan.in_place); the input must be read by nobody after this node."""
+    if in_place is None or len(node.outputs) != 1 or Value(node.name, 0) in output_slot:
+        return None
+    index = in_place(graph, node)
+    if index is None:
+        return None
+    source = root.get(graph.input_values(node)[index], graph.input_values(node)[index])
+    location = plan.locations.get(source)
+    others = [v for i, v in enumerate(graph.input_values(node)) if i != index and v is not None]
+    if location is None or location.region != "workspace" or last_use.get(source) != step or \
+            any(root.get(v, v) == source for v in others):
+        return None
+    plan.in_place[node.name] = index
+    return location

@@ -10,7 +10,7 @@ from compiler.artifact import Artifact, compiler_version
 from compiler.codegen.llvm.aot import ENTRY, PROFILED_ENTRY, build_module, kernel_table
 from compiler.codegen.llvm.header import c_header
 from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES
-from compiler.codegen.llvm.kernels.registry import kernel_for
+from compiler.codegen.llvm.kernels.registry import in_place_input, kernel_for
 from compiler.codegen.llvm.linker import link_shared_library
 from compiler.codegen.llvm.machine import MachineSpec, compile_module
 from compiler.codegen.memory_plan import plan_memory
@@ -79,7 +79,7 @@ class CpuTarget(Target):
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
-        plan = plan_memory(graph)
+        plan = plan_memory(graph, in_place_input)
         module = build_module(graph, plan)
         library = link_shared_library({"model.o": compile_module(module, machine)})
         manifest = {

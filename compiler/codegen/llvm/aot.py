@@ -50,8 +50,10 @@ def kernel_table(graph: Graph, plan: MemoryPlan) -> list[dict]:
             for index, step in enumerate(plan.steps) if step.node is not None]
 
 
-def _emit_task(module: ir.Module, graph: Graph, node, index: int) -> ir.Function:
-    """The kernel of one node as an internal task function."""
+def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int | None) -> ir.Function:
+    """The kernel of one node as an internal task function. When the plan puts its output over
+    input `in_place`, the kernel reads that input through the output's pointer: LLVM then sees
+    one base address and vectorizes without overlap checks."""
     spec = kernel_for(node)
     function = ir.Function(module, TASK_TYPE, name=_task_name(node, index))
     function.linkage = "internal"
@@ -62,6 +64,8 @@ def _emit_task(module: ir.Module, graph: Graph, node, index: int) -> ir.Function
     for slot in range(len(values) + len(node.outputs)):
         pointer = builder.gep(args, [const_i64(slot)], source_etype=PTR, inbounds=True)
         pointers.append(builder.load(pointer, typ=PTR, name=f"arg{slot}"))
+    if in_place is not None:
+        pointers[in_place] = pointers[len(values)]
     inputs = [None if v is None else TensorArg(pointers[i], graph.type_of(v)) for i, v in enumerate(values)]
     outputs = [TensorArg(pointers[len(values) + i], t) for i, t in enumerate(node.outputs)]
     spec.emit(KernelContext(builder, module, graph, node, inputs, outputs, begin, end))
@@ -145,7 +149,7 @@ def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
         for slot, value in enumerate(values):
             pointer = ir.Constant(PTR, None) if value is None else _operand_pointer(builder, bases, plan.locations[value])
             builder.store(pointer, builder.gep(operand_array, [const_i64(0), const_i64(slot)], inbounds=True))
-        task = _emit_task(module, graph, node, index)
+        task = _emit_task(module, graph, node, index, plan.in_place.get(node.name))
         work = kernel_for(node).work_items(graph, node)
         launcher.launch(builder, task, operand_array, work)
     builder.ret(ir.Constant(I32, 0))

@@ -15,6 +15,7 @@ from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, for_range, load, store
 from compiler.codegen.llvm.kernels.registry import KernelContext, TensorArg
+from compiler.ir.graph import Graph, Node
 
 
 def _aligned_shape(shape: Sequence[int], rank: int) -> list[int]:
@@ -83,3 +84,12 @@ def emit_broadcast_loop(ctx: KernelContext, operands: Sequence[TensorArg], outpu
                 values.append(load(builder, operand.ptr, operand.dtype, index))
             store(builder, body(builder, values), output.ptr, output.dtype, builder.add(out_base, col))
 
+
+
+def same_shape_input(graph: Graph, node: Node) -> int | None:
+    """The first input of the output's very type (dtype and shape): the broadcasting loop reads
+    its element i only to write output element i, so the output may take its storage."""
+    for index, value_type in enumerate(graph.input_types(node)):
+        if value_type is not None and value_type == node.outputs[0]:
+            return index
+    return None

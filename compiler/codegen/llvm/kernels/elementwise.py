@@ -9,7 +9,7 @@ from typing import Callable
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import I8, convert, kind_of
-from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
+from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count, same_shape_input
 from compiler.codegen.llvm.kernels.elementwise_math import bit_shift, divide, is_inf, is_nan, mod, power, shrink, sign
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, libm, select_max, select_min, sigmoid
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
@@ -251,4 +251,4 @@ def _emit(ctx: KernelContext) -> None:
     emit_broadcast_loop(ctx, [arg for arg in ctx.inputs if arg is not None], ctx.outputs[0], body)
 
 
-register_kernel(KernelSpec(tuple(OPS), _check, _work_items, _emit))
+register_kernel(KernelSpec(tuple(OPS), _check, _work_items, _emit, in_place=same_shape_input))

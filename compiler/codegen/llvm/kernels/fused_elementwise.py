@@ -7,7 +7,7 @@ intermediate tensors and their memory round trips disappear.
 
 from __future__ import annotations
 
-from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
+from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count, same_shape_input
 from compiler.codegen.llvm.kernels.elementwise import OPS, apply_op, op_problem
 from compiler.codegen.llvm.kernels.narrow_types import cast
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
@@ -67,4 +67,5 @@ def _emit(ctx: KernelContext) -> None:
     emit_broadcast_loop(ctx, ctx.inputs, ctx.outputs[0], body)
 
 
-register_kernel(KernelSpec((f"{KILN_DOMAIN}::{OP_TYPE}",), _check, _work_items, _emit))
+register_kernel(KernelSpec((f"{KILN_DOMAIN}::{OP_TYPE}",), _check, _work_items, _emit,
+                           in_place=same_shape_input))

@@ -72,13 +72,16 @@ class KernelSpec:
     """How the cpu target compiles one family of ops.
 
     `check(graph, node)` returns why a node cannot be compiled (None when it can);
-    `work_items(graph, node)` the number of independent work items; `emit(ctx)` the body.
+    `work_items(graph, node)` the number of independent work items; `emit(ctx)` the body;
+    `in_place(graph, node)`, when given, the input whose storage the output may take (each of
+    its elements read only to compute the same output element), or None.
     """
 
     op_types: tuple[str, ...]
     check: Callable[[Graph, Node], str | None]
     work_items: Callable[[Graph, Node], int]
     emit: Callable[[KernelContext], None]
+    in_place: Callable[[Graph, Node], int | None] | None = None
 
 
 _KERNELS: dict[str, KernelSpec] = {}
@@ -106,3 +109,9 @@ def supported_op_types() -> list[str]:
 
 def _load_kernel_modules() -> None:
     import_submodules("compiler.codegen.llvm.kernels", frozenset({"registry", "common"}))
+
+
+def in_place_input(graph: Graph, node: Node) -> int | None:
+    """The memory plan's question for the cpu target: which input may `node`'s output overwrite."""
+    spec = kernel_for(node)
+    return spec.in_place(graph, node) if spec is not None and spec.in_place is not None else None
