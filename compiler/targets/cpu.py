@@ -75,7 +75,12 @@ class CpuTarget(Target):
         merge = PassSpec("eliminate-common-subexpressions", why="duplicates merge before fusion: fused nodes "
                          "record their original node names, so duplicate fused nodes no longer merge")
         fuse = PassSpec("fuse-elementwise", why="chains of elementwise ops become one loop over the elements")
-        return [fold, flex, expand, unroll, select, fold, expand, merge, fuse, widen, *RefTarget().pipeline(options)]
+        transposes = PassSpec("cancel-transposes", why="Transpose pairs merge and cancel, sunk through elementwise ops")
+        reshapes = PassSpec("fold-reshapes", why="Reshape/Flatten/Squeeze chains become one Reshape or none")
+        batch_norm = PassSpec("fold-batch-norm", why="BatchNormalization and constant scale/shift fold into the "
+                              "producing Conv/Gemm/MatMul weights; the rest become Mul+Add for fusion")
+        return [fold, flex, expand, unroll, select, fold, expand, merge, transposes, reshapes, batch_norm, fuse, widen,
+                *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
