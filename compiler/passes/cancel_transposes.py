@@ -17,7 +17,7 @@ import numpy as np
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.ops.elementwise import ACTIVATIONS, BINARY, UNARY_MATH
-from compiler.passes.eliminate_identity import _keeps_outputs_distinct
+from compiler.passes.common import keeps_outputs_distinct
 from compiler.passes.manager import PassContext, register_pass
 
 _ELEMENTWISE = frozenset(UNARY_MATH + BINARY + ACTIVATIONS + ["Cast", "Identity", "Max", "Min", "Mean", "Sum"]) \
@@ -114,7 +114,7 @@ def _merge(graph: Graph, transpose: Node, perm: list[int]) -> None:
 
 def _drop(graph: Graph, transpose: Node) -> None:
     source = graph.input_values(transpose)[0]
-    if _keeps_outputs_distinct(graph, transpose, source):
+    if keeps_outputs_distinct(graph, transpose, source):
         graph.replace_all_uses(Value(transpose.name), source)
         graph.remove_node(transpose.name)
 

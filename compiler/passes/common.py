@@ -69,3 +69,10 @@ def inline(graph: Graph, body: Graph, inputs: list[Value], prefix: str) -> list[
         for index in range(len(body_node.outputs)):
             mapped[Value(body_node.name, index)] = Value(copy.name, index)
     return [mapped[value] for _, value in body.outputs]
+
+
+def keeps_outputs_distinct(graph: Graph, node: Node, source: Value) -> bool:
+    """False when bypassing `node` would make a graph output alias a graph input or another graph output."""
+    if not graph.is_graph_output(Value(node.name, 0)):
+        return True
+    return source.node not in graph.inputs and not graph.is_graph_output(source)

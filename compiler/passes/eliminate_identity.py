@@ -10,20 +10,13 @@ import numpy as np
 
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
-from compiler.passes.common import is_inference_dropout, is_used, replace_with_constants
+from compiler.passes.common import is_inference_dropout, is_used, keeps_outputs_distinct, replace_with_constants
 from compiler.passes.manager import PassContext, register_pass
-
-
-def _keeps_outputs_distinct(graph: Graph, node: Node, source: Value) -> bool:
-    """False when bypassing `node` would make a graph output alias a graph input or another graph output."""
-    if not graph.is_graph_output(Value(node.name, 0)):
-        return True
-    return source.node not in graph.inputs and not graph.is_graph_output(source)
 
 
 def _remove_identity(graph: Graph, node: Node) -> None:
     source = graph.input_values(node)[0]
-    if _keeps_outputs_distinct(graph, node, source):
+    if keeps_outputs_distinct(graph, node, source):
         graph.replace_all_uses(Value(node.name, 0), source)
         graph.remove_node(node.name)
 
@@ -31,7 +24,7 @@ def _remove_identity(graph: Graph, node: Node) -> None:
 def _remove_dropout(graph: Graph, node: Node) -> None:
     """Output 0 becomes the data; a used mask becomes all-true, which needs the data's static shape."""
     source = graph.input_values(node)[0]
-    if not _keeps_outputs_distinct(graph, node, source):
+    if not keeps_outputs_distinct(graph, node, source):
         return
     masks = {}
     if len(node.outputs) > 1 and is_used(graph, Value(node.name, 1)):

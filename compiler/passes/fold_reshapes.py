@@ -13,7 +13,7 @@ import numpy as np
 
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
-from compiler.passes.eliminate_identity import _keeps_outputs_distinct
+from compiler.passes.common import keeps_outputs_distinct
 from compiler.passes.manager import PassContext, register_pass
 
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze"})
@@ -52,7 +52,7 @@ def fold_reshapes(graph: Graph, ctx: PassContext | None = None) -> Graph:
         if _is_view(graph, graph.node(source.node)):
             node = _collapse(graph, node)
             source = graph.input_values(node)[0]
-        if graph.type_of(source).shape == node.outputs[0].shape and _keeps_outputs_distinct(graph, node, source):
+        if graph.type_of(source).shape == node.outputs[0].shape and keeps_outputs_distinct(graph, node, source):
             graph.replace_all_uses(Value(node.name), source)
             graph.remove_node(node.name)
     return graph
