@@ -12,7 +12,8 @@ from runtime.signature import TensorInfo, validate_inputs
 
 # target -> module:class of the executor that runs its artifacts. The ref target's executor
 # is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
-EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor"}
+EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor",
+             "gpu": "runtime.gpu:GpuExecutor"}
 
 
 def _executor_for(files, options: dict):
@@ -32,16 +33,17 @@ class CompiledModel:
 
     `num_threads` (cpu artifacts): exactly this many threads per inference; default all cores.
     `verify_all`: also check the sha256 of large files (weights), not only their sizes.
+    `device` (gpu artifacts): the OpenCL device, by index or name (runtime/gpu.py: select_device).
     """
 
-    def __init__(self, source, num_threads: int | None = None, verify_all: bool = False):
+    def __init__(self, source, num_threads: int | None = None, verify_all: bool = False, device=None):
         files = read_artifact(source, verify_all)
         self.manifest = files.manifest
         self.target = self.manifest["target"]
         self.inputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["inputs"]]
         self.outputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["outputs"]]
         self.frozen_inputs = tuple(self.manifest.get("frozen_inputs", ()))
-        options = {"num_threads": num_threads} if self.target == "cpu" else {}
+        options = {"cpu": {"num_threads": num_threads}, "gpu": {"device": device}}.get(self.target, {})
         self._executor = _executor_for(files, options)
         self.num_threads = getattr(self._executor, "threads", 1)
         self._pool: ThreadPoolExecutor | None = None
@@ -74,7 +76,8 @@ class CompiledModel:
         return f"<CompiledModel target={self.target} inputs={[i.name for i in self.inputs]}>"
 
 
-def load(source, num_threads: int | None = None, verify_all: bool = False) -> CompiledModel:
+def load(source, num_threads: int | None = None, verify_all: bool = False, device=None) -> CompiledModel:
     """Load an artifact directory (or an in-memory Artifact) for inference. Every file's size and
-    every small file's sha256 are checked; `verify_all=True` hashes the weights too."""
-    return CompiledModel(source, num_threads=num_threads, verify_all=verify_all)
+    every small file's sha256 are checked; `verify_all=True` hashes the weights too. `device`
+    picks the OpenCL device of a gpu artifact (default: $KILN_OPENCL_DEVICE, else the first GPU)."""
+    return CompiledModel(source, num_threads=num_threads, verify_all=verify_all, device=device)

@@ -5,7 +5,8 @@ expected_failures/<target>.txt must fail (strict xfail: the suite fails once it 
 the list stays true); every other case must pass. A case whose model holds something the
 target reports as unsupported (the same report `kiln check` prints) is skipped with that reason.
 A model that does not compile as declared is compiled for each data set's input shapes, with
-its shape-setting inputs frozen (see frontends/onnx/backend.py).
+its shape-setting inputs frozen (see frontends/onnx/backend.py). The gpu target runs a fixed
+subset unless KILN_FULL_GPU_CONFORMANCE=1 (see gpu_subset.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pytest
 from compiler.driver import UnsupportedByTargetError
 from frontends.onnx.backend import get_backend
 from tests.conformance.expected import expected_failures
+from tests.conformance.gpu_subset import default_gpu_cases
 from tests.conformance.outputs import assert_value_matches
 
 with warnings.catch_warnings():
@@ -27,13 +29,16 @@ with warnings.catch_warnings():
     NODE_CASES = collect_node_cases()
     MODEL_CASES = [case for case in collect_model_cases() if case.model is not None]
 
-TARGETS = ["ref", "cpu"]
+TARGETS = ["ref", "cpu", "gpu"]
 RANDOM_REASON = "random draws"
+GPU_CASES = default_gpu_cases(NODE_CASES + MODEL_CASES)  # None: all (see gpu_subset.py)
 
 
 def _params(cases, target):
     failures = expected_failures(target)
     for case in cases:
+        if target == "gpu" and GPU_CASES is not None and case.name not in GPU_CASES:
+            continue
         reason = failures.get(case.name)
         # Random draws can match the expected output by chance, so they are not held to strict xfail.
         marks = [pytest.mark.xfail(strict=not reason.startswith(RANDOM_REASON), reason=reason)] if reason else []

@@ -1,0 +1,162 @@
+"""The OpenCL C dialect: how IR dtypes, literals, conversions and helper functions are spelled.
+
+Every dialect detail lives here, so kernel templates and the expression renderer never spell a
+C type or a literal themselves. One dialect instance serves one program: it collects the helper
+functions the kernels call and whether half precision is used, and `prelude()` emits them once.
+
+Values are stored in their dtype's C type and computed in a wider "compute" dtype where C would
+otherwise do it implicitly or not at all: half in float (never silently in half), 8/16-bit
+integers in 32 bits (the store truncates, which is the wrap-around numpy gives).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+STORAGE_TYPES = {
+    "float32": "float", "float16": "half",
+    "int8": "char", "int16": "short", "int32": "int", "int64": "long",
+    "uint8": "uchar", "uint16": "ushort", "uint32": "uint", "uint64": "ulong",
+    "bool": "uchar",
+}
+COMPUTE_DTYPES = {"float16": "float32", "int8": "int32", "int16": "int32", "uint8": "uint32", "uint16": "uint32"}
+FLOATS = frozenset({"float32", "float16"})
+SIGNED = frozenset({"int8", "int16", "int32", "int64"})
+UNSIGNED = frozenset({"uint8", "uint16", "uint32", "uint64"})
+WIDTHS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+
+
+def kind_of(dtype: str) -> str:
+    """float, signed, unsigned or bool."""
+    if dtype in FLOATS:
+        return "float"
+    if dtype in SIGNED:
+        return "signed"
+    if dtype in UNSIGNED:
+        return "unsigned"
+    if dtype == "bool":
+        return "bool"
+    raise ValueError(f"dtype {dtype} has no OpenCL C type here")
+
+
+def compute_dtype(dtype: str) -> str:
+    return COMPUTE_DTYPES.get(dtype, dtype)
+
+
+class OpenCLDialect:
+    """OpenCL C 1.2 spelling, plus the helper functions and extensions one program needs."""
+
+    build_options = "-cl-std=CL1.2"
+
+    def __init__(self):
+        self._helpers: dict[str, str] = {}
+        self.uses_half = False
+
+    # ----- types and literals -------------------------------------------------------------
+    def type(self, dtype: str) -> str:
+        """The C type that stores `dtype` in buffers."""
+        if dtype == "float16":
+            self.uses_half = True
+        return STORAGE_TYPES[dtype]
+
+    def compute_type(self, dtype: str) -> str:
+        """The C type values of `dtype` are computed in."""
+        return STORAGE_TYPES[compute_dtype(dtype)]
+
+    def literal(self, value, dtype: str) -> str:
+        """`value` as a C literal of compute dtype of `dtype` (inf and NaN by name)."""
+        dtype = compute_dtype(dtype)
+        kind = kind_of(dtype)
+        if kind == "float":
+            value = np.float32(value)
+            if np.isnan(value):
+                return "NAN"
+            if np.isinf(value):
+                return "INFINITY" if value > 0 else "(-INFINITY)"
+            return f"{value}f"
+        if kind == "bool":
+            return "1" if value else "0"
+        value = int(value)
+        if kind == "unsigned":
+            return f"{value}U" + ("L" if dtype == "uint64" else "")
+        if value == -(1 << (WIDTHS[dtype] - 1)):  # the smallest value has no literal of its own
+            return f"({value + 1}{'L' if dtype == 'int64' else ''} - 1)"
+        return f"{value}L" if dtype == "int64" else str(value)
+
+    def convert(self, expr: str, source: str, target: str) -> str:
+        """`expr` (of C type for `source`) as `target`: float to integer truncates toward zero and
+        saturates (NaN gives 0), anything to bool is `!= 0`."""
+        source_type, target_type = STORAGE_TYPES[source], STORAGE_TYPES[target]
+        if target == "float16":
+            self.uses_half = True
+        if target == "bool":
+            return f"(uchar)(({expr}) != 0)" if source != "bool" else expr
+        if source_type == target_type:
+            return expr
+        if kind_of(source) == "float" and kind_of(target) in ("signed", "unsigned"):
+            return f"convert_{target_type}_sat_rtz({expr})"
+        return f"({target_type})({expr})"
+
+    def load(self, pointer: str, index: str, dtype: str) -> str:
+        """Element `index` of buffer `pointer` of `dtype`, in its compute type."""
+        return self.convert(f"{pointer}[{index}]", dtype, compute_dtype(dtype))
+
+    def store_value(self, expr: str, dtype: str) -> str:
+        """A compute-typed `expr` converted to store into a `dtype` buffer."""
+        return self.convert(expr, compute_dtype(dtype), dtype)
+
+    # ----- helpers --------------------------------------------------------------------------
+    def helper(self, name: str, code: str) -> str:
+        """Define helper function `name` (its full C definition) once per program; returns the name."""
+        self._helpers.setdefault(name, code)
+        return name
+
+    def call(self, name: str, code: str, *args: str) -> str:
+        return f"{self.helper(name, code)}({', '.join(args)})"
+
+    def prelude(self) -> str:
+        """What precedes the kernels: the extension pragmas and every helper a kernel called."""
+        lines = ["#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"] if self.uses_half else []
+        return "".join(lines) + "\n".join(self._helpers.values())
+
+    def extensions(self) -> list[str]:
+        """OpenCL extensions the program needs from the device."""
+        return ["cl_khr_fp16"] if self.uses_half else []
+
+    # ----- arithmetic that C leaves undefined -------------------------------------------------
+    def wrapping(self, op: str, a: str, b: str, dtype: str) -> str:
+        """a op b for + - *: signed integers go through their unsigned type, so overflow wraps as
+        numpy's does instead of being undefined behaviour."""
+        dtype = compute_dtype(dtype)
+        if kind_of(dtype) != "signed":
+            return f"({a} {op} {b})"
+        signed, unsigned = STORAGE_TYPES[dtype], "u" + STORAGE_TYPES[dtype]
+        return f"(({signed})(({unsigned})({a}) {op} ({unsigned})({b})))"
+
+    def float_max(self, a: str, b: str) -> str:
+        """max(a, b) where a NaN in either gives NaN (fmax would drop it; numpy and ONNX keep it)."""
+        return self.call("kiln_fmax", "inline float kiln_fmax(float a, float b) { return (a > b || isnan(a)) ? a : b; }\n",
+                         a, b)
+
+    def float_min(self, a: str, b: str) -> str:
+        return self.call("kiln_fmin", "inline float kiln_fmin(float a, float b) { return (a < b || isnan(a)) ? a : b; }\n",
+                         a, b)
+
+    def max(self, a: str, b: str, dtype: str) -> str:
+        return self.float_max(a, b) if kind_of(dtype) == "float" else f"max({a}, {b})"
+
+    def min(self, a: str, b: str, dtype: str) -> str:
+        return self.float_min(a, b) if kind_of(dtype) == "float" else f"min({a}, {b})"
+
+    def lowest(self, dtype: str) -> str:
+        """The identity of max: -inf or the smallest integer."""
+        kind = kind_of(dtype)
+        if kind == "float":
+            return "(-INFINITY)"
+        return self.literal(np.iinfo(dtype).min if kind != "bool" else 0, dtype)
+
+    def highest(self, dtype: str) -> str:
+        kind = kind_of(dtype)
+        if kind == "float":
+            return "INFINITY"
+        return self.literal(np.iinfo(dtype).max if kind != "bool" else 1, dtype)

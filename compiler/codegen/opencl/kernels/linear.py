@@ -1,0 +1,165 @@
+"""MatMul, Gemm and Conv on the tiled GEMM template (gemm.cl.j2).
+
+MatMul and Gemm describe A, B and Y by strides (transposes are strides too; batch dims broadcast
+with stride 0), so A and B stage into local memory along whichever dim is contiguous, as float4
+vectors when rows are whole vectors. Conv is an implicit GEMM per group: A is the weights
+(out channels x in channels * taps), B the input seen as im2col, computed on the fly with the
+padding read as 0 (no im2col buffer), and the columns run over images * output positions; any
+number of spatial dims, strides, dilations, pads (auto_pad too) and groups.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from compiler.codegen.opencl.dialect import FLOATS
+from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, Tensor, dtype_problem,
+                                                      register_gpu_kernel, row_major)
+from compiler.ir.graph import Graph, Node
+
+AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+
+
+def _operand(ctx: GpuContext, tensor: Tensor, row: str, rs: int, column: str, cs: int) -> dict:
+    """A (rows m, depth k) or B (depth k, columns n) described by strides: its load, whether k is its
+    contiguous dim, and its float4 load along a contiguous column dim (the template decides whether
+    the sizes allow it)."""
+    index = " + ".join(["base"] + [f"{var} * {stride}" for var, stride in ((row, rs), (column, cs)) if stride])
+    return {"ctype": tensor.ctype, "load": ctx.dialect.load(tensor.name, index, tensor.dtype),
+            "k_fast": (column == "k" and cs == 1) or (row == "k" and rs == 1 and cs != 1),
+            "vector": cs == 1 and tensor.dtype == "float32",
+            "vector_load": f"vload4(0, {tensor.name} + {tensor.name}_batch + {row} * {rs} + {column})"}
+
+
+def _batch_strides(shape, batch) -> list[int]:
+    """Strides of an operand's batch dims walking the output batch dims (0 where it broadcasts)."""
+    own = (1,) * (len(batch) - (len(shape) - 2)) + tuple(shape[:-2])
+    strides = (0,) * (len(batch) - (len(shape) - 2)) + row_major(shape)[:-2]
+    return [0 if size == 1 and want != 1 else stride for size, want, stride in zip(own, batch, strides)]
+
+
+def _base(coordinates: list[int]) -> str:
+    return " + ".join(f"q{d} * {s}" for d, s in enumerate(coordinates) if s) or "0"
+
+
+def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, int], batch: list[int],
+                 a: dict, b: dict, bases: dict, y_offset: str, result: str, conv: dict | None = None) -> KernelLaunch:
+    rows, columns, depth = sizes
+    tile = ctx.planner.gemm_tile(rows, columns)
+    a["vector"] = a["vector"] and depth % 4 == 0 and tile.tk % 4 == 0
+    b["vector"] = b["vector"] and columns % 4 == 0 and tile.columns % 4 == 0
+    return ctx.kernel("gemm.cl.j2", params, ctx.planner.gemm(tile, rows, columns, math.prod(batch)), tile=tile,
+                      M=rows, N=columns, K=depth, batch=batch, a=a, b=b, conv=conv, y_offset=y_offset, result=result,
+                      bases=[{"name": name, "value": value} for name, value in bases.items()])
+
+
+def _matmul(ctx: GpuContext) -> list[KernelLaunch]:
+    a, b, y = ctx.input(0, "a"), ctx.input(1, "b"), ctx.output(0, "y")
+    a_shape = (1,) + a.shape if len(a.shape) == 1 else a.shape
+    b_shape = b.shape + (1,) if len(b.shape) == 1 else b.shape
+    (m, k), n = a_shape[-2:], b_shape[-1]
+    batch = list(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
+    bases = {"a_batch": _base(_batch_strides(a_shape, batch)), "b_batch": _base(_batch_strides(b_shape, batch)),
+             "y_batch": _base(list(row_major(batch + [m, n]))[:-2])}
+    return [_gemm_kernel(ctx, [a, b, y], (m, n, k), batch,
+                         _operand(ctx, a, "m", k, "k", 1), _operand(ctx, b, "k", n, "n", 1), bases,
+                         f"base + m * {n} + n", ctx.dialect.store_value("sum", y.dtype))]
+
+
+def _gemm(ctx: GpuContext) -> list[KernelLaunch]:
+    attrs = ctx.node.attrs
+    a, b, y = ctx.input(0, "a"), ctx.input(1, "b"), ctx.output(0, "y")
+    m, n = y.shape
+    k = a.shape[0] if attrs.get("transA", 0) else a.shape[1]
+    a_strides = (1, m) if attrs.get("transA", 0) else (k, 1)
+    b_strides = (1, k) if attrs.get("transB", 0) else (n, 1)
+    d = ctx.dialect
+    value = f"{d.literal(attrs.get('alpha', 1.0), 'float32')} * sum"
+    params, bases = [a, b], {"a_batch": "0", "b_batch": "0", "y_batch": "0"}
+    if ctx.input_type(2) is not None:
+        c = ctx.input(2, "c")
+        shape = (1,) * (2 - len(c.shape)) + c.shape
+        strides = [0 if size == 1 else stride for size, stride in zip(shape, row_major(shape))]
+        params.append(c)
+        term = d.load("c", " + ".join(f"{var} * {s}" for var, s in zip("mn", strides) if s) or "0", c.dtype)
+        value += f" + {d.literal(attrs.get('beta', 1.0), 'float32')} * {term}"
+    return [_gemm_kernel(ctx, params + [y], (m, n, k), [],
+                         _operand(ctx, a, "m", a_strides[0], "k", a_strides[1]),
+                         _operand(ctx, b, "k", b_strides[0], "n", b_strides[1]), bases,
+                         f"base + m * {n} + n", d.store_value(value, y.dtype))]
+
+
+def leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> list[int]:
+    """Pads before each spatial dim, from `pads` or auto_pad (SAME_UPPER puts the odd one at the end)."""
+    auto_pad = node.attrs.get("auto_pad", "NOTSET")
+    if auto_pad == "VALID":
+        return [0] * len(in_size)
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        totals = [max(0, (o - 1) * s + (k - 1) * d + 1 - i)
+                  for i, k, o, s, d in zip(in_size, kernel, out_size, strides, dilations)]
+        return [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals]
+    return list(node.attrs.get("pads", [0] * 2 * len(in_size))[:len(in_size)])
+
+
+def _conv(ctx: GpuContext) -> list[KernelLaunch]:
+    node, d = ctx.node, ctx.dialect
+    x, w, y = ctx.input(0, "b"), ctx.input(1, "a"), ctx.output(0, "y")
+    images, channels, *in_size = x.shape
+    out_channels, in_group, *kernel = w.shape
+    out_size = list(y.shape[2:])
+    spatial = len(in_size)
+    group = int(node.attrs.get("group", 1))
+    strides = list(node.attrs.get("strides", [1] * spatial))
+    dilations = list(node.attrs.get("dilations", [1] * spatial))
+    pads = leading_pads(node, in_size, kernel, out_size, strides, dilations)
+    out_group, taps, plane, positions = out_channels // group, math.prod(kernel), math.prod(in_size), math.prod(out_size)
+    depth = in_group * taps
+    image_offset = " + ".join([f"p0 * {channels * plane}", f"t0 * {plane}"] +
+                              [f"i{axis} * {stride}" for axis, stride in enumerate(row_major(in_size))])
+    conv = {"in_group": in_group, "kernel": kernel, "images": images, "out_size": out_size, "strides": strides,
+            "pads": pads, "dilations": dilations, "in_size": in_size}
+    b = {"ctype": x.ctype, "load": d.load("b", f"base + {image_offset}", x.dtype), "k_fast": False, "vector": False,
+         "vector_load": ""}
+    bases = {"a_batch": f"q0 * {out_group * depth}", "b_batch": f"q0 * {in_group * plane}",
+             "y_batch": f"q0 * {out_group * positions}"}
+    params, value = [w, x], "sum"
+    if ctx.input_type(2) is not None:
+        bias = ctx.input(2, "c")
+        params.append(bias)
+        bases["c_batch"] = f"q0 * {out_group}"
+        value = f"sum + {d.load('c', 'c_batch + m', bias.dtype)}"
+    y_offset = f"base + (n / {positions}) * {out_channels * positions} + m * {positions} + n % {positions}"
+    return [_gemm_kernel(ctx, params + [y], (out_group, images * positions, depth), [group],
+                         _operand(ctx, w, "m", depth, "k", 1), b, bases, y_offset, d.store_value(value, y.dtype),
+                         conv)]
+
+
+def _check_floats(graph: Graph, node: Node) -> str | None:
+    for value_type in graph.input_types(node):
+        if value_type is not None:
+            problem = dtype_problem(node, value_type.dtype, FLOATS)
+            if problem:
+                return problem
+    return None
+
+
+def _check_conv(graph: Graph, node: Node) -> str | None:
+    problem = _check_floats(graph, node)
+    if problem:
+        return problem
+    x, w = graph.input_types(node)[:2]
+    if len(x.shape) < 3:
+        return "Conv needs an input of rank >= 3 (N, C, spatial...)"
+    group = int(node.attrs.get("group", 1))
+    if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
+        return f"Conv input channels {x.shape[1]} / weights {list(w.shape)} do not match group={group}"
+    if node.attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
+        return f"Conv auto_pad={node.attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
+    return None
+
+
+register_gpu_kernel(GpuKernelSpec(("MatMul",), _check_floats, _matmul))
+register_gpu_kernel(GpuKernelSpec(("Gemm",), _check_floats, _gemm))
+register_gpu_kernel(GpuKernelSpec(("Conv",), _check_conv, _conv))

@@ -1,0 +1,71 @@
+"""One OpenCL program per model, and its launch plan.
+
+Every step of the memory plan becomes kernel launches (or a buffer copy into a graph output).
+Kernels with identical source (same op, shapes and attributes) are emitted once and launched
+with different arguments, so a network of repeated blocks builds fewer kernels. Each kernel's
+section of the source (its helper functions, then the kernel) starts with a line
+`// kernel NAME: OP (node NODE)`, which build errors are traced back by. An argument is a buffer
+(an input, an output, the weights or the workspace) plus the element offset of the tensor in it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
+from compiler.codegen.opencl.dialect import OpenCLDialect
+from compiler.codegen.opencl.kernels.registry import NAME, GpuContext, Tensor, gpu_kernel_for
+from compiler.codegen.opencl.launch import LaunchPlanner
+from compiler.ir.graph import Graph, Value
+from compiler.ir.types import numpy_dtype
+
+
+@dataclass
+class Program:
+    source: str
+    steps: list[dict]  # the launch plan, in order
+    kernels: int  # distinct kernels in `source`
+
+
+def _argument(location: Location, tensor: Tensor) -> dict:
+    if location.region in ("input", "output"):
+        return {"buffer": location.region, "index": location.offset, "offset": 0}
+    return {"buffer": location.region, "offset": location.offset // numpy_dtype(tensor.dtype).itemsize}
+
+
+def _buffer(location: Location) -> dict:
+    """A place in bytes, for copies."""
+    if location.region in ("input", "output"):
+        return {"buffer": location.region, "index": location.offset, "offset": 0}
+    return {"buffer": location.region, "offset": location.offset}
+
+
+def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planner: LaunchPlanner) -> Program:
+    names: dict[str, str] = {}  # kernel source -> its name
+    sources: list[str] = []
+    steps: list[dict] = []
+    for step in plan.steps:
+        if step.node is None:
+            size = tensor_bytes(graph.type_of(step.copy_source))
+            if size:
+                steps.append({"copy": {"from": _buffer(plan.locations[step.copy_source]),
+                                       "to": _buffer(Location("output", step.output_index)), "bytes": size}})
+            continue
+        node = step.node
+        values = graph.input_values(node)
+        for launch in gpu_kernel_for(node).launches(GpuContext(graph, node, dialect, planner)):
+            if math.prod(launch.launch.global_size) == 0:
+                continue
+            if launch.source not in names:
+                names[launch.source] = f"k{len(names)}_{node.op_type.lower()}"
+                name = names[launch.source]
+                sources.append(f"// kernel {name}: {node.qualified_op} (node {node.name})\n"
+                               + launch.source.replace(NAME, name))
+            args = [_argument(plan.locations[values[p.index] if p.role == "input" else Value(node.name, p.index)], p)
+                    for p in launch.params]
+            steps.append({"kernel": names[launch.source], "node": node.name, "op_type": node.qualified_op,
+                          "args": args, "global": list(launch.launch.global_size),
+                          "local": list(launch.launch.local_size)})
+    source = "\n".join(part for part in [dialect.prelude(), *sources] if part)
+    return Program(source, steps, len(names))

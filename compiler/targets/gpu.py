@@ -1,0 +1,151 @@
+"""The gpu target: OpenCL C kernels rendered from jinja2 templates, one program per model.
+
+The artifact holds model.cl (the program), weights.bin (64-byte aligned) and, in the manifest,
+the launch plan (kernels in order with their argument buffers and NDRanges) and the buffer
+plan (compiler/codegen/memory_plan.py). runtime/gpu.py builds the program through pyopencl on
+the device chosen at load and runs the plan.
+
+Options: `precision` "float32" (default) or "float16" (every float tensor stored as half and
+computed in float; the device must report cl_khr_fp16, checked at load, and at compile time
+when `device` is given); `device` names the device whose limits (work-group size, local
+memory) the launch planner uses, as runtime.load's `device` does; without it the planner
+assumes a conservative OpenCL 1.2 GPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compiler.artifact import Artifact, compiler_version
+from compiler.codegen.memory_plan import plan_memory
+from compiler.codegen.opencl.dialect import STORAGE_TYPES, OpenCLDialect
+from compiler.codegen.opencl.kernels.registry import gpu_kernel_for, in_place_input
+from compiler.codegen.opencl.launch import DeviceLimits, LaunchPlanner
+from compiler.codegen.opencl.program import build_program
+from compiler.ir.graph import Graph, Node, Value
+from compiler.ir.types import TensorType
+from compiler.passes.manager import PassSpec
+from compiler.targets.base import Target, Unsupported, register_target
+from compiler.targets.ref import RefTarget, signature
+
+PRECISIONS = ("float32", "float16")
+HALF = "cl_khr_fp16"
+
+
+def _storage_problem(value_type, precision: str) -> str | None:
+    if not isinstance(value_type, TensorType):
+        return f"{value_type} values (sequences/optionals) are not compiled by the gpu target"
+    if not value_type.is_static:
+        return f"shape {value_type} is not static: give static input shapes (dynamic shapes are not compiled yet)"
+    if value_type.dtype == "float16" and precision != "float16":
+        return ("float16 tensors need half storage: compile with precision='float16' for a device with "
+                f"{HALF} (the gpu target never computes half silently)")
+    if value_type.dtype not in STORAGE_TYPES:
+        return f"dtype {value_type.dtype} is not compiled by the gpu target"
+    return None
+
+
+def _node_problem(graph: Graph, node: Node, precision: str) -> str | None:
+    if graph.subgraphs(node):
+        return "control flow with subgraphs is not compiled by the gpu target"
+    for value_type in [t for t in graph.input_types(node) if t is not None] + list(node.outputs):
+        problem = _storage_problem(value_type, precision)
+        if problem:
+            return problem
+    spec = gpu_kernel_for(node)
+    if spec is None:
+        return f"no gpu kernel for {node.qualified_op}"
+    return spec.check(graph, node)
+
+
+def _stored_in_half(graph: Graph) -> Graph:
+    """A copy of `graph` whose float32 tensors are float16: constants converted, types rewritten.
+    Kernels compute half values in float, so only storage (and bandwidth) halves."""
+    graph = graph.copy()
+    for node in graph.nodes():
+        node.outputs = [TensorType("float16", t.shape) if isinstance(t, TensorType) and t.dtype == "float32" else t
+                        for t in node.outputs]
+        if node.is_constant and np.asarray(node.attrs["value"]).dtype == np.float32:
+            node.attrs = {**node.attrs, "value": np.asarray(node.attrs["value"]).astype(np.float16)}
+    return graph
+
+
+def _buffer_entries(graph: Graph, values: list[Value]) -> list[dict]:
+    return [{"dtype": graph.type_of(v).dtype, "shape": list(graph.type_of(v).shape)} for v in values]
+
+
+@register_target
+class GpuTarget(Target):
+    name = "gpu"
+    description = "OpenCL C for any OpenCL 1.2 device (GPUs; PoCL on the CPU), run through pyopencl"
+
+    def __init__(self):
+        self.options: dict = {}
+
+    @property
+    def precision(self) -> str:
+        return self.options.get("precision", "float32")
+
+    def unsupported(self, graph: Graph) -> list[Unsupported]:
+        problems = self._option_problems()
+        for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
+                [(n, graph.type_of(v)) for n, v in graph.outputs]:
+            problem = _storage_problem(value_type, self.precision)
+            if problem:
+                problems.append(Unsupported(name, "graph input/output", problem))
+        for node in graph.nodes():
+            if node.is_input or node.is_constant:
+                continue
+            reason = self.node_problem(graph, node)
+            if reason:
+                problems.append(Unsupported(node.name, node.qualified_op, reason))
+        return problems
+
+    def _option_problems(self) -> list[Unsupported]:
+        if self.precision not in PRECISIONS:
+            return [Unsupported("(options)", "precision", f"precision {self.precision!r} is not one of {PRECISIONS}")]
+        if self.precision == "float16" and self.options.get("device") is not None:
+            limits = DeviceLimits.query(self.options["device"])
+            if HALF not in limits.extensions:
+                return [Unsupported("(options)", "precision", f"precision 'float16' needs {HALF}, which device "
+                                    f"{limits.name!r} does not report; compile with precision='float32'")]
+        return []
+
+    def node_problem(self, graph: Graph, node: Node) -> str | None:
+        return _node_problem(graph, node, self.precision)
+
+    def pipeline(self, options: dict) -> list[PassSpec]:
+        """The target-independent passes; none creates kiln:: fused ops (no gpu kernel for those yet).
+        The options are kept: unsupported() judges float16 tensors by the precision asked for."""
+        self.options = dict(options)
+        fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
+                        "and expansion must see which inputs are constant")
+        expand = PassSpec("expand-functions", why="ops with no gpu kernel become their ONNX function bodies")
+        unroll = PassSpec("unroll-loops", why="Scan and constant-count Loop become straight-line code")
+        select = PassSpec("if-to-select", why="an If on a run-time condition computes both branches and selects")
+        flex = PassSpec("decompose-flex-attention", why="FlexAttention (no ONNX function body) as MatMul/Softmax")
+        merge = PassSpec("eliminate-common-subexpressions", why="compute each distinct value once")
+        batch_norm = PassSpec("fold-batch-norm", why="BatchNormalization and constant scale/shift fold into the "
+                              "producing Conv/Gemm/MatMul weights; the rest become Mul+Add")
+        return [fold, flex, expand, unroll, select, fold, expand, merge, batch_norm, *RefTarget().pipeline(options)]
+
+    def emit(self, graph: Graph, options: dict) -> Artifact:
+        precision = options.get("precision", "float32")
+        device = options.get("device")
+        limits = DeviceLimits.query(device) if device is not None else DeviceLimits()
+        stored = _stored_in_half(graph) if precision == "float16" else graph
+        plan = plan_memory(stored, in_place_input)
+        dialect = OpenCLDialect()
+        program = build_program(stored, plan, dialect, LaunchPlanner(limits))
+        manifest = {
+            "target": self.name, "compiler_version": compiler_version(),
+            "options": {k: v for k, v in sorted(options.items())}, **signature(graph),
+            "opencl": {"source": "model.cl", "build_options": dialect.build_options, "precision": precision,
+                       "extensions": dialect.extensions(), "planned_for": limits.to_json()},
+            "memory_plan": {"workspace_bytes": plan.workspace_bytes, "weights_bytes": len(plan.weights),
+                            "kernels": program.kernels,
+                            "inputs": _buffer_entries(stored, [Value(n, 0) for n in stored.inputs]),
+                            "outputs": _buffer_entries(stored, [v for _, v in stored.outputs])},
+            "launches": program.steps,
+        }
+        return Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})

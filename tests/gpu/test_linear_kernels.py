@@ -1,0 +1,57 @@
+"""gpu MatMul, Gemm and Conv (tiled GEMM template) beside the ref target."""
+
+import numpy as np
+import pytest
+
+import compiler
+from compiler.driver import UnsupportedByTargetError
+from tests.gpu.harness import assert_gpu_matches_ref, nodes_model, random
+
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-4}
+
+
+def test_matmul_shapes():
+    """Tiles that fit and overhang, float4 rows and odd rows, batch broadcasting, 1-D operands,
+    matrix-vector shapes."""
+    shapes = [((5, 7), (7, 3)), ((70, 132), (132, 68)), ((2, 3, 33, 20), (20, 17)), ((3, 1, 8, 16), (1, 4, 16, 12)),
+              ((16,), (16, 8)), ((9, 16), (16,)), ((1, 64), (64, 300)), ((300, 64), (64, 2))]
+    feeds, nodes = {}, []
+    for number, (a, b) in enumerate(shapes):
+        feeds[f"a{number}"], feeds[f"b{number}"] = random(a, seed=number), random(b, seed=number + 50)
+        nodes.append(("MatMul", [f"a{number}", f"b{number}"], {}))
+    assert_gpu_matches_ref(nodes_model(nodes, feeds), feeds, tolerance=TOLERANCE)
+
+
+def test_gemm_transposes_alpha_beta_and_bias_broadcast():
+    feeds, nodes = {}, []
+    for ta in (0, 1):
+        for tb in (0, 1):
+            name = f"{ta}{tb}"
+            feeds[f"a{name}"] = random((20, 12) if ta else (12, 20), seed=ta)
+            feeds[f"b{name}"] = random((40, 20) if tb else (20, 40), seed=tb + 2)
+            nodes.append(("Gemm", [f"a{name}", f"b{name}", "c"], {"transA": ta, "transB": tb, "alpha": 0.5, "beta": 2.0}))
+    feeds["c"], feeds["c2"] = random((40,), seed=9), random((12, 1), seed=10)
+    nodes += [("Gemm", ["a00", "b00", "c2"], {}), ("Gemm", ["a00", "b00"], {})]
+    assert_gpu_matches_ref(nodes_model(nodes, feeds, opset=13), feeds, tolerance=TOLERANCE)
+
+
+def test_conv_groups_strides_pads_dilations():
+    x2, w2, b2 = random((2, 6, 9, 10)), random((4, 3, 3, 2), seed=1), random((4,), seed=2)
+    x1, w1 = random((1, 3, 10), seed=3), random((5, 3, 3), seed=4)
+    x3, w3 = random((1, 2, 5, 6, 7), seed=5), random((3, 2, 2, 3, 2), seed=6)
+    wd = random((6, 1, 3, 3), seed=7)  # depthwise
+    wp = random((8, 6, 1, 1), seed=8)  # pointwise
+    feeds = {"x2": x2, "w2": w2, "b2": b2, "x1": x1, "w1": w1, "x3": x3, "w3": w3, "wd": wd, "wp": wp}
+    nodes = [("Conv", ["x2", "w2", "b2"], {"group": 2, "strides": [2, 1], "pads": [1, 0, 2, 1], "dilations": [1, 2]}),
+             ("Conv", ["x1", "w1"], {"auto_pad": "SAME_UPPER"}),
+             ("Conv", ["x1", "w1"], {"auto_pad": "SAME_LOWER", "strides": [2]}),
+             ("Conv", ["x3", "w3"], {"pads": [1, 0, 1, 0, 1, 1], "strides": [1, 2, 1]}),
+             ("Conv", ["x2", "wd"], {"group": 6, "pads": [1, 1, 1, 1]}),
+             ("Conv", ["x2", "wp"], {})]
+    assert_gpu_matches_ref(nodes_model(nodes, feeds), feeds, tolerance=TOLERANCE)
+
+
+def test_integer_matmul_is_reported_not_compiled():
+    a, b = random((3, 4), np.int32), random((4, 2), np.int32)
+    with pytest.raises(UnsupportedByTargetError, match="MatMul on int32 is not compiled by the gpu target"):
+        compiler.compile(nodes_model([("MatMul", ["a", "b"], {})], {"a": a, "b": b}), target="gpu")
