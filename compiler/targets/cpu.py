@@ -79,8 +79,10 @@ class CpuTarget(Target):
         reshapes = PassSpec("fold-reshapes", why="Reshape/Flatten/Squeeze chains become one Reshape or none")
         batch_norm = PassSpec("fold-batch-norm", why="BatchNormalization and constant scale/shift fold into the "
                               "producing Conv/Gemm/MatMul weights; the rest become Mul+Add for fusion")
-        return [fold, flex, expand, unroll, select, fold, expand, merge, transposes, reshapes, batch_norm, fuse, widen,
-                *RefTarget().pipeline(options)]
+        epilogues = PassSpec("fuse-epilogues", why="bias, activation and residual Add after a Conv/Gemm/MatMul are "
+                             "applied in its kernel before the store (before fuse-elementwise takes them)")
+        return [fold, flex, expand, unroll, select, fold, expand, merge, transposes, reshapes, batch_norm, epilogues,
+                fuse, widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()

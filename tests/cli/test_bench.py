@@ -29,7 +29,9 @@ def mlp_onnx(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mlp_artifact(tmp_path_factory):
-    return str(compiler.compile(mlp_model(batch=2), target="cpu").save(tmp_path_factory.mktemp("bench") / "mlp.kiln"))
+    """Unfused, so the profile has one kernel per node (MatMul, Add, Relu)."""
+    artifact = compiler.compile(mlp_model(batch=2), target="cpu", disable=["fuse-epilogues", "fuse-elementwise"])
+    return str(artifact.save(tmp_path_factory.mktemp("bench") / "mlp.kiln"))
 
 
 def test_bench_onnx_with_shape_and_profile(mlp_onnx, capsys):

@@ -1,4 +1,5 @@
-"""Conv with 1 to 3 spatial dims: direct convolution; pointwise convolutions run as a GEMM.
+"""Conv with 1 to 3 spatial dims: direct convolution on register tiles; 1x1 convolutions that read no
+padding run as a GEMM (strided ones read their columns at tabled offsets).
 
 A work item is (image, group, block of output channels, outer output position (depth), block
 of output rows, tile of output columns); it owns whole output elements, so results are the
@@ -6,33 +7,52 @@ same for any thread count. For each chunk of input channels it first stages the 
 block reads into a stack buffer: zero-padded and split by stride phase, at a fixed row pitch.
 Output (row, column) and kernel tap (kh, kw) then read stage[phase(kh, kw)][row + shift(kh)]
 [column + shift(kw)], so over the flattened (row, column) index q = row * pitch + column every
-tap reads contiguous memory: the innermost loop runs over q (the pitch's few extra columns are
-computed and dropped) and is long even when rows are short. A row of kernel taps is unrolled,
-so each accumulator is loaded and stored once per row of taps, and each staged load feeds every
-output channel of the block. A 1-D conv is a 2-D one of height 1.
+tap reads contiguous memory (the pitch's few extra columns are computed and dropped). The
+chunk's weights are packed per group of tile rows (linear_algebra.pack_rows), and register
+tiles (gemm_microkernel.py) of output channels x flattened positions sum over the chunk's
+(input channel, outer tap) planes, a few planes and all their kh x kw taps per step, loading
+each tap's positions as vectors straight from the stage. A 1-D conv is a 2-D one of height 1.
+A last pass adds the bias and applies the caller's epilogue before the store. Blocking comes
+from a small cycle model (DirectPlan.cycles).
+
+Small outputs with many channels (7 x 7 in a ResNet) leave position vectors part empty: a fused
+conv whose weights fuse-epilogues transposed at compile time instead runs tiles of positions x
+channels, broadcasting staged inputs and loading weight vectors (channel_vector_form).
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cache
+from typing import Callable
 
+import numpy as np
 from llvmlite import ir
 
-from compiler.codegen.llvm.irhelpers import const_i64, load, store
-from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, GemmProblem, Layout, emit_gemm, linear,
-                                                          multiply_add, rolled_range, smax, smin, stack_buffer, unravel,
-                                                          zero_fill)
+from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
+from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, choose_tile, emit_register_tile,
+                                                            round_up, split_cycles, vector_lanes)
+from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, Epilogue, GemmProblem, Layout,
+                                                          emit_gemm, gemm_plan, linear, pack_rows, rolled_range, smax,
+                                                          smin, stack_buffer, unravel, zero_fill)
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 
 BLOCK_POSITIONS = 512  # flattened output positions (rows x pitch) per work item, at most
-VECTOR_MULTIPLE = 16  # blocks compute a multiple of this many positions: no scalar remainder loop
 COLUMN_TILE = 256  # output columns per work item, for wider rows
-CHANNEL_BLOCKS = (16, 8, 4, 2, 1)  # output channels per work item: the largest that divides a group's
-TAP_BLOCK = 8  # kernel columns unrolled in one pass over the block
+CHANNEL_BLOCK = 96  # output channels per work item at most
+CHANNEL_VECTOR_POSITIONS = {1: 64}  # output positions per image at most for the channel-vector form, by
+# kernel taps (measured: 1x1 convs gain up to about 64 positions, 3x3 convs still at 14 x 14)
+CHANNEL_VECTOR_MOST = 256
+PARALLEL_ITEMS = 8  # work items wanted (channel-vector form)
+STAGE_CYCLES, STRIDED_STAGE_CYCLES = 0.5, 1.5  # per staged element (a copy; a strided one gathers)
+PACK_CYCLES, STORE_CYCLES = 0.5, 0.3  # per packed weight; per output (zero fill and the store pass)
+CHANNEL_BLOCKS = (16, 8, 4, 2, 1)  # output channels per work item of the integer convs (integer_linear.py)
+STEP_TAPS = 16  # kernel taps per register-tile step at least: whole planes of taps, as many as that takes
+MAX_TILE_TAPS = 17  # taps unrolled in one register tile at most (more and LLVM hoists their loads, then spills)
 STAGED_ELEMENTS = 4096  # staging budget (L1): a chunk of input channels is staged before any
 # of it is read, so reads never wait on a pending copy store
 
@@ -67,8 +87,9 @@ class ConvGeometry:
 
     @property
     def pointwise(self) -> bool:
-        return all(k == 1 for k in self.kernel) and all(s == 1 for s in self.strides) and \
-            not any(self.pads) and self.in_size == self.out_size
+        """A 1x1 kernel reading no padding: a GEMM (see gemm)."""
+        return all(k == 1 for k in self.kernel) and not any(self.pads) and \
+            all(o == (i - 1) // s + 1 for i, o, s in zip(self.in_size, self.out_size, self.strides))
 
     @property
     def channel_block(self) -> int:
@@ -92,41 +113,24 @@ class ConvGeometry:
         return self.columns + self.shift(-1, self.kernel[-1] - 1)[1]
 
     @property
-    def rows(self) -> int:
-        """Output rows per block: as many as fit BLOCK_POSITIONS, balanced over the blocks."""
-        blocks = math.ceil(self.out_size[-2] / max(1, BLOCK_POSITIONS // self.pitch))
-        return math.ceil(self.out_size[-2] / blocks)
-
-    @property
-    def staged_rows(self) -> int:
-        return self.rows + self.shift(-2, self.kernel[-2] - 1)[1]
-
-    @property
-    def positions(self) -> int:
-        """Flattened positions every block computes: (rows - 1) * pitch + columns, rounded up
-        (positions past a block's real rows and columns read staged zeros or slack, and are dropped)."""
-        used = (self.rows - 1) * self.pitch + self.columns
-        return math.ceil(used / VECTOR_MULTIPLE) * VECTOR_MULTIPLE
-
-    @property
-    def slot(self) -> int:
-        """Staged elements per (input channel, outer kernel tap)."""
-        return len(self.phases(-2)) * len(self.phases(-1)) * self.staged_rows * self.pitch
-
-    @property
-    def item_dims(self) -> tuple[int, ...]:
-        """Direct form: (image, group, channel block, *outer output position, row block, column tile)."""
-        return (self.batch, self.group, self.out_group // self.channel_block, *self.out_size[:-2],
-                math.ceil(self.out_size[-2] / self.rows), math.ceil(self.out_size[-1] / self.columns))
+    def phase_count(self) -> int:
+        return len(self.phases(-2)) * len(self.phases(-1))
 
     def gemm(self, bias: bool) -> GemmProblem:
-        """The pointwise form: per (image, group), out[m, s] = sum_c w[m, c] * x[c, s] (+ bias[m])."""
-        size, cg, mg = math.prod(self.in_size), self.in_group, self.out_group
-        return GemmProblem(self.dtype, (self.batch, self.group), mg, size, cg,
+        """The pointwise form: per (image, group), out[m, s] = sum_c w[m, c] * x[c, s] (+ bias[m]) over the
+        positions s (strided: position s reads the input at a tabled offset)."""
+        cg, mg = self.in_group, self.out_group
+        in_plane, out_plane = math.prod(self.in_size), math.prod(self.out_size)
+        columns = None
+        if any(s != 1 for s in self.strides):
+            steps = [s * step for s, step in zip(self.strides, _row_major(self.in_size))]
+            columns = tuple(sum(int(c) * step for c, step in zip(coords, steps))
+                            for coords in np.ndindex(*self.out_size))
+        return GemmProblem(self.dtype, (self.batch, self.group), mg, out_plane, cg,
                            a=Layout((0, mg * cg), cg, 1),
-                           b=Layout((self.channels * size, cg * size), size, 1),
-                           out=Layout((self.out_channels * size, mg * size), size, 1),
-                           c=Layout((0, mg), 1, 0) if bias else None)
+                           b=Layout((self.channels * in_plane, cg * in_plane), in_plane, 1),
+                           out=Layout((self.out_channels * out_plane, mg * out_plane), out_plane, 1),
+                           c=Layout((0, mg), 1, 0) if bias else None, b_columns=columns)
 
 
 def _leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> tuple[int, ...]:
@@ -141,8 +145,12 @@ def _leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> 
 
 
 def conv_geometry(node: Node, x_type: TensorType, w_type: TensorType) -> ConvGeometry:
-    """The geometry of a Conv-like `node` with input `x_type` and weight `w_type` (integer convs reuse it)."""
-    in_size, kernel = x_type.shape[2:], w_type.shape[2:]
+    """The geometry of a Conv-like `node` with input `x_type` and weight `w_type` (integer convs reuse it;
+    a fused conv's weights may be transposed in blocks, [M / B, C/group * taps, B]: compiler/ops/fused_linear.py)."""
+    transposed = node.attrs.get("transposed_weights", 0)
+    in_size = x_type.shape[2:]
+    kernel = tuple(node.attrs["kernel_shape"]) if transposed else w_type.shape[2:]
+    out_channels = w_type.shape[0] * w_type.shape[2] if transposed else w_type.shape[0]
     rank = len(in_size)
     out_size = node.outputs[0].shape[2:]
     strides = tuple(node.attrs.get("strides", [1] * rank))
@@ -151,62 +159,197 @@ def conv_geometry(node: Node, x_type: TensorType, w_type: TensorType) -> ConvGeo
     if rank == 1:  # a 2-D conv of height 1 (same memory layout)
         in_size, kernel, out_size = (1, *in_size), (1, *kernel), (1, *out_size)
         strides, dilations, pads = (1, *strides), (1, *dilations), (0, *pads)
-    return ConvGeometry(x_type.dtype, x_type.shape[0], x_type.shape[1], w_type.shape[0],
+    return ConvGeometry(x_type.dtype, x_type.shape[0], x_type.shape[1], out_channels,
                         int(node.attrs.get("group", 1)), tuple(in_size), tuple(kernel), tuple(out_size),
                         strides, dilations, pads)
+
+
+@dataclass(frozen=True)
+class DirectPlan:
+    """How the direct form splits a conv: the register tile, output channels and output rows per item,
+    (input channel, outer tap) planes per tile step, input channels per staged chunk, flattened positions
+    per item."""
+
+    g: ConvGeometry
+    tile: MicroTile
+    block: int
+    rows: int
+    planes_per_step: int
+    chunk: int
+    positions: int
+    channel_vectors: bool = False  # tiles of positions x channels (channel_vector_plan)
+
+    @property
+    def taps(self) -> int:
+        return math.prod(self.g.kernel[-2:])
+
+    @property
+    def outer_taps(self) -> int:
+        return math.prod(self.g.kernel[:-2])
+
+    @property
+    def staged_rows(self) -> int:
+        return self.rows + self.g.shift(-2, self.g.kernel[-2] - 1)[1]
+
+    @property
+    def slot(self) -> int:
+        """Staged elements per (input channel, outer kernel tap)."""
+        return self.g.phase_count * self.staged_rows * self.g.pitch
+
+    @property
+    def steps(self) -> int:
+        """Tile steps of a full chunk (its planes rounded up to whole steps; the rest are zeros)."""
+        return math.ceil(self.chunk * self.outer_taps / self.planes_per_step)
+
+    @property
+    def item_dims(self) -> tuple[int, ...]:
+        g = self.g
+        return (g.batch, g.group, math.ceil(g.out_group / self.block), *g.out_size[:-2],
+                math.ceil(g.out_size[-2] / self.rows), math.ceil(g.out_size[-1] / g.columns))
+
+    def cycles(self) -> float:
+        """Modelled cycles (gemm_microkernel.split_cycles) of the items: register tiles, staging, weight
+        packing and the store pass of each, the last channel block and row block being partial."""
+        g, tile = self.g, self.tile
+        planes = g.in_group * self.outer_taps
+        stage = planes * self.slot * (STAGE_CYCLES if g.phase_count == 1 else STRIDED_STAGE_CYCLES)
+
+        def item(channels: int, rows: int) -> float:
+            if self.channel_vectors:  # the weights need no packing
+                tiles = math.ceil(self.positions / tile.rows) * channels // tile.columns
+                stores = channels * self.positions * STORE_CYCLES
+                return tiles * planes * self.taps * tile.step_cycles() + stage + stores
+            positions = round_up((rows - 1) * g.pitch + g.columns, tile.columns)
+            tiles = math.ceil(channels / tile.rows) * positions // tile.columns
+            return (tiles * planes * self.taps * tile.step_cycles() + stage
+                    + channels * planes * self.taps * PACK_CYCLES + channels * positions * STORE_CYCLES)
+
+        batch, group, blocks, *outer, row_blocks, columns = self.item_dims
+        height, per_block = g.out_size[-2], math.prod(outer) * columns
+        costs = [cost for block in range(blocks) for cost in
+                 [item(min(self.block, g.out_group - block * self.block), min(self.rows, height - row * self.rows))
+                  for row in range(row_blocks)] * per_block] * batch * group
+        return split_cycles(costs)
+
+
+def _direct_plan(g: ConvGeometry, tile: MicroTile, block: int, rows: int) -> DirectPlan:
+    per_step = max(1, STEP_TAPS // math.prod(g.kernel[-2:]))
+    outer = math.prod(g.kernel[:-2])
+    slot = g.phase_count * (rows + g.shift(-2, g.kernel[-2] - 1)[1]) * g.pitch
+    # At least two steps per chunk even past the budget: a loop of one step is folded away, and LLVM
+    # then schedules the tile passes of big kernels as one block and spills (the 7x7 stem ran at half speed).
+    chunk = min(g.in_group, max(2 * per_step, STAGED_ELEMENTS // (outer * slot)))
+    if chunk < g.in_group:  # whole steps per chunk, so only the last chunk has zero planes
+        chunk = chunk // per_step * per_step
+    return DirectPlan(g, tile, block, rows, per_step, chunk, round_up((rows - 1) * g.pitch + g.columns, tile.columns))
+
+
+@cache
+def direct_plan(g: ConvGeometry) -> DirectPlan:
+    """The register tile for the output channels and a block of rows, then the (channel block, rows)
+    of the fewest modelled cycles."""
+    height = g.out_size[-2]
+    tile = choose_tile(g.dtype, g.out_group, min(height, max(1, BLOCK_POSITIONS // g.pitch)) * g.pitch)
+    row_options = sorted({math.ceil(height / blocks) for blocks in range(1, height + 1)})
+    row_options = [rows for rows in row_options if rows * g.pitch <= BLOCK_POSITIONS] or row_options[:1]
+    block_options = range(tile.rows, min(round_up(g.out_group, tile.rows), CHANNEL_BLOCK) + 1, tile.rows)
+    plans = [_direct_plan(g, tile, block, rows) for block in block_options for rows in row_options]
+    return min(plans, key=DirectPlan.cycles)
+
+
+def channel_vector_form(g: ConvGeometry) -> bool:
+    """Whether register tiles should run their vectors along the output channels instead of the positions
+    (the weights, transposed at compile time by fuse-epilogues, then load as vectors unpacked): for few
+    positions and many channels, when the cycle model says so. A 7 x 7 output fills 49 of 64 position
+    lanes but every channel lane."""
+    lanes = vector_lanes(g.dtype)
+    if not (g.group == 1 and len(g.kernel) == 2 and g.out_size[-1] <= COLUMN_TILE
+            and math.prod(g.out_size) <= CHANNEL_VECTOR_POSITIONS.get(math.prod(g.kernel), CHANNEL_VECTOR_MOST)
+            and g.out_channels % lanes == 0
+            and g.out_channels >= 4 * lanes):
+        return False
+    if g.pointwise and all(s == 1 for s in g.strides) and g.in_group > g.out_channels:
+        return False  # measured: restaging many input channels per block of few outputs loses to the GEMM
+    positions = gemm_plan(g.gemm(bias=False)).cycles if g.pointwise else direct_plan(g).cycles()
+    return channel_vector_plan(g).cycles() < positions
+
+
+@cache
+def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
+    """The channel-vector form: a tile of positions x channels (its columns dividing the channels, so no
+    weight is read past the last channel), all output rows per item, and the channel blocks that leave
+    PARALLEL_ITEMS items. Steps take several input channels only when they divide the channels."""
+    positions, channels = math.prod(g.out_size), g.out_channels
+    tile = choose_tile(g.dtype, positions, channels, columns_divide=True)
+    taps = math.prod(g.kernel)
+    per_step = max(1, STEP_TAPS // taps)
+    per_step = per_step if g.in_group % per_step == 0 else 1
+    slot = g.phase_count * (g.out_size[-2] + g.shift(-2, g.kernel[-2] - 1)[1]) * g.pitch
+    chunk = min(g.in_group, max(2 * per_step, STAGED_ELEMENTS // slot) // per_step * per_step)
+    blocks = [block for block in range(tile.columns, channels + 1, tile.columns) if channels % block == 0]
+    block = max([block for block in blocks if g.batch * channels // block >= PARALLEL_ITEMS] or blocks[:1])
+    return DirectPlan(g, tile, block, g.out_size[-2], per_step, chunk, round_up(positions, tile.rows), True)
 
 
 class _DirectConv:
     """Emits the direct form; see the module docstring."""
 
-    def __init__(self, ctx: KernelContext, geometry: ConvGeometry):
-        self.b, self.g = ctx.builder, geometry
+    packs_weights = True
+
+    def __init__(self, ctx: KernelContext, geometry: ConvGeometry, plan: DirectPlan, epilogue: Epilogue | None):
+        self.b, self.g, self.plan = ctx.builder, geometry, plan
         self.x, self.w, self.y = ctx.inputs[0].ptr, ctx.inputs[1].ptr, ctx.outputs[0].ptr
         self.bias = ctx.inputs[2].ptr if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
+        self.epilogue = epilogue
         g = geometry
         self.x_strides = _row_major((g.batch, g.channels, *g.in_size))
         self.y_strides = _row_major((g.batch, g.out_channels, *g.out_size))
         self.w_strides = _row_major((g.out_channels, g.in_group, *g.kernel))
-        self.outer_taps = math.prod(g.kernel[:-2])
-        self.mc, self.chunk = g.channel_block, max(1, min(g.in_group, STAGED_ELEMENTS // (self.outer_taps * g.slot)))
         self.blocks = {phases: index for index, phases in enumerate(
             (row, column) for row in g.phases(-2) for column in g.phases(-1))}
-        self.acc = stack_buffer(self.b, g.dtype, self.mc * g.positions)
-        reach = max(self._tap_offset(kh, kw) for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1])) + g.positions
-        stage_size = (self.chunk * self.outer_taps - 1) * g.slot + max(g.slot, reach)
-        self.stage = stack_buffer(self.b, g.dtype, stage_size)
-        # Dropped positions of the last slot read the slack past it, which is never staged: zero it
-        # once rather than compute on stack garbage (denormals and NaNs are slow).
-        zero_fill(self.b, self.stage, g.dtype, stage_size)
+        self.step_width = plan.planes_per_step * plan.taps  # weights per tile row and step
+        self.acc = stack_buffer(self.b, g.dtype, plan.block * plan.positions)
+        reach = max(self._tap_offset(kh, kw) for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1]))
+        self.stage_size = plan.steps * plan.planes_per_step * plan.slot + max(0, reach + plan.positions - plan.slot)
+        self.stage = stack_buffer(self.b, g.dtype, self.stage_size)
+        if self.packs_weights:
+            self.weights = stack_buffer(self.b, g.dtype, plan.block * plan.steps * round_up(self.step_width,
+                                                                                           plan.tile.lanes))
 
     def run(self, begin: ir.Value, end: ir.Value) -> None:
-        b, g = self.b, self.g
+        b, g, plan = self.b, self.g, self.plan
         with rolled_range(b, begin, end, name="item") as item:
-            image, group, block, *position, row_block, column_tile = unravel(b, item, g.item_dims)
-            first_channel = b.add(b.mul(group, const_i64(g.out_group)), b.mul(block, const_i64(self.mc)))
-            row0, column0 = b.mul(row_block, const_i64(g.rows)), b.mul(column_tile, const_i64(g.columns))
-            rows = smin(b, const_i64(g.rows), b.sub(const_i64(g.out_size[-2]), row0))
+            image, group, block, *position, row_block, column_tile = unravel(b, item, plan.item_dims)
+            first_channel = b.add(b.mul(group, const_i64(g.out_group)), b.mul(block, const_i64(plan.block)))
+            channels = smin(b, const_i64(plan.block),
+                            b.sub(const_i64(g.out_group), b.mul(block, const_i64(plan.block))))
+            row0, column0 = b.mul(row_block, const_i64(plan.rows)), b.mul(column_tile, const_i64(g.columns))
+            rows = smin(b, const_i64(plan.rows), b.sub(const_i64(g.out_size[-2]), row0))
             columns = smin(b, const_i64(g.columns), b.sub(const_i64(g.out_size[-1]), column0))
-            zero_fill(b, self.acc, g.dtype, self.mc * g.positions)
+            zero_fill(b, self.acc, g.dtype, plan.block * plan.positions)
             first_input = b.mul(group, const_i64(g.in_group))
-            weights = b.mul(first_channel, const_i64(self.w_strides[0]))
+            with rolled_range(b, 0, g.in_group, plan.chunk, name="c0") as c0:
+                chunk = smin(b, const_i64(plan.chunk), b.sub(const_i64(g.in_group), c0))
+                zero_fill(b, self.stage, g.dtype, self.stage_size)
+                self._for_each_plane(image, b.add(first_input, c0), chunk, position,
+                                     lambda plane, slot: self._stage(plane, slot, row0, column0))
+                planes = b.mul(chunk, const_i64(plan.outer_taps))
+                steps = b.udiv(b.add(planes, const_i64(plan.planes_per_step - 1)), const_i64(plan.planes_per_step))
+                self._multiply(c0, planes, steps, first_channel, channels)
+            self._store(image, first_channel, channels, position, row0, column0, rows, columns)
 
-            def stage(plane, slot, weight_offset):
-                self._stage(plane, slot, row0, column0)
+    def _multiply(self, c0, planes, steps, first_channel, channels) -> None:
+        """acc += the chunk's weights (packed here) times the staged chunk."""
+        b, g, plan = self.b, self.g, self.plan
+        weights = linear(b, [first_channel, c0], self.w_strides[:2])
+        pack_rows(b, plan.tile, g.dtype, self.w, weights, (self.w_strides[0], 1), channels, steps, self.step_width,
+                  b.mul(planes, const_i64(plan.taps)), self.weights,
+                  plan.steps * plan.tile.rows * round_up(self.step_width, plan.tile.lanes))
+        self._accumulate(steps, channels)
 
-            def accumulate(plane, slot, weight_offset):
-                self._accumulate(slot, b.add(weights, weight_offset))
-
-            with rolled_range(b, 0, g.in_group, self.chunk, name="c0") as c0:
-                chunk = smin(b, const_i64(self.chunk), b.sub(const_i64(g.in_group), c0))
-                planes = (image, b.add(first_input, c0), c0, chunk, position)
-                self._for_each_plane(*planes, stage)
-                self._for_each_plane(*planes, accumulate)
-            self._store(image, first_channel, position, row0, column0, rows, columns)
-
-    def _for_each_plane(self, image, first_input, c0, chunk, position, visit) -> None:
-        """visit(input plane index, staging slot, weight offset) for every input plane of the channel
-        chunk that an outer kernel tap reaches; planes in the padding are skipped."""
+    def _for_each_plane(self, image, first_input, chunk, position, visit) -> None:
+        """visit(input plane index, staging slot) for every input plane of the channel chunk that an
+        outer kernel tap reaches; planes in the padding are skipped (their slots stay zero)."""
         b, g = self.b, self.g
         with ExitStack() as loops:
             c = loops.enter_context(rolled_range(b, 0, chunk, name="c"))
@@ -220,20 +363,20 @@ class _DirectConv:
                 coords.append(coord)
             loops.enter_context(b.if_then(valid))
             plane = linear(b, [image, b.add(first_input, c), *coords], self.x_strides[:-2])
-            slot = b.mul(linear(b, [c, *taps], (self.outer_taps, *_row_major(g.kernel[:-2]))), const_i64(g.slot))
-            visit(plane, slot, linear(b, [b.add(c0, c), *taps], self.w_strides[1:-2]))
+            slot = b.mul(linear(b, [c, *taps], (self.plan.outer_taps, *_row_major(g.kernel[:-2]))),
+                         const_i64(self.plan.slot))
+            visit(plane, slot)
 
     def _stage(self, plane: ir.Value, slot: ir.Value, row0: ir.Value, column0: ir.Value) -> None:
-        """Copy the input rows the block reads into `slot`: zero-padded, one block per stride phase."""
+        """Copy the input rows the block reads into `slot`, one block per stride phase (padding stays zero)."""
         b, g = self.b, self.g
-        zero_fill(b, b.gep(self.stage, [slot]), g.dtype, g.slot)
         row_start = b.sub(b.mul(row0, const_i64(g.strides[-2])), const_i64(g.pads[-2]))
         column_start = b.sub(b.mul(column0, const_i64(g.strides[-1])), const_i64(g.pads[-1]))
         for (row_phase, column_phase), phase_block in self.blocks.items():
             first_row = b.add(row_start, const_i64(row_phase))  # input row of staged row 0
             first_column = b.add(column_start, const_i64(column_phase))
-            block = b.add(slot, const_i64(phase_block * g.staged_rows * g.pitch))
-            with rolled_range(b, *self._inside(first_row, -2, g.staged_rows), name="stage_row") as i:
+            block = b.add(slot, const_i64(phase_block * self.plan.staged_rows * g.pitch))
+            with rolled_range(b, *self._inside(first_row, -2, self.plan.staged_rows), name="stage_row") as i:
                 source = linear(b, [b.add(first_row, linear(b, [i], [g.strides[-2]]))], [g.in_size[-1]], plane)
                 target = linear(b, [i], [g.pitch], block)
                 with rolled_range(b, *self._inside(first_column, -1, g.pitch), name="stage_column") as t:
@@ -243,7 +386,7 @@ class _DirectConv:
     def _tap_offset(self, kh: int, kw: int) -> int:
         """Where kernel tap (kh, kw) of output position 0 sits in a staging slot."""
         (row_phase, row_shift), (column_phase, column_shift) = self.g.shift(-2, kh), self.g.shift(-1, kw)
-        return (self.blocks[row_phase, column_phase] * self.g.staged_rows + row_shift) * self.g.pitch + column_shift
+        return (self.blocks[row_phase, column_phase] * self.plan.staged_rows + row_shift) * self.g.pitch + column_shift
 
     def _inside(self, first: ir.Value, axis: int, count: int) -> tuple[ir.Value, ir.Value]:
         """The steps [low, high) of first + step * stride that fall inside the input along `axis`."""
@@ -256,62 +399,136 @@ class _DirectConv:
         high = smin(b, const_i64(count), steps_to(b.sub(const_i64(self.g.in_size[axis]), first)))
         return steps_to(b.neg(first)), high
 
-    def _accumulate(self, slot: ir.Value, weights: ir.Value) -> None:
-        """acc[r, q] += w[r, kh, kw] * staged(q, kh, kw) over the kernel plane, TAP_BLOCK columns per pass."""
-        b, g = self.b, self.g
-        kernel_height, kernel_width = g.kernel[-2:]
-        for kh in range(kernel_height):
-            for first_tap in range(0, kernel_width, TAP_BLOCK):
-                taps = range(first_tap, min(first_tap + TAP_BLOCK, kernel_width))
-                offsets = [[r * self.w_strides[0] + kh * kernel_width + kw for kw in taps] for r in range(self.mc)]
-                w = [[load(b, self.w, g.dtype, b.add(weights, const_i64(offset))) for offset in row] for row in offsets]
-                starts = [b.add(slot, const_i64(self._tap_offset(kh, kw))) for kw in taps]
-                with rolled_range(b, 0, g.positions, name="q") as q:
-                    inputs = [load(b, self.stage, g.dtype, b.add(start, q)) for start in starts]
-                    for r in range(self.mc):
-                        index = b.add(const_i64(r * g.positions), q)
-                        total = load(b, self.acc, g.dtype, index)
-                        for weight, value in zip(w[r], inputs):
-                            total = multiply_add(b, weight, value, total)
-                        store(b, total, self.acc, g.dtype, index)
+    def _accumulate(self, steps: ir.Value, channels: ir.Value) -> None:
+        """acc[r, q] += sum over the chunk's planes and their taps of w[r, plane, tap] * staged(plane, q + tap),
+        one register tile per (position strip, channel group)."""
+        b, g, plan = self.b, self.g, self.plan
+        tile, dtype = plan.tile, element_type(g.dtype)
+        width = round_up(self.step_width, tile.lanes)
+        taps = [(plane * plan.slot + self._tap_offset(kh, kw)) for plane in range(plan.planes_per_step)
+                for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1])]
+        with rolled_range(b, 0, plan.positions, tile.columns, name="q0") as q0:
+            stage = b.gep(self.stage, [q0], source_etype=dtype)
+            with rolled_range(b, 0, channels, tile.rows, name="r0") as r0:
+                group = b.gep(self.weights, [b.mul(r0, const_i64(plan.steps * width))], source_etype=dtype)
+                rows = [b.gep(group, [const_i64(r * width)], source_etype=dtype) for r in range(tile.rows)]
+                passes = math.ceil(len(taps) / MAX_TILE_TAPS)  # big kernels: a few passes of fewer taps
+                for first in range(passes):
+                    used = range(first * len(taps) // passes, (first + 1) * len(taps) // passes)
+                    emit_register_tile(b, tile, g.dtype, steps, rows, Operand(tile.rows * width, tuple(used)), stage,
+                                       Operand(plan.planes_per_step * plan.slot, tuple(taps[u] for u in used)),
+                                       self.acc,
+                                       b.add(b.mul(r0, const_i64(plan.positions)), q0), plan.positions)
 
-    def _store(self, image, first_channel, position, row0, column0, rows, columns) -> None:
-        """y = acc + bias over the block, dropping the pitch's extra columns."""
-        b, g = self.b, self.g
-        for r in range(self.mc):
-            channel = b.add(first_channel, const_i64(r))
+    def _store(self, image, first_channel, channels, position, row0, column0, rows, columns) -> None:
+        """y = epilogue(acc + bias) over the block, dropping the pitch's extra columns."""
+        b, g, plan = self.b, self.g, self.plan
+        with rolled_range(b, 0, channels, name="out_channel") as r:
+            channel = b.add(first_channel, r)
             bias = None if self.bias is None else load(b, self.bias, g.dtype, channel)
             with rolled_range(b, 0, rows, name="out_row") as row:
-                out = linear(b, [image, channel, *position, b.add(row0, row), column0], self.y_strides)
-                acc_row = linear(b, [row], [g.pitch], const_i64(r * g.positions))
+                out = linear(b, [image, channel, *position, b.add(row0, row)], self.y_strides[:-1])
+                acc_row = linear(b, [r, row], [plan.positions, g.pitch])
                 with rolled_range(b, 0, columns, name="out_column") as column:
                     value = load(b, self.acc, g.dtype, b.add(acc_row, column))
-                    store(b, value if bias is None else b.fadd(value, bias), self.y, g.dtype, b.add(out, column))
+                    value = value if bias is None else b.fadd(value, bias)
+                    column = b.add(column0, column)
+                    if self.epilogue is not None:
+                        value = self.epilogue(b, value, out, column)
+                    store(b, value, self.y, g.dtype, b.add(out, column))
 
 
-def _check(graph: Graph, node: Node) -> str | None:
+class _ChannelVectorConv(_DirectConv):
+    """The channel-vector form (channel_vector_plan): tiles of output positions x output channels; a
+    tile row broadcasts one position's staged input for each tap, the columns load weight vectors
+    from the weights transposed in blocks of the item's channels, [M / block, C * taps, block], so an
+    item reads its weights in order; the store pass writes the tile back transposed."""
+
+    packs_weights = False
+
+    def _multiply(self, c0, planes, steps, first_channel, channels) -> None:
+        b, g, plan = self.b, self.g, self.plan
+        tile, dtype, width = plan.tile, element_type(g.dtype), g.out_size[-1]
+        count = math.prod(g.out_size)
+        per_step, taps = plan.planes_per_step, plan.taps
+        offsets = [self._tap_offset(kh, kw) for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1])]
+        a_operand = Operand(per_step * plan.slot,
+                            tuple(p * plan.slot + offset for p in range(per_step) for offset in offsets))
+        b_operand = Operand(per_step * taps * plan.block,
+                            tuple((p * taps + tap) * plan.block for p in range(per_step) for tap in range(taps)))
+        weights = b.gep(self.w, [linear(b, [first_channel, c0], [g.in_group * taps, taps * plan.block])],
+                        source_etype=dtype)  # first_channel = block * plan.block
+        with rolled_range(b, 0, plan.block, tile.columns, name="m0") as m0:
+            with rolled_range(b, 0, plan.positions, tile.rows, name="n0") as n0:
+                rows = []
+                for r in range(tile.rows):  # a position's staged input; positions past the last repeat it
+                    position = smin(b, b.add(n0, const_i64(r)), const_i64(count - 1))
+                    row, column = b.udiv(position, const_i64(width)), b.urem(position, const_i64(width))
+                    rows.append(b.gep(self.stage, [linear(b, [row, column], [g.pitch, 1])], source_etype=dtype))
+                emit_register_tile(b, tile, g.dtype, steps, rows, a_operand, b.gep(weights, [m0], source_etype=dtype),
+                                   b_operand, self.acc, b.add(b.mul(n0, const_i64(plan.block)), m0), plan.block)
+
+    def _store(self, image, first_channel, channels, position, row0, column0, rows, columns) -> None:
+        """y[channel, q] = epilogue(acc[q, channel] + bias) (the epilogue's columns span the positions)."""
+        b, g, plan = self.b, self.g, self.plan
+        with rolled_range(b, 0, channels, name="out_channel") as m:
+            channel = b.add(first_channel, m)
+            bias = None if self.bias is None else load(b, self.bias, g.dtype, channel)
+            out = linear(b, [image, channel], self.y_strides[:2])
+            with rolled_range(b, 0, math.prod(g.out_size), name="out_position") as q:
+                value = load(b, self.acc, g.dtype, linear(b, [q, m], [plan.block, 1]))
+                value = value if bias is None else b.fadd(value, bias)
+                if self.epilogue is not None:
+                    value = self.epilogue(b, value, out, q)
+                store(b, value, self.y, g.dtype, b.add(out, q))
+
+
+def conv_check(graph: Graph, node: Node) -> str | None:
+    """Why a Conv-like node (inputs X, W, optional B, maybe fused operands) is not compiled; None when it is."""
     types = [t for t in graph.input_types(node) if t is not None]
     dtypes = {t.dtype for t in types}
     if not dtypes <= set(FLOATS):
-        return f"Conv on {', '.join(sorted(dtypes))} is not compiled by the cpu target (float32/float64 only)"
+        return (f"{node.qualified_op} on {', '.join(sorted(dtypes))} is not compiled by the cpu target "
+                "(float32/float64 only)")
     if not 3 <= len(types[0].shape) <= 5:
-        return f"Conv with {len(types[0].shape) - 2} spatial dims is not compiled by the cpu target (1 to 3 only)"
+        return (f"{node.qualified_op} with {len(types[0].shape) - 2} spatial dims is not compiled by the cpu target "
+                "(1 to 3 only)")
     return None
 
 
-def _work_items(graph: Graph, node: Node) -> int:
-    geometry = conv_geometry(node, *graph.input_types(node)[:2])
-    return geometry.gemm(bias=False).work_items if geometry.pointwise else math.prod(geometry.item_dims)
+def _plan(node: Node, geometry: ConvGeometry, w_type: TensorType) -> DirectPlan:
+    if not node.attrs.get("transposed_weights", 0):
+        return direct_plan(geometry)
+    return replace(channel_vector_plan(geometry), block=w_type.shape[2])  # the block the weights were laid out for
 
 
-def _emit(ctx: KernelContext) -> None:
-    geometry = conv_geometry(ctx.node, *ctx.graph.input_types(ctx.node)[:2])
-    if geometry.pointwise:
+def conv_work_items(graph: Graph, node: Node) -> int:
+    """Work items of a Conv-like node (inputs X, W, optional B)."""
+    x_type, w_type = graph.input_types(node)[:2]
+    geometry = conv_geometry(node, x_type, w_type)
+    if geometry.pointwise and not node.attrs.get("transposed_weights", 0):
+        return geometry.gemm(bias=False).work_items
+    return math.prod(_plan(node, geometry, w_type).item_dims)
+
+
+def emit_conv(ctx: KernelContext, epilogue_for: Callable[[int], Epilogue] | None = None) -> None:
+    """A Conv-like node's kernel (inputs X, W, optional B). `epilogue_for(columns)` gives the epilogue
+    mapping each output before its store (linear_algebra.Epilogue), for columns spanning that many
+    trailing output dims."""
+    node = ctx.node
+    x_type, w_type = ctx.graph.input_types(node)[:2]
+    geometry = conv_geometry(node, x_type, w_type)
+    transposed = node.attrs.get("transposed_weights", 0)
+    spatial = len(ctx.outputs[0].shape) - 2
+    if geometry.pointwise and not transposed:
         bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
         emit_gemm(ctx.builder, ctx.begin, ctx.end, geometry.gemm(bias is not None), ctx.inputs[1].ptr,
-                  ctx.inputs[0].ptr, ctx.outputs[0].ptr, bias.ptr if bias is not None else None)
-    else:
-        _DirectConv(ctx, geometry).run(ctx.begin, ctx.end)
+                  ctx.inputs[0].ptr, ctx.outputs[0].ptr, bias.ptr if bias is not None else None,
+                  epilogue_for(spatial) if epilogue_for else None)
+        return
+    form = _ChannelVectorConv if transposed else _DirectConv
+    epilogue = epilogue_for(spatial if transposed else 1) if epilogue_for else None
+    form(ctx, geometry, _plan(node, geometry, w_type), epilogue).run(ctx.begin, ctx.end)
 
 
-register_kernel(KernelSpec(("Conv",), _check, _work_items, _emit))
+register_kernel(KernelSpec(("Conv",), conv_check, conv_work_items, emit_conv))

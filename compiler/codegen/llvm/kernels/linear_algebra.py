@@ -1,11 +1,18 @@
-"""MatMul and Gemm through one cache-tiled GEMM loop nest (pointwise Conv reuses it).
+"""MatMul and Gemm through one cache-blocked GEMM over register tiles (pointwise Conv reuses it).
 
-A work item is (batch, block of MB output rows, block of NB output columns): it owns whole
-output elements, so a reduction over K never crosses threads and results are the same for
-any thread count. An item accumulates into a stack tile over K in blocks of KB, MR rows by
-KU k-steps at a time; the innermost loop runs over contiguous columns of B (a transposed B
-is packed into a stack panel first) so LLVM vectorizes it. Both buffers are allocas, which
-LLVM knows alias nothing else, so the vectorized loop needs no runtime alias checks.
+A work item is (batch, block of output rows, block of output columns): it owns whole output
+elements, so a reduction over K never crosses threads and results are the same for any thread
+count. For each block of K the item packs its rows of A (by group of tile rows, `lanes` k at a
+time, so a tile reads its next scalars from one contiguous run) and its columns of B (micro-
+panels: tile-wide column strips, contiguous over k, sized to stay in L1, zero past the last
+column and the depth), then runs the register tile (gemm_microkernel.py) over every (column
+strip, row group), summing into a stack tile of the item's outputs. Rows past the last repeat
+the last row of A and are dropped. A last pass applies alpha, beta * C and the caller's epilogue
+(fused bias, activation, residual) to each output before it is stored. Blocking comes from a
+small cycle model of tiles, packing and the store pass, over 1, 2 and 4 threads.
+
+A transposed B with few rows of A (a fully connected layer at batch 1) is instead a set of dot
+products along k (GemmProblem.dot_form), which reads each weight once as part of a vector.
 """
 
 from __future__ import annotations
@@ -13,20 +20,31 @@ from __future__ import annotations
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Sequence
+from functools import cache
+from typing import Callable, Sequence
 
 import numpy as np
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import I1, I8, I64, PTR, const_i64, element_type, for_range, load, store
+from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, cache_bytes, carried_loop,
+                                                            choose_tile, disable_unrolling, emit_register_tile, fma,
+                                                            load_vector, masked_gather, masked_load, reduce_sum,
+                                                            round_up, split_cycles, store_vector, vector_lanes)
+from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import intrinsic
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
 
 FLOATS = ("float32", "float64")
-MB, NB, KB = 32, 256, 128  # tile: rows and columns per work item, k block (B panel KB x NB stays in L2)
-PANEL_PAD = 16  # packed B rows are padded off the power-of-two NB, whose stride maps them to few cache sets
-MR, KU = 8, 4  # micro step: rows and k-steps combined in one pass over a tile row (best measured on AVX2/512)
+ROW_BLOCK, COLUMN_BLOCK = 96, 256  # output rows and columns per work item at most
+PACK_CYCLES, GATHER_CYCLES, STORE_CYCLES = 0.3, 2.0, 0.3  # per packed, gathered and stored element
+DOT_ROWS = 4  # A rows up to which a GEMM with a transposed B is computed as dot products
+DOT_COLUMNS = 8  # outputs (independent vector accumulators) per dot-product pass
+PANEL_SHARE = 0.75  # of L1 for one packed micro-panel (the rest holds A rows and the accumulators)
+
+Epilogue = Callable[[ir.IRBuilder, ir.Value, ir.Value, ir.Value], ir.Value]
+"""(builder, value, linear index of the output row's first element, column) -> the value to store."""
 
 
 # ---- index helpers shared with the convolution kernels ----
@@ -85,12 +103,7 @@ def rolled_range(builder: ir.IRBuilder, start, stop, step: int = 1, name: str = 
     """
     with for_range(builder, start, stop, step, name) as index:
         yield index
-    module = builder.module
-    disable = module.add_metadata([ir.MetaDataString(module, "llvm.loop.unroll.disable")])
-    loop_id = ir.values.MDValue(module, [disable], name=str(len(module.metadata)))  # distinct: one per loop
-    loop_id.operands = (loop_id, disable)
-    latch = index.incomings[-1][1]
-    latch.terminator.set_metadata("llvm.loop", loop_id)
+    disable_unrolling(builder, index.incomings[-1][1].terminator)
 
 
 def multiply_add(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, acc: ir.Value) -> ir.Value:
@@ -124,109 +137,244 @@ class GemmProblem:
     c: Layout | None = None
     alpha: float = 1.0
     beta: float = 1.0
+    b_columns: tuple[int, ...] | None = None  # where each column of B starts (elements), instead of b.col
 
     @property
-    def tile(self) -> tuple[int, int, int]:
-        return max(1, min(MB, self.m)), max(1, min(NB, self.n)), max(1, min(KB, self.k))
+    def dot_form(self) -> bool:
+        """Few rows of A and a transposed B (contiguous over k, as fully connected layers store it): each
+        output is a dot product along k, and each element of B is read once, in a whole vector."""
+        return self.m <= DOT_ROWS and self.b.row == 1 and self.b.col != 1 and self.a.col == 1 and \
+            self.b_columns is None
 
     @property
     def work_items(self) -> int:
-        mb, nb, _ = self.tile
-        return math.prod(self.batch) * math.ceil(self.m / mb) * math.ceil(self.n / nb)
+        if self.dot_form:
+            return math.prod(self.batch) * self.m * math.ceil(self.n / DOT_COLUMNS)
+        plan = gemm_plan(self)
+        return math.prod(self.batch) * math.ceil(self.m / plan.rows) * math.ceil(self.n / plan.columns)
+
+
+@dataclass(frozen=True)
+class GemmPlan:
+    """The register tile and the blocking: rows and columns per work item, depth of a packed panel; the
+    modelled cycles."""
+
+    tile: MicroTile
+    rows: int
+    columns: int
+    depth: int
+    cycles: float
+
+
+@cache
+def gemm_plan(p: GemmProblem) -> GemmPlan:
+    """The tile for the problem's shape; the depth whose B micro-panel fills PANEL_SHARE of L1; and the
+    (rows, columns) per item of the fewest modelled cycles: register tiles, packing (each item packs its
+    rows of A and its columns of B, gathered ones cost more) and the store pass, over threads."""
+    tile = choose_tile(p.dtype, p.m, p.n)
+    panel_depth = int(cache_bytes(1) * PANEL_SHARE) // (tile.columns * np.dtype(p.dtype).itemsize)
+    depth = min(round_up(p.k, tile.lanes), max(1, panel_depth // tile.lanes) * tile.lanes)
+    b_cost = PACK_CYCLES if p.b.col == 1 and p.b_columns is None else GATHER_CYCLES
+    steps = round_up(p.k, tile.lanes)
+
+    def item(rows: int, columns: int) -> float:
+        tiles = math.ceil(rows / tile.rows) * math.ceil(columns / tile.columns)
+        return (tiles * steps * tile.step_cycles() + round_up(rows, tile.rows) * steps * PACK_CYCLES
+                + steps * round_up(columns, tile.columns) * b_cost + rows * columns * STORE_CYCLES)
+
+    def cycles(option: tuple[int, int]) -> float:
+        rows, columns = option
+        costs = [item(min(rows, p.m - i), min(columns, p.n - j)) for i in range(0, p.m, rows)
+                 for j in range(0, p.n, columns)]
+        return split_cycles(costs * math.prod(p.batch))
+
+    options = [(rows, columns)
+               for rows in range(tile.rows, min(round_up(p.m, tile.rows), ROW_BLOCK) + 1, tile.rows)
+               for columns in range(tile.columns, min(round_up(p.n, tile.columns), COLUMN_BLOCK) + 1, tile.columns)]
+    rows, columns = min(options, key=cycles)
+    return GemmPlan(tile, rows, columns, depth, cycles((rows, columns)))
+
+
+def copy_run(builder: ir.IRBuilder, dtype: str, lanes: int, source_ptr, source: ir.Value, stride: int,
+             count: ir.Value, width: int, target_ptr, target: ir.Value) -> None:
+    """target[0:width] = the first `count` (runtime; <= 0 or past width allowed) elements from
+    source (step `stride`), zeros after them. `target` must be vector aligned with round_up(width,
+    lanes) elements of room."""
+    b = builder
+    for start in range(0, width, lanes):
+        value = masked_load(b, source_ptr, dtype, linear(b, [const_i64(start)], [stride], source), lanes,
+                            b.sub(count, const_i64(start)), stride)
+        store_vector(b, value, target_ptr, dtype, b.add(target, const_i64(start)), aligned=True)
+
+
+def pack_rows(builder: ir.IRBuilder, tile: MicroTile, dtype: str, source_ptr, base: ir.Value,
+              strides: tuple[int, int], rows: ir.Value, chunks: ir.Value, width: int, count: ir.Value,
+              panel, group_stride: int) -> None:
+    """The A operand of register tiles: panel[group][chunk][row][:width] = source[row, chunk * width
+    + e] (row and element strides `strides`) for the first `count` elements of each row, zeros after.
+    A tile then reads the `width` scalars of its rows for one step from one contiguous run (rows padded
+    to round_up(width, lanes)). Rows up to a whole number of groups repeat the last row."""
+    b = builder
+    padded_width = round_up(width, tile.lanes)
+    padded = b.mul(b.udiv(b.add(rows, const_i64(tile.rows - 1)), const_i64(tile.rows)), const_i64(tile.rows))
+    with rolled_range(b, 0, padded, name="pa") as r:
+        source = linear(b, [smin(b, r, b.sub(rows, const_i64(1)))], [strides[0]], base)
+        group, row = b.udiv(r, const_i64(tile.rows)), b.urem(r, const_i64(tile.rows))
+        target = linear(b, [group, row], [group_stride, padded_width])
+        with rolled_range(b, 0, chunks, name="pak") as chunk:
+            start = b.mul(chunk, const_i64(width))
+            copy_run(b, dtype, tile.lanes, source_ptr, linear(b, [start], [strides[1]], source), strides[1],
+                     b.sub(count, start), width, panel, linear(b, [chunk], [tile.rows * padded_width], target))
 
 
 class _GemmEmitter:
-    def __init__(self, builder: ir.IRBuilder, problem: GemmProblem, a_ptr, b_ptr, out_ptr, c_ptr):
-        self.builder, self.p = builder, problem
-        self.a_ptr, self.b_ptr, self.out_ptr, self.c_ptr = a_ptr, b_ptr, out_ptr, c_ptr
-        self.mb, self.nb, self.kb = problem.tile
-        self.acc = stack_buffer(builder, problem.dtype, self.mb * self.nb)
-        self.panel_stride = self.nb + PANEL_PAD
-        packed = problem.b.col != 1
-        self.packed = stack_buffer(builder, problem.dtype, self.kb * self.panel_stride) if packed else None
+    """The blocked form; see the module docstring."""
+
+    def __init__(self, builder: ir.IRBuilder, problem: GemmProblem, a_ptr, b_ptr, out_ptr, c_ptr,
+                 epilogue: Epilogue | None):
+        self.builder, self.p, self.plan = builder, problem, gemm_plan(problem)
+        self.a_ptr, self.b_ptr, self.out_ptr, self.c_ptr, self.epilogue = a_ptr, b_ptr, out_ptr, c_ptr, epilogue
+        plan = self.plan
+        self.acc = stack_buffer(builder, problem.dtype, plan.rows * plan.columns)
+        self.a_panel = stack_buffer(builder, problem.dtype, plan.rows * plan.depth)
+        self.b_panel = stack_buffer(builder, problem.dtype, plan.depth * plan.columns)
+        self.b_columns = None if problem.b_columns is None else \
+            Table(builder.module, np.array(problem.b_columns, dtype=np.int32), "gemm_columns")
 
     def run(self, begin: ir.Value, end: ir.Value) -> None:
-        b, p = self.builder, self.p
+        b, p, plan = self.builder, self.p, self.plan
+        lanes = plan.tile.lanes
         with rolled_range(b, begin, end, name="item") as item:
-            blocks = (math.ceil(p.m / self.mb), math.ceil(p.n / self.nb))
+            blocks = (math.ceil(p.m / plan.rows), math.ceil(p.n / plan.columns))
             *batch, row_block, col_block = unravel(b, item, p.batch + blocks)
-            i0, j0 = b.mul(row_block, const_i64(self.mb)), b.mul(col_block, const_i64(self.nb))
-            rows = smin(b, const_i64(self.mb), b.sub(const_i64(p.m), i0))
-            cols = smin(b, const_i64(self.nb), b.sub(const_i64(p.n), j0))
+            i0, j0 = b.mul(row_block, const_i64(plan.rows)), b.mul(col_block, const_i64(plan.columns))
+            rows = smin(b, const_i64(plan.rows), b.sub(const_i64(p.m), i0))
+            cols = smin(b, const_i64(plan.columns), b.sub(const_i64(p.n), j0))
             a_base = linear(b, batch + [i0], p.a.batch + (p.a.row,))
-            b_base = linear(b, batch + [j0], p.b.batch + (p.b.col,))
-            zero_fill(b, self.acc, p.dtype, self.mb * self.nb)
-            with rolled_range(b, 0, p.k, self.kb, name="k0") as k0:
-                depth = smin(b, const_i64(self.kb), b.sub(const_i64(p.k), k0))
-                panel_base = linear(b, [k0], [p.b.row], b_base)
-                if self.packed is None:
-                    panel = (self.b_ptr, panel_base, p.b.row)
-                else:
-                    self._pack(panel_base, depth, cols)
-                    panel = (self.packed, const_i64(0), self.panel_stride)
-                a_block = linear(b, [k0], [p.a.col], a_base)
-                self._accumulate(a_block, panel, rows, depth, cols)
+            b_base = linear(b, batch + [j0], p.b.batch + (0 if p.b_columns else p.b.col,))
+            zero_fill(b, self.acc, p.dtype, plan.rows * plan.columns)
+            with rolled_range(b, 0, p.k, plan.depth, name="k0") as k0:
+                depth = smin(b, const_i64(plan.depth), b.sub(const_i64(p.k), k0))
+                chunks = b.udiv(b.add(depth, const_i64(lanes - 1)), const_i64(lanes))
+                self._pack_a(linear(b, [k0], [p.a.col], a_base), depth, chunks, rows)
+                self._pack_b(linear(b, [k0], [p.b.row], b_base), j0, depth, chunks, cols)
+                self._multiply(chunks, rows, cols)
             self._store(batch, i0, j0, rows, cols)
 
-    def _pack(self, base: ir.Value, depth: ir.Value, cols: ir.Value) -> None:
-        """Copy B[k0:k0+depth, j0:j0+cols] into the panel as rows of contiguous columns."""
-        b, dtype = self.builder, self.p.dtype
-        with rolled_range(b, 0, cols, name="pj") as j:
-            column = linear(b, [j], [self.p.b.col], base)
-            with rolled_range(b, 0, depth, name="pk") as k:
-                value = load(b, self.b_ptr, dtype, linear(b, [k], [self.p.b.row], column))
-                store(b, value, self.packed, dtype, b.add(b.mul(k, const_i64(self.panel_stride)), j))
+    def _pack_a(self, base: ir.Value, depth: ir.Value, chunks: ir.Value, rows: ir.Value) -> None:
+        p, tile = self.p, self.plan.tile
+        pack_rows(self.builder, tile, p.dtype, self.a_ptr, base, (p.a.row, p.a.col), rows, chunks,
+                  tile.lanes, depth, self.a_panel, tile.rows * self.plan.depth)
 
-    def _accumulate(self, a_block, panel, rows, depth, cols) -> None:
-        """acc[rows, :cols] += a[rows, k block] @ panel, MR rows at a time then the leftover rows."""
-        b = self.builder
-        full_rows = b.sub(rows, b.urem(rows, const_i64(MR)))
-        for start, stop, step in ((const_i64(0), full_rows, MR), (full_rows, rows, 1)):
-            with rolled_range(b, start, stop, step, name="r") as row:
-                full_depth = b.sub(depth, b.urem(depth, const_i64(KU)))
-                for k_start, k_stop, k_step in ((const_i64(0), full_depth, KU), (full_depth, depth, 1)):
-                    with rolled_range(b, k_start, k_stop, k_step, name="kk") as kk:
-                        self._micro(a_block, panel, row, step, kk, k_step, cols)
+    def _pack_b(self, base: ir.Value, j0: ir.Value, depth: ir.Value, chunks: ir.Value, cols: ir.Value) -> None:
+        """B[k block, j0:j0+cols] as micro-panels: strip s holds columns s*NR.. as rows of NR over k;
+        zero past the last column and the depth. Rows of B are read in order (strips inner)."""
+        b, p, tile = self.builder, self.p, self.plan.tile
+        width = tile.columns
+        with rolled_range(b, 0, b.mul(chunks, const_i64(tile.lanes)), name="pk") as k:
+            row = linear(b, [k], [p.b.row], base)
+            inside = b.icmp_signed("<", k, depth)
+            with rolled_range(b, 0, cols, width, name="strip") as q0:
+                used = b.select(inside, b.sub(cols, q0), const_i64(0))
+                target = linear(b, [q0, k], [self.plan.depth, width])
+                if self.b_columns is None:  # evenly spaced columns
+                    copy_run(b, p.dtype, tile.lanes, self.b_ptr, linear(b, [q0], [p.b.col], row), p.b.col, used,
+                             width, self.b_panel, target)
+                else:
+                    self._gather_columns(row, b.add(j0, q0), used, target)
 
-    def _micro(self, a_block, panel, row, mr: int, kk, ku: int, cols) -> None:
-        """acc[row:row+mr, :cols] += a[row:row+mr, kk:kk+ku] @ panel[kk:kk+ku, :cols], k in order."""
-        b, p = self.builder, self.p
-        a_values = [[load(b, self.a_ptr, p.dtype,
-                          linear(b, [b.add(row, const_i64(r)), b.add(kk, const_i64(u))], [p.a.row, p.a.col], a_block))
-                     for u in range(ku)] for r in range(mr)]
-        panel_ptr, panel_base, panel_stride = panel
-        panel_rows = [linear(b, [b.add(kk, const_i64(u))], [panel_stride], panel_base) for u in range(ku)]
-        acc_rows = [b.mul(b.add(row, const_i64(r)), const_i64(self.nb)) for r in range(mr)]
-        with rolled_range(b, 0, cols, name="j") as j:
-            panel_values = [load(b, panel_ptr, p.dtype, b.add(base, j)) for base in panel_rows]
-            for r in range(mr):
-                index = b.add(acc_rows[r], j)
-                total = load(b, self.acc, p.dtype, index)
-                for u in range(ku):
-                    total = multiply_add(b, a_values[r][u], panel_values[u], total)
-                store(b, total, self.acc, p.dtype, index)
+    def _gather_columns(self, row: ir.Value, column: ir.Value, used: ir.Value, target: ir.Value) -> None:
+        """One micro-panel row from columns of B at tabled offsets (strided pointwise convs)."""
+        b, p, tile = self.builder, self.p, self.plan.tile
+        for start in range(0, tile.columns, tile.lanes):
+            count = b.sub(used, const_i64(start))
+            offsets = masked_load(b, self.b_columns.global_, "int32", b.add(column, const_i64(start)), tile.lanes,
+                                  count)
+            value = masked_gather(b, self.b_ptr, p.dtype, row, offsets, tile.lanes, count)
+            store_vector(b, value, self.b_panel, p.dtype, b.add(target, const_i64(start)), aligned=True)
+
+    def _multiply(self, chunks: ir.Value, rows: ir.Value, cols: ir.Value) -> None:
+        """acc += A panel @ B panel, one register tile per (column strip, row group), `lanes` k per step."""
+        b, p, tile = self.builder, self.p, self.plan.tile
+        dtype = element_type(p.dtype)
+        a_operand = Operand(tile.rows * tile.lanes, tuple(range(tile.lanes)))
+        b_operand = Operand(tile.lanes * tile.columns, tuple(u * tile.columns for u in range(tile.lanes)))
+        with rolled_range(b, 0, cols, tile.columns, name="q0") as q0:
+            panel = b.gep(self.b_panel, [b.mul(q0, const_i64(self.plan.depth))], source_etype=dtype)
+            with rolled_range(b, 0, rows, tile.rows, name="r0") as r0:
+                group = b.gep(self.a_panel, [b.mul(r0, const_i64(self.plan.depth))], source_etype=dtype)
+                a_rows = [b.gep(group, [const_i64(r * tile.lanes)], source_etype=dtype) for r in range(tile.rows)]
+                emit_register_tile(b, tile, p.dtype, chunks, a_rows, a_operand, panel, b_operand, self.acc,
+                                   b.add(b.mul(r0, const_i64(self.plan.columns)), q0), self.plan.columns)
 
     def _store(self, batch, i0, j0, rows, cols) -> None:
-        """out = alpha * acc + beta * c over the item's tile."""
-        b, p = self.builder, self.p
-        value_type = element_type(p.dtype)
-        out_base = linear(b, batch + [i0, j0], p.out.batch + (p.out.row, p.out.col))
-        c_base = None if p.c is None else linear(b, batch + [i0, j0], p.c.batch + (p.c.row, p.c.col))
+        b = self.builder
         with rolled_range(b, 0, rows, name="sr") as r:
             with rolled_range(b, 0, cols, name="sj") as j:
-                value = load(b, self.acc, p.dtype, b.add(b.mul(r, const_i64(self.nb)), j))
-                if p.alpha != 1:
-                    value = b.fmul(value, ir.Constant(value_type, p.alpha))
-                if c_base is not None:
-                    c_value = load(b, self.c_ptr, p.dtype, linear(b, [r, j], [p.c.row, p.c.col], c_base))
-                    value = b.fadd(value, b.fmul(c_value, ir.Constant(value_type, p.beta)))
-                store(b, value, self.out_ptr, p.dtype, linear(b, [r, j], [p.out.row, p.out.col], out_base))
+                value = load(b, self.acc, self.p.dtype, b.add(b.mul(r, const_i64(self.plan.columns)), j))
+                _finish(b, self.p, value, batch, b.add(i0, r), b.add(j0, j), self.c_ptr, self.out_ptr, self.epilogue)
+
+
+def _finish(builder: ir.IRBuilder, p: GemmProblem, value: ir.Value, batch, row: ir.Value, column: ir.Value,
+            c_ptr, out_ptr, epilogue: Epilogue | None) -> None:
+    """out[batch, row, column] = epilogue(alpha * value + beta * c[batch, row, column])."""
+    b, value_type = builder, element_type(p.dtype)
+    if p.alpha != 1:
+        value = b.fmul(value, ir.Constant(value_type, p.alpha))
+    if p.c is not None:
+        c_value = load(b, c_ptr, p.dtype, linear(b, batch + [row, column], p.c.batch + (p.c.row, p.c.col)))
+        value = b.fadd(value, b.fmul(c_value, ir.Constant(value_type, p.beta)))
+    out_row = linear(b, batch + [row], p.out.batch + (p.out.row,))
+    if epilogue is not None:
+        value = epilogue(b, value, out_row, column)
+    store(b, value, out_ptr, p.dtype, linear(b, [column], [p.out.col], out_row))
+
+
+class _DotEmitter:
+    """The dot form (GemmProblem.dot_form): a work item is (batch, row, block of DOT_COLUMNS columns);
+    vector accumulators run along k (the tail masked) and each is summed by a fixed tree."""
+
+    def __init__(self, builder: ir.IRBuilder, problem: GemmProblem, a_ptr, b_ptr, out_ptr, c_ptr,
+                 epilogue: Epilogue | None):
+        self.builder, self.p, self.lanes = builder, problem, vector_lanes(problem.dtype)
+        self.a_ptr, self.b_ptr, self.out_ptr, self.c_ptr, self.epilogue = a_ptr, b_ptr, out_ptr, c_ptr, epilogue
+
+    def run(self, begin: ir.Value, end: ir.Value) -> None:
+        b, p, lanes = self.builder, self.p, self.lanes
+        with rolled_range(b, begin, end, name="item") as item:
+            *batch, row, block = unravel(b, item, p.batch + (p.m, math.ceil(p.n / DOT_COLUMNS)))
+            j0 = b.mul(block, const_i64(DOT_COLUMNS))
+            a_row = linear(b, batch + [row], p.a.batch + (p.a.row,))
+            columns = [smin(b, b.add(j0, const_i64(j)), const_i64(p.n - 1)) for j in range(DOT_COLUMNS)]
+            b_rows = [linear(b, batch + [column], p.b.batch + (p.b.col,)) for column in columns]
+            vector_type = ir.VectorType(element_type(p.dtype), lanes)
+
+            def step(t, sums, count=None):
+                k = b.mul(t, const_i64(lanes))
+                if count is None:
+                    a = load_vector(b, self.a_ptr, p.dtype, b.add(a_row, k), lanes)
+                    loads = [load_vector(b, self.b_ptr, p.dtype, b.add(start, k), lanes) for start in b_rows]
+                else:
+                    a = masked_load(b, self.a_ptr, p.dtype, b.add(a_row, k), lanes, count)
+                    loads = [masked_load(b, self.b_ptr, p.dtype, b.add(start, k), lanes, count) for start in b_rows]
+                return [fma(b, a, value, total) for value, total in zip(loads, sums)]
+
+            sums = carried_loop(b, const_i64(p.k // lanes), [ir.Constant(vector_type, None)] * DOT_COLUMNS, step)
+            if p.k % lanes:
+                sums = step(const_i64(p.k // lanes), sums, const_i64(p.k % lanes))
+            for j, total in enumerate(sums):
+                column = b.add(j0, const_i64(j))
+                with b.if_then(b.icmp_signed("<", column, const_i64(p.n))):
+                    _finish(b, p, reduce_sum(b, total), batch, row, column, self.c_ptr, self.out_ptr, self.epilogue)
 
 
 def emit_gemm(builder: ir.IRBuilder, begin: ir.Value, end: ir.Value, problem: GemmProblem,
-              a_ptr: ir.Value, b_ptr: ir.Value, out_ptr: ir.Value, c_ptr: ir.Value | None = None) -> None:
-    """Compute work items [begin, end) of `problem` (see GemmProblem.work_items)."""
-    _GemmEmitter(builder, problem, a_ptr, b_ptr, out_ptr, c_ptr).run(begin, end)
+              a_ptr: ir.Value, b_ptr: ir.Value, out_ptr: ir.Value, c_ptr: ir.Value | None = None,
+              epilogue: Epilogue | None = None) -> None:
+    """Compute work items [begin, end) of `problem` (see GemmProblem.work_items); `epilogue` maps
+    each finished output before it is stored (the output must be row-major: out.col == 1)."""
+    emitter = _DotEmitter if problem.dot_form else _GemmEmitter
+    emitter(builder, problem, a_ptr, b_ptr, out_ptr, c_ptr, epilogue).run(begin, end)
 
 
 # ---- MatMul and Gemm nodes ----
@@ -282,19 +430,29 @@ def _gemm_problem(graph: Graph, node: Node) -> GemmProblem:
 _PROBLEMS = {"MatMul": _matmul_problem, "Gemm": _gemm_problem}
 
 
-def _check(graph: Graph, node: Node) -> str | None:
+def linear_check(graph: Graph, node: Node) -> str | None:
+    """Why a MatMul or Gemm node (or one fused with operands) is not compiled; None when it is."""
     dtypes = {t.dtype for t in graph.input_types(node) if t is not None}
     if not dtypes <= set(FLOATS):
-        return f"{node.op_type} on {', '.join(sorted(dtypes))} is not compiled by the cpu target (float32/float64 only)"
+        return (f"{node.qualified_op} on {', '.join(sorted(dtypes))} is not compiled by the cpu target "
+                "(float32/float64 only)")
     return None
 
 
-def _emit(ctx: KernelContext) -> None:
-    problem = _PROBLEMS[ctx.node.op_type](ctx.graph, ctx.node)
-    c = ctx.inputs[2] if len(ctx.inputs) > 2 else None
+def gemm_work_items(graph: Graph, node: Node, op_type: str) -> int:
+    """Work items of a MatMul or Gemm (`op_type`) node, or of a fused node with that base."""
+    return _PROBLEMS[op_type](graph, node).work_items
+
+
+def emit_linear(ctx: KernelContext, op_type: str, epilogue: Epilogue | None = None) -> None:
+    """The kernel of a MatMul or Gemm (`op_type`) node, or of a fused node with that base; `epilogue` maps
+    each output before its store (columns index the output's last dim)."""
+    problem = _PROBLEMS[op_type](ctx.graph, ctx.node)
+    c = ctx.inputs[2] if op_type == "Gemm" and len(ctx.inputs) > 2 else None
     emit_gemm(ctx.builder, ctx.begin, ctx.end, problem, ctx.inputs[0].ptr, ctx.inputs[1].ptr, ctx.outputs[0].ptr,
-              c.ptr if c is not None else None)
+              c.ptr if c is not None else None, epilogue)
 
 
-register_kernel(KernelSpec(tuple(_PROBLEMS), _check,
-                           lambda graph, node: _PROBLEMS[node.op_type](graph, node).work_items, _emit))
+register_kernel(KernelSpec(tuple(_PROBLEMS), linear_check,
+                           lambda graph, node: gemm_work_items(graph, node, node.op_type),
+                           lambda ctx: emit_linear(ctx, ctx.node.op_type)))

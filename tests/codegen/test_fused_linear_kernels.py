@@ -1,0 +1,150 @@
+"""cpu Conv/Gemm/MatMul register-tile kernels and their fused epilogues (kiln::FusedConv/FusedGemm/
+FusedMatMul) against the ref target, bit-identical at 1 and 2 threads.
+
+Sizes are odd on purpose: they leave partial register tiles (rows and vector columns), partial
+k chunks (16) and several k blocks, channel chunks and work items.
+"""
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+import compiler
+import runtime
+from compiler.driver import optimize
+from tests.codegen.kernel_harness import TOLERANCE, assert_cpu_matches_ref, node_model, random
+
+# (input shape, weight shape, attributes)
+CONVOLUTIONS = [
+    ((1, 5, 11, 13), (7, 5, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 6, 9, 8), (9, 2, 3, 2), {"group": 3, "strides": [2, 1], "dilations": [1, 2], "pads": [1, 0, 2, 1]}),
+    ((1, 8, 10, 10), (8, 1, 3, 3), {"group": 8, "strides": [2, 2], "auto_pad": "SAME_UPPER"}),  # depthwise
+    ((1, 37, 6, 7), (19, 37, 1, 1), {}),  # pointwise: a GEMM over the flattened positions
+    ((1, 21, 9, 11), (23, 21, 1, 1), {"strides": [2, 3]}),  # strided pointwise: tabled column offsets
+    ((1, 3, 29, 29), (20, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),  # a network stem
+    ((1, 70, 7, 7), (33, 70, 3, 3), {"pads": [1, 1, 1, 1]}),  # several staged chunks
+    ((1, 3, 33), (5, 3, 5), {"strides": [3], "pads": [2, 2]}),
+    ((1, 2, 5, 6, 7), (3, 2, 3, 3, 3), {"pads": [1, 1, 1, 1, 1, 1]}),
+]
+ACTIVATIONS = ["Relu", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Clip"]
+
+
+def _model(nodes, inputs: dict, constants: dict, opset: int = 17):
+    graph = helper.make_graph(
+        nodes, "fused", [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                         for name, v in inputs.items()],
+        [helper.make_value_info("y", helper.TypeProto())],
+        initializer=[numpy_helper.from_array(np.asarray(v), name) for name, v in constants.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def _activation(name: str, source: str, output: str) -> list:
+    if name == "Clip":
+        return [helper.make_node("Clip", [source, "low", "high"], [output])]
+    attrs = {"alpha": 0.3} if name == "LeakyRelu" else {}
+    return [helper.make_node(name, [source], [output], **attrs)]
+
+
+def _gelu(source: str, output: str) -> list:
+    """Gelu's Erf formula, as exporters write it: x * 0.5 * (1 + erf(x / sqrt 2))."""
+    return [helper.make_node("Div", [source, "root2"], ["g.scaled"]), helper.make_node("Erf", ["g.scaled"], ["g.erf"]),
+            helper.make_node("Add", ["g.erf", "one"], ["g.shifted"]),
+            helper.make_node("Mul", [source, "g.shifted"], ["g.gated"]),
+            helper.make_node("Mul", ["g.gated", "half"], [output])]
+
+
+SCALARS = {"low": np.float32(-0.5), "high": np.float32(0.75), "root2": np.float32(1.4142135),
+           "one": np.float32(1.0), "half": np.float32(0.5)}
+
+
+def _check_fused(model, feeds: dict, op_type: str, fused_count: int) -> None:
+    """The graph holds `op_type` fused nodes taking `fused_count` nodes; cpu matches ref, and the unfused
+    cpu graph (fuse-epilogues off)."""
+    fused = [n for n in optimize(model, "cpu").nodes() if n.op_type == op_type]
+    assert [len(n.attrs["fused_nodes"]) for n in fused] == [fused_count]
+    actual = assert_cpu_matches_ref(model, feeds)
+    unfused = runtime.load(compiler.compile(model, target="cpu", disable=["fuse-epilogues"])).infer(feeds)
+    for name, value in unfused.items():
+        np.testing.assert_allclose(actual[name], value, **TOLERANCE, err_msg=name)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS + ["Gelu"])
+@pytest.mark.parametrize("x_shape, w_shape, attrs", CONVOLUTIONS)
+def test_conv_with_bias_residual_and_activation(x_shape, w_shape, attrs, activation):
+    x = random(x_shape)
+    conv_only = node_model("Conv", {"x": x}, {"w": random(w_shape, seed=1)}, attrs)
+    out_shape = runtime.load(compiler.compile(conv_only, target="ref")).infer({"x": x})["y"].shape
+    bias_shape = (w_shape[0],) + (1,) * (len(x_shape) - 2)
+    feeds = {"x": x, "r": random(out_shape, seed=3)}
+    constants = {"w": random(w_shape, seed=1), "bias": random(bias_shape, seed=2), **SCALARS}
+    tail = _gelu("s", "y") if activation == "Gelu" else _activation(activation, "s", "y")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], **attrs), helper.make_node("Add", ["c", "bias"], ["b"]),
+             helper.make_node("Add", ["b", "r"], ["s"]), *tail]
+    # the bias Add folds into the Conv's bias (fold-batch-norm); the residual and the activation fuse
+    _check_fused(_model(nodes, feeds, constants), feeds, "FusedConv", 2 + len(tail))
+
+
+# small outputs and many channels: the channel-vector form, its weights transposed at compile time
+CHANNEL_VECTORS = [
+    ((1, 40, 7, 7), (64, 40, 3, 3), {"pads": [1, 1, 1, 1]}),
+    ((2, 20, 9, 7), (96, 20, 3, 2), {"pads": [0, 1, 1, 0], "strides": [2, 1]}),
+    ((1, 33, 13, 13), (80, 33, 1, 1), {"strides": [2, 2]}),  # 49 positions, 7 x 7
+    ((1, 17, 6, 5), (1024, 17, 1, 1), {}),  # an unstrided 1x1 conv with wide channel blocks
+    ((1, 5, 40), (64, 5, 3), {"pads": [1, 1], "dilations": [2]}),
+]
+
+
+@pytest.mark.parametrize("x_shape, w_shape, attrs", CHANNEL_VECTORS)
+def test_channel_vector_conv_with_bias_and_relu(x_shape, w_shape, attrs):
+    x = random(x_shape)
+    nodes = [helper.make_node("Conv", ["x", "w", "bias"], ["c"], **attrs), helper.make_node("Relu", ["c"], ["y"])]
+    model = _model(nodes, {"x": x}, {"w": random(w_shape, seed=1), "bias": random(w_shape[:1], seed=2)})
+    (fused,) = [n for n in optimize(model, "cpu").nodes() if n.op_type == "FusedConv"]
+    assert fused.attrs["transposed_weights"] == 1 and fused.attrs["kernel_shape"] == list(w_shape[2:])
+    _check_fused(model, {"x": x}, "FusedConv", 2)
+
+
+def test_conv_float64_relu_then_residual():
+    """An Add after the activation is part of the epilogue too; float64 vectors hold half the lanes."""
+    x, r = random((1, 6, 9, 9), np.float64), random((1, 10, 9, 9), np.float64, seed=3)
+    nodes = [helper.make_node("Conv", ["x", "w", "bias"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["a"]), helper.make_node("Add", ["r", "a"], ["y"])]
+    constants = {"w": random((10, 6, 3, 3), np.float64, seed=1), "bias": random((10,), np.float64, seed=2)}
+    _check_fused(_model(nodes, {"x": x, "r": r}, constants), {"x": x, "r": r}, "FusedConv", 3)
+
+
+# (A shape, B shape): odd M, N, K; several k blocks; batch broadcasting; a single row
+MATMULS = [((7, 33), (33, 65)), ((65, 700), (700, 19)), ((2, 3, 7, 9), (3, 9, 20)), ((1, 300), (300, 70))]
+
+
+@pytest.mark.parametrize("a_shape, b_shape", MATMULS)
+def test_matmul_with_bias_and_gelu(a_shape, b_shape):
+    feeds = {"a": random(a_shape, seed=1)}
+    constants = {"w": random(b_shape, seed=2), "bias": random(b_shape[-1:], seed=3), **SCALARS}
+    nodes = [helper.make_node("MatMul", ["a", "w"], ["m"]), helper.make_node("Add", ["m", "bias"], ["s"]),
+             *_gelu("s", "y")]
+    _check_fused(_model(nodes, feeds, constants), feeds, "FusedMatMul", 7)
+
+
+# (A shape, B shape, C shape, attributes): transposes read B by gathers
+GEMMS = [((7, 33), (65, 33), (65,), {"transB": 1, "alpha": 0.5, "beta": 2.0}),
+         ((33, 7), (33, 65), (7, 1), {"transA": 1}),
+         ((1, 300), (270, 300), (270,), {"transB": 1})]
+
+
+@pytest.mark.parametrize("a_shape, b_shape, c_shape, attrs", GEMMS)
+@pytest.mark.parametrize("activation", ["Relu", "Clip", "LeakyRelu"])
+def test_gemm_with_activation(a_shape, b_shape, c_shape, attrs, activation):
+    feeds = {"a": random(a_shape, seed=1)}
+    constants = {"w": random(b_shape, seed=2), "c": random(c_shape, seed=3), **SCALARS}
+    nodes = [helper.make_node("Gemm", ["a", "w", "c"], ["g"], **attrs), *_activation(activation, "g", "y")]
+    _check_fused(_model(nodes, feeds, constants), feeds, "FusedGemm", 2)
+
+
+def test_residual_broadcast_along_rows_and_columns():
+    """Operands broadcast over any output dims: per-column, per-row and per-batch terms."""
+    feeds = {"a": random((2, 5, 40), seed=1), "rows": random((2, 5, 1), seed=4), "columns": random((1, 21), seed=3)}
+    constants = {"w": random((40, 21), seed=2)}
+    nodes = [helper.make_node("MatMul", ["a", "w"], ["m"]), helper.make_node("Mul", ["m", "columns"], ["s"]),
+             helper.make_node("Sub", ["rows", "s"], ["y"])]
+    _check_fused(_model(nodes, feeds, constants), feeds, "FusedMatMul", 3)
