@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import I64, element_type, kind_of, load, store
@@ -18,6 +17,7 @@ from compiler.codegen.llvm.kernels.axis_loops import (REASSOCIATE, AxisSplit, Ce
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max, select_min
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
+from compiler.ops.reduce_axes import axes_input, reduce_axes
 
 FLOATS = ("float32", "float64")
 INTEGERS = ("int32", "int64")
@@ -144,24 +144,6 @@ def _emit_log_sum_exp(ctx: KernelContext, split: AxisSplit) -> None:
     emit_segments(b, split, ctx.begin, ctx.end, item)
 
 
-def _axes_input(graph: Graph, node: Node) -> np.ndarray | None:
-    """The values of a Reduce* node's axes input (empty when absent); None when it is not a constant."""
-    values = graph.input_values(node)
-    if len(values) < 2 or values[1] is None:
-        return np.zeros(0, np.int64)
-    constant = graph.constant_value(values[1])
-    return None if constant is None else np.ravel(constant)
-
-
-def _reduce_axes(graph: Graph, node: Node) -> list[int]:
-    """The reduced axes, sorted and non-negative (after _check_reduce accepted the node)."""
-    rank = len(graph.input_types(node)[0].shape)
-    axes = [int(axis) for axis in _axes_input(graph, node)]
-    if not axes:
-        return [] if node.attrs.get("noop_with_empty_axes", 0) else list(range(rank))
-    return sorted({axis % rank for axis in axes})
-
-
 def _check_reduce(graph: Graph, node: Node) -> str | None:
     reducer = REDUCERS.get(node.op_type)
     problem = dtype_problem(node, graph.input_types(node)[0].dtype,
@@ -170,7 +152,7 @@ def _check_reduce(graph: Graph, node: Node) -> str | None:
         return problem
     if "axes" in node.attrs:
         return f"{node.op_type} with an axes attribute (opset < 13/18 form) is not compiled by the cpu target"
-    axes, rank = _axes_input(graph, node), len(graph.input_types(node)[0].shape)
+    axes, rank = axes_input(graph, node), len(graph.input_types(node)[0].shape)
     if axes is None:
         return f"{node.op_type} with axes computed at run time is not compiled by the cpu target (axes must be a constant)"
     if any(not -rank <= int(axis) < rank for axis in axes):
@@ -179,7 +161,7 @@ def _check_reduce(graph: Graph, node: Node) -> str | None:
 
 
 def _reduce_split(graph: Graph, node: Node) -> AxisSplit:
-    return split_axes(graph.input_types(node)[0].shape, _reduce_axes(graph, node))
+    return split_axes(graph.input_types(node)[0].shape, reduce_axes(graph, node))
 
 
 def _emit_reduce(ctx: KernelContext) -> None:

@@ -13,12 +13,12 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 
 from compiler.codegen.opencl.dialect import FLOATS, SIGNED, UNSIGNED, OpenCLDialect, compute_dtype, kind_of
 from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, dtype_problem,
                                                       register_gpu_kernel, row_major)
 from compiler.ir.graph import Graph, Node
+from compiler.ops.reduce_axes import axes_input, reduce_axes
 
 INTEGERS = SIGNED | UNSIGNED
 Combine = Callable[[OpenCLDialect, str, str, str], str]
@@ -69,25 +69,13 @@ ARG = {"ArgMax": ">", "ArgMin": "<"}
 LOG_SUM_EXP = "ReduceLogSumExp"
 
 
-def _axes_input(graph: Graph, node: Node) -> np.ndarray | None:
-    """The values of a Reduce* node's axes input (empty when absent); None when computed at run time."""
-    values = graph.input_values(node)
-    if len(values) < 2 or values[1] is None:
-        return np.zeros(0, np.int64)
-    constant = graph.constant_value(values[1])
-    return None if constant is None else np.ravel(constant)
-
-
 def reduced_axes(graph: Graph, node: Node) -> list[int]:
     rank = len(graph.input_types(node)[0].shape)
     if node.op_type in GLOBAL_POOLS:
         return list(range(2, rank))
     if node.op_type in SOFTMAX or node.op_type in ARG:
         return [node.attrs.get("axis", -1 if node.op_type in SOFTMAX else 0) % rank]
-    axes = [int(axis) for axis in _axes_input(graph, node)]
-    if not axes:
-        return [] if node.attrs.get("noop_with_empty_axes", 0) else list(range(rank))
-    return sorted({axis % rank for axis in axes})
+    return reduce_axes(graph, node)
 
 
 def _check(graph: Graph, node: Node) -> str | None:
@@ -107,7 +95,7 @@ def _check(graph: Graph, node: Node) -> str | None:
     if node.op_type in GLOBAL_POOLS and rank < 3:
         return f"{node.op_type} needs an input of rank >= 3"
     if node.op_type.startswith("Reduce"):
-        axes = _axes_input(graph, node)
+        axes = axes_input(graph, node)
         if axes is None:
             return f"{node.op_type} with axes computed at run time is not compiled by the gpu target (axes must be a constant)"
         if any(not -rank <= int(axis) < rank for axis in axes):
