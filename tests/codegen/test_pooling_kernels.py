@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import compiler
-from compiler.codegen.llvm.kernels.pooling import PoolDim, Window
 from compiler.driver import UnsupportedByTargetError
+from compiler.ops.pool_geometry import PoolDim, Window
 from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, random
 
 # (input shape, attributes). ceil_mode cases keep the window overhang below 2 elements: past

@@ -18,7 +18,7 @@ from llvmlite import ir
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, for_range, kind_of, load, store
 from compiler.codegen.llvm.kernels.linear_algebra import unravel
 from compiler.codegen.llvm.kernels.lookup_tables import Table
-from compiler.codegen.llvm.kernels.pooling import PoolDim
+from compiler.ops.pool_geometry import PoolDim
 from compiler.codegen.llvm.kernels.reduction import dtype_problem
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node

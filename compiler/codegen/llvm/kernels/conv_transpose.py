@@ -26,9 +26,10 @@ from llvmlite import ir
 from compiler.codegen.llvm.irhelpers import const_i64, load, store
 from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, linear, multiply_add, rolled_range, stack_buffer,
                                                           unravel, zero_fill)
-from compiler.codegen.llvm.kernels.pooling import AUTO_PADS, ceil_div, constant_table, table_row
+from compiler.codegen.llvm.kernels.pooling import constant_table, table_row
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
+from compiler.ops.pool_geometry import AUTO_PADS, ceil_div
 
 CHANNEL_BLOCKS = (8, 4, 2, 1)  # output channels per work item, see channel_block
 PARALLEL_ITEMS = 8  # work items wanted at least, to spread over threads

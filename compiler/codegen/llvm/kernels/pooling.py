@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from dataclasses import astuple, dataclass
+from dataclasses import astuple
 from functools import reduce
 
 import numpy as np
@@ -28,74 +28,7 @@ from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
 from compiler.codegen.llvm.kernels.reduction import FLOATS, REDUCERS, dtype_problem, emit_reduction, lowest
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
-
-AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
-
-
-def ceil_div(numerator: int, denominator: int) -> int:
-    return -(-numerator // denominator)
-
-
-@dataclass(frozen=True)
-class Window:
-    first: int  # input coordinate of the first tap inside the input
-    taps: int  # taps inside the input
-    divisor: int  # this dim's factor of the average's divisor
-
-
-@dataclass(frozen=True)
-class PoolDim:
-    """One spatial dim of a pool: input and output sizes, window shape and padding."""
-
-    size_in: int
-    size_out: int
-    kernel: int
-    stride: int
-    dilation: int
-    pad_begin: int
-    pad_end: int
-
-    def windows(self, count_padding: bool) -> list[Window]:
-        """Per output position; with count_padding the divisor counts taps in the padding but
-        not past it (ceil_mode windows can overhang the end padding), as ONNX Runtime does."""
-        result = []
-        for position in range(self.size_out):
-            start = position * self.stride - self.pad_begin
-            low = max(0, ceil_div(-start, self.dilation))
-            high = min(self.kernel, ceil_div(self.size_in - start, self.dilation))
-            taps = max(0, high - low)
-            padded = max(0, min(self.kernel, ceil_div(self.size_in + self.pad_end - start, self.dilation)))
-            result.append(Window(start + low * self.dilation, taps, padded if count_padding else taps))
-        return result
-
-    def tap_ranges(self) -> list[tuple[int, int]]:
-        """Per tap of the window: the output positions [low, high) for which it lies inside the input."""
-        ranges = []
-        for tap in range(self.kernel):
-            shift = tap * self.dilation - self.pad_begin  # input coordinate = position * stride + shift
-            low = max(0, ceil_div(-shift, self.stride))
-            high = min(self.size_out, ceil_div(self.size_in - shift, self.stride))
-            ranges.append((low, max(low, high)))
-        return ranges
-
-
-def _pool_dims(graph: Graph, node: Node) -> list[PoolDim]:
-    """The geometry of every spatial dim; output sizes come from shape inference."""
-    size_in, size_out = graph.input_types(node)[0].shape[2:], node.outputs[0].shape[2:]
-    spatial = len(size_in)
-    kernel = node.attrs["kernel_shape"]
-    strides = node.attrs.get("strides", [1] * spatial)
-    dilations = node.attrs.get("dilations", [1] * spatial)
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    pads = node.attrs.get("pads", [0] * 2 * spatial) if auto_pad == "NOTSET" else [0] * 2 * spatial
-    if auto_pad.startswith("SAME"):
-        for i in range(spatial):
-            total = max(0, (size_out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size_in[i])
-            pads[i] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
-            pads[spatial + i] = total - pads[i]
-    return [PoolDim(size_in[i], size_out[i], kernel[i], strides[i], dilations[i], pads[i], pads[spatial + i])
-            for i in range(spatial)]
-
+from compiler.ops.pool_geometry import AUTO_PADS, pool_dims
 
 POOL_DTYPES = {"MaxPool": (*FLOATS, "int8", "uint8"), "AveragePool": FLOATS, "LpPool": FLOATS}
 
@@ -123,7 +56,7 @@ def _check_pool(graph: Graph, node: Node) -> str | None:
             return f"{node.op_type} needs {name} with {per_dim * spatial} values for {spatial} spatial dims"
         if min(value) < smallest:
             return f"{node.op_type} {name}={value} has values below {smallest}"
-    if any(window.taps == 0 for dim in _pool_dims(graph, node) for window in dim.windows(False)):
+    if any(window.taps == 0 for dim in pool_dims(graph, node) for window in dim.windows(False)):
         return (f"{node.op_type} output shape {node.outputs[0].shape} has windows that read no input element "
                 "(onnx shape inference keeps ceil_mode windows that start past the input; ONNX Runtime drops them)")
     return None
@@ -205,7 +138,7 @@ def _emit_pool(ctx: KernelContext) -> None:
     combine one input element into every output of the row that reads it (innermost loop over
     the row's outputs, contiguous in output and input); AveragePool and LpPool finish the row."""
     b, x, y, node = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node
-    dims, kind = _pool_dims(ctx.graph, node), kind_of(x.dtype)
+    dims, kind = pool_dims(ctx.graph, node), kind_of(x.dtype)
     *outer_dims, last = dims
     indices = ctx.outputs[1] if node.op_type == "MaxPool" and extra_outputs_used(ctx.graph, node) else None
     index_strides = _index_strides(node, x.shape[2:])

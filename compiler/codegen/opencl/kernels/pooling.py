@@ -8,48 +8,15 @@ padding but not past it (ceil_mode windows can overhang the end padding), as ONN
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from compiler.codegen.opencl.dialect import FLOATS
 from compiler.codegen.opencl.kernels.linear import AUTO_PADS
 from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, dtype_problem,
                                                       register_gpu_kernel, row_major)
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ops.pool_geometry import pool_dims
 
 POOL_DTYPES = {"MaxPool": FLOATS | {"int8", "uint8"}, "AveragePool": FLOATS, "LpPool": FLOATS}
-
-
-@dataclass(frozen=True)
-class PoolDim:
-    size_in: int
-    size_out: int
-    kernel: int
-    stride: int
-    dilation: int
-    pad_begin: int
-    pad_end: int
-
-    def taps_inside(self, position: int) -> int:
-        start = position * self.stride - self.pad_begin
-        return sum(1 for tap in range(self.kernel) if 0 <= start + tap * self.dilation < self.size_in)
-
-
-def pool_dims(graph: Graph, node: Node) -> list[PoolDim]:
-    """The geometry of every spatial dim; output sizes come from shape inference."""
-    size_in, size_out = graph.input_types(node)[0].shape[2:], node.outputs[0].shape[2:]
-    spatial = len(size_in)
-    kernel = node.attrs["kernel_shape"]
-    strides = node.attrs.get("strides", [1] * spatial)
-    dilations = node.attrs.get("dilations", [1] * spatial)
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    pads = list(node.attrs.get("pads", [0] * 2 * spatial)) if auto_pad == "NOTSET" else [0] * 2 * spatial
-    if auto_pad.startswith("SAME"):
-        for i in range(spatial):
-            total = max(0, (size_out[i] - 1) * strides[i] + (kernel[i] - 1) * dilations[i] + 1 - size_in[i])
-            pads[i] = total // 2 if auto_pad == "SAME_UPPER" else total - total // 2
-            pads[spatial + i] = total - pads[i]
-    return [PoolDim(size_in[i], size_out[i], kernel[i], strides[i], dilations[i], pads[i], pads[spatial + i])
-            for i in range(spatial)]
 
 
 def _check(graph: Graph, node: Node) -> str | None:
