@@ -67,7 +67,7 @@ class BenchmarkResult:
         for k in order:
             entry = self.kernels[k]
             profile.append(KernelTime(k, entry["symbol"], entry["op_type"], tuple(entry["nodes"]), _shapes(entry),
-                                      float(medians[k]), float(medians[k]) / total, _flops(entry)))
+                                      float(medians[k]), float(medians[k]) / total, kernel_flops(entry)))
         return profile
 
     def to_dict(self, top: int = 0) -> dict:
@@ -94,20 +94,21 @@ def _shapes(kernel: dict) -> str:
             + ", ".join(map(dims, kernel.get("output_shapes", []))))
 
 
-def _flops(kernel: dict) -> int | None:
-    """Floating-point operations (2 per multiply-add) of a Conv, ConvTranspose, Gemm or MatMul kernel,
-    from its operand shapes; None for other ops."""
+def kernel_flops(kernel: dict) -> int | None:
+    """Floating-point operations (2 per multiply-add) of a Conv, ConvTranspose, Gemm or MatMul kernel (fused
+    epilogues included), from its operand shapes; None for other ops."""
     inputs, outputs = kernel.get("input_shapes", []), kernel.get("output_shapes", [])
     if len(inputs) < 2 or None in inputs[:2] or not outputs:
         return None
     x, w, y = inputs[0], inputs[1], outputs[0]
-    if kernel["op_type"] == "Conv":  # W is [M, C/group, k...]: one output element takes C/group * window MACs
-        return 2 * math.prod(y) * math.prod(w[1:])
-    if kernel["op_type"] == "ConvTranspose":  # W is [C, M/group, k...]: one input element feeds M/group * window
-        return 2 * math.prod(x) * math.prod(w[1:])
-    if kernel["op_type"] == "Gemm":  # K = A's size / M, transposed or not
+    op_type = kernel["op_type"].removeprefix("kiln::Fused")  # an epilogue adds no multiply-adds
+    if op_type == "Conv":  # W holds M * C/group * taps weights (in whatever blocking): C/group * taps MACs per output
+        return 2 * math.prod(y) * math.prod(w) // max(y[1], 1)
+    if op_type == "ConvTranspose":  # W holds C * M/group * taps: one input element feeds M/group * taps
+        return 2 * math.prod(x) * math.prod(w) // max(x[1], 1)
+    if op_type == "Gemm":  # K = A's size / M, transposed or not
         return 2 * math.prod(y) * (math.prod(x) // max(y[0], 1))
-    if kernel["op_type"] == "MatMul":
+    if op_type == "MatMul":
         return 2 * math.prod(y) * (x[-1] if x else 1)
     return None
 

@@ -11,7 +11,7 @@ import pytest
 import compiler
 import runtime
 from compiler.cli import EXIT_ERROR, EXIT_OK, main
-from runtime.benchmark import Progress
+from runtime.benchmark import Progress, kernel_flops
 from tests.models.builders import mlp_model
 
 MLP_NODES = {"matmul", "add", "relu"}
@@ -114,3 +114,10 @@ def test_progress_bar_on_a_terminal_and_lines_otherwise():
     assert drawn.startswith("\r[") and "100%" in drawn and drawn.endswith("\n")
     assert pipe.getvalue().splitlines() == [f"bench: {p}% ({p // 5} inferences, {p * 0.002:.1f} s)"
                                             for p in range(10, 101, 10)]
+
+
+@pytest.mark.parametrize("weights", [[256, 64, 3, 3], [8, 576, 32]], ids=["plain", "blocked-transposed"])
+def test_fused_conv_flops_do_not_depend_on_the_weight_layout(weights):
+    kernel = {"op_type": "kiln::FusedConv", "input_shapes": [[1, 64, 13, 13], weights, [256]],
+              "output_shapes": [[1, 256, 13, 13]]}
+    assert kernel_flops(kernel) == 2 * 256 * 13 * 13 * 64 * 9
