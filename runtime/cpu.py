@@ -7,6 +7,7 @@ import importlib
 import os
 import tempfile
 import threading
+import weakref
 
 import numpy as np
 
@@ -37,27 +38,45 @@ def aligned_empty(size: int) -> np.ndarray:
     return raw[start: start + size]
 
 
-def _load_library(files) -> ctypes.CDLL:
-    """dlopen model.so: from the artifact directory, or from a private temporary copy."""
+_LIVE_LIBRARIES: set[str] = set()  # artifact model.so paths a live executor has dlopened
+
+
+def _load_library(files) -> tuple[ctypes.CDLL, str | None]:
+    """dlopen model.so: from the artifact directory, or from a private temporary copy. The thread
+    pool is a static of the library and dlopen shares one handle per path, so a second live model of
+    the same artifact gets a private copy: each model keeps the thread count it was loaded with.
+    Returns the library and the artifact path it holds (None for a private copy)."""
     path = files.path_of("model.so")
-    if path is not None:
-        return ctypes.CDLL(str(path))
+    path = None if path is None else os.path.realpath(path)
+    if path is not None and path not in _LIVE_LIBRARIES:
+        _LIVE_LIBRARIES.add(path)
+        return ctypes.CDLL(path), path
     handle, temporary = tempfile.mkstemp(prefix="kiln-", suffix=".so")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(bytes(files.read("model.so")))
-        return ctypes.CDLL(temporary)
+        return ctypes.CDLL(temporary), None
     finally:
         os.unlink(temporary)
 
 
+def _release(library: ctypes.CDLL, path: str | None) -> None:
+    """Stop the library's worker threads; its artifact path may be dlopened as shared again."""
+    release = getattr(library, "kiln_release_threads", None)  # absent in artifacts from older compilers
+    if release is not None:
+        release()
+    _LIVE_LIBRARIES.discard(path)
+
+
 class CpuExecutor:
-    """Holds the library, the weights and one workspace per concurrent caller."""
+    """Holds the library, the weights and one workspace per concurrent caller. `close()` (or garbage
+    collection) stops the library's worker threads."""
 
     def __init__(self, files, num_threads: int | None = None):
         self.manifest = files.manifest
         try:
-            self.library = _load_library(files)
+            self.library, path = _load_library(files)
+            self.close = weakref.finalize(self, _release, self.library, path)
             if self.manifest.get("entry") != ENTRY:
                 raise AttributeError(f"entry {self.manifest.get('entry')!r} is not {ENTRY!r}")
             self.entry = getattr(self.library, ENTRY)

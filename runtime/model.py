@@ -28,6 +28,13 @@ def _executor_for(files, options: dict):
     return getattr(module, class_name)(files, **options)
 
 
+class _Closed:
+    """The executor of a closed model: every use says so."""
+
+    def __getattr__(self, name):
+        raise ArtifactError("this model was closed; load the artifact again to run it")
+
+
 class CompiledModel:
     """Run a compiled model: `infer({name: array}) -> {name: array}`, inputs checked first.
 
@@ -71,6 +78,24 @@ class CompiledModel:
 
     def create_async_queue(self, jobs: int = 2) -> AsyncInferQueue:
         return AsyncInferQueue(self, jobs)
+
+    def close(self) -> None:
+        """Release what the model holds beyond memory (the cpu library's worker threads, the request
+        pool); it cannot infer afterwards. Garbage collection does the same; `with load(...)` closes."""
+        if isinstance(self._executor, _Closed):
+            return
+        if self._pool is not None:
+            self._pool.shutdown()
+        close = getattr(self._executor, "close", None)
+        if close is not None:
+            close()
+        self._executor = _Closed()
+
+    def __enter__(self) -> "CompiledModel":
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"<CompiledModel target={self.target} inputs={[i.name for i in self.inputs]}>"

@@ -1,5 +1,8 @@
 """cpu artifacts through the runtime: determinism, threads, requests, async queue, validation."""
 
+import gc
+import os
+
 import numpy as np
 import pytest
 from onnx import TensorProto, helper
@@ -7,6 +10,7 @@ from onnx import TensorProto, helper
 import compiler
 import runtime
 from runtime import InputError
+from runtime.artifact_reader import ArtifactError
 
 
 def elementwise_model():
@@ -91,3 +95,33 @@ def test_manifest_that_disagrees_with_the_library_is_refused(artifact, tmp_path)
     (path / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ArtifactError, match="does not match the native library"):
         runtime.load(path)
+
+
+def _native_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads through Linux /proc")
+def test_close_joins_the_worker_threads(artifact, tmp_path):
+    path = artifact.save(tmp_path / "m.kiln")
+    before = _native_threads()
+    with runtime.load(path, num_threads=3) as model:
+        expected = model.infer(feeds())
+        assert _native_threads() == before + 2
+    assert _native_threads() == before
+    with pytest.raises(ArtifactError, match="closed"):
+        model.infer(feeds())
+    model.close()
+    reloaded = runtime.load(path, num_threads=3)
+    assert all(np.array_equal(reloaded.infer(feeds())[name], expected[name]) for name in expected)
+    del reloaded
+    gc.collect()
+    assert _native_threads() == before
+
+
+def test_two_live_models_of_one_artifact_keep_their_own_thread_counts(artifact, tmp_path):
+    path = artifact.save(tmp_path / "m.kiln")
+    single, double = runtime.load(path, num_threads=1), runtime.load(path, num_threads=2)
+    assert (single.num_threads, double.num_threads) == (1, 2)
+    assert single._executor.library.kiln_get_num_threads() == 1
+    assert double._executor.library.kiln_get_num_threads() == 2

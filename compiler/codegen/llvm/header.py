@@ -29,6 +29,8 @@ def c_header(graph: Graph, plan: MemoryPlan) -> str:
         "                      int64_t *nanoseconds);",
         "/* Use exactly `count` threads (count <= 0: one per core); returns the count in use. */",
         "int kiln_set_num_threads(int count);",
+        "/* Stop and join the pool's threads (before unloading the library); a later kiln_run starts them again. */",
+        "void kiln_release_threads(void);",
         "/* The sizes the library was built for: weights bytes, workspace bytes, #inputs, #outputs,",
         " * then each input's and each output's bytes. */",
         "const int64_t *kiln_layout(void);",

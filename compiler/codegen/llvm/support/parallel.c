@@ -7,7 +7,8 @@
  *
  * Kernels follow each other closely, so waiting threads first spin a little (about 0.1 ms)
  * before sleeping on a condition variable: waking a sleeping thread costs more than most
- * small kernels take.
+ * small kernels take. kiln_release_threads stops and joins the workers (the runtime calls it when
+ * a model is closed or collected); a later parallel_for starts a pool again.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -101,6 +102,12 @@ int kiln_set_num_threads(int count) {
 }
 
 int kiln_get_num_threads(void) { return pool_size; }
+
+void kiln_release_threads(void) {
+    pthread_mutex_lock(&job_lock);
+    if (pool_size) stop_pool();
+    pthread_mutex_unlock(&job_lock);
+}
 
 void kiln_parallel_for(kiln_task_fn fn, void **args, int64_t n) {
     if (n <= 0) return;
