@@ -29,12 +29,13 @@ def _user_errors() -> tuple:
     from compiler.ops.onnx_semantics import OpInferenceError
     from compiler.passes.manager import PassError
     from compiler.specialize import SpecializationError
+    from compiler.state import StateError
     from frontends.onnx.importer import ModelImportError
     from runtime import ArtifactError, InputError
 
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
-            OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, FileNotFoundError,
-            FileExistsError)
+            OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, StateError,
+            FileNotFoundError, FileExistsError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -60,7 +61,9 @@ def cmd_compile(args) -> int:
     start = time.perf_counter()
     machine = {key: value for key in ("triple", "cpu", "features") if (value := getattr(args, key))}
     artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments,
-                       shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze), **machine)
+                       shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze, "--freeze"),
+                       state=_parse_state(args.state),
+                       initial_state=_parse_inputs(args.initial_state, "--initial-state"), **machine)
     path = artifact.save(args.output)
     print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
     if timing:
@@ -82,17 +85,27 @@ def _parse_shapes(pairs: list[str]) -> dict:
 
 
 # ----- run ------------------------------------------------------------------------------
-def _parse_inputs(pairs: list[str]) -> dict:
+def _parse_inputs(pairs: list[str], flag: str = "--input") -> dict:
     feeds = {}
     for pair in pairs:
         name, sep, path = pair.partition("=")
         if not sep:
-            raise UsageError(f"--input {pair!r}: use NAME=FILE.npy")
+            raise UsageError(f"{flag} {pair!r}: use NAME=FILE.npy")
         try:
             feeds[name] = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as error:
-            raise UsageError(f"--input {name}: cannot read {path!r} as a .npy file ({error})") from None
+            raise UsageError(f"{flag} {name}: cannot read {path!r} as a .npy file ({error})") from None
     return feeds
+
+
+def _parse_state(pairs: list[str]) -> dict:
+    state = {}
+    for pair in pairs:
+        name, sep, output = pair.partition("=")
+        if not sep or not name or not output:
+            raise UsageError(f"--state {pair!r}: use INPUT=OUTPUT (the output holds the input's next value)")
+        state[name] = output
+    return state
 
 
 def _random_inputs(model, given: dict, seed: int) -> dict:
@@ -257,6 +270,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compile for these static input shapes (symbolic dims become these sizes)")
     p.add_argument("--freeze", nargs="+", default=[], metavar="NAME=FILE.npy",
                    help="make these inputs constants with the values in FILE.npy (e.g. a Reshape's shape)")
+    p.add_argument("--state", nargs="+", default=[], metavar="INPUT=OUTPUT",
+                   help="make each pair a state variable carried across inferences (e.g. h_in=h_out)")
+    p.add_argument("--initial-state", nargs="+", default=[], metavar="INPUT=FILE.npy",
+                   help="initial values of state variables (default: zeros)")
     p.add_argument("--triple", help="cpu target: LLVM target triple to cross-compile for (default: this machine)")
     p.add_argument("--cpu", help="cpu target: CPU name, e.g. skylake-avx512 (default: this machine's)")
     p.add_argument("--features", help="cpu target: LLVM feature string, e.g. +avx2,+fma (default: this machine's)")

@@ -8,6 +8,7 @@ from compiler.artifact import Artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
 from compiler.specialize import specialize_inputs
+from compiler.state import state_files
 from compiler.targets.base import Unsupported, get_target
 
 
@@ -51,6 +52,7 @@ def optimize(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None 
 def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,
             disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
             shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
+            state: Mapping[str, str] | None = None, initial_state: Mapping[str, object] | None = None,
             **options) -> Artifact:
     """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
 
@@ -58,10 +60,15 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     insert your own passes); `disable` skips passes by name; `instruments` watch each pass.
     `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes;
     `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
+    `state={"h_in": "h_out"}` makes the pair a state variable each infer request carries from one
+    inference to the next, starting from `initial_state["h_in"]` or zeros (compiler/state.py).
     """
     graph = optimize(model, target, pipeline=pipeline, disable=disable, instruments=instruments,
                      shapes=shapes, freeze=freeze, **options)
     artifact = get_target(target).emit(graph, options)
     if freeze:
         artifact.manifest["frozen_inputs"] = sorted(freeze)
+    if state or initial_state:
+        artifact.manifest["state"], files = state_files(artifact.manifest, state or {}, initial_state)
+        artifact.files.update(files)
     return artifact

@@ -9,6 +9,7 @@ from typing import Mapping
 from runtime.artifact_reader import ArtifactError, read_artifact
 from runtime.requests import AsyncInferQueue, InferRequest
 from runtime.signature import TensorInfo, validate_inputs
+from runtime.state import StateLayout, VariableState
 
 # target -> module:class of the executor that runs its artifacts. The ref target's executor
 # is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
@@ -47,8 +48,10 @@ class CompiledModel:
         files = read_artifact(source, verify_all)
         self.manifest = files.manifest
         self.target = self.manifest["target"]
-        self.inputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["inputs"]]
-        self.outputs = [TensorInfo.from_manifest(entry) for entry in self.manifest["outputs"]]
+        self._state = StateLayout(files, [TensorInfo.from_manifest(entry) for entry in self.manifest["inputs"]],
+                                  [TensorInfo.from_manifest(entry) for entry in self.manifest["outputs"]])
+        self.inputs, self.outputs = self._state.inputs, self._state.outputs  # state variables are not among them
+        self._default_states = self._state.new_states()
         self.frozen_inputs = tuple(self.manifest.get("frozen_inputs", ()))
         options = {"cpu": {"num_threads": num_threads}, "gpu": {"device": device}}.get(self.target, {})
         self._executor = _executor_for(files, options)
@@ -56,9 +59,22 @@ class CompiledModel:
         self._pool: ThreadPoolExecutor | None = None
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
+        """Outputs by name. A stateful model's state here is the model's own default request's: use
+        create_infer_request() for separate (or concurrent) state."""
+        return self._run(feeds, self._default_states)
+
+    def _run(self, feeds: Mapping[str, object], states: dict[str, VariableState]) -> dict:
         values = validate_inputs(self.inputs, feeds, self.frozen_inputs)
-        results = self._executor.run(values)
-        return {info.name: value for info, value in zip(self.outputs, results)}
+        results = self._executor.run(self._state.full_inputs(values, states))
+        return {info.name: value for info, value in zip(self.outputs, self._state.take_outputs(results, states))}
+
+    def query_state(self) -> list[VariableState]:
+        """The state variables of the default request (infer()); empty for a stateless model."""
+        return list(self._default_states.values())
+
+    def reset_state(self) -> None:
+        for variable in self._default_states.values():
+            variable.reset()
 
     __call__ = infer
 
@@ -68,6 +84,9 @@ class CompiledModel:
         if not hasattr(self._executor, "run_profiled"):
             raise ArtifactError(f"per-kernel profiles need a cpu artifact; this one is for target {self.target!r}")
         values = validate_inputs(self.inputs, feeds, self.frozen_inputs)
+        if self._state:
+            raise ArtifactError("per-kernel profiles of stateful models are not supported; compile the model "
+                                "without state= to profile it")
         results, nanoseconds = self._executor.run_profiled(values)
         return {info.name: value for info, value in zip(self.outputs, results)}, [ns * 1e-9 for ns in nanoseconds]
 

@@ -12,17 +12,27 @@ from typing import Callable, Mapping
 
 
 class InferRequest:
-    """One reusable request: `infer(feeds)` runs now; `start_async(feeds)` then `wait()`."""
+    """One reusable request: `infer(feeds)` runs now; `start_async(feeds)` then `wait()`. A request of
+    a stateful model owns its state variables: `query_state()`, `reset_state()`."""
 
     def __init__(self, model, pool: ThreadPoolExecutor):
         self._model = model
         self._pool = pool
+        self._states = model._state.new_states()
         self._future: Future | None = None
         self.results: dict | None = None
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
-        self.results = self._model.infer(feeds)
+        self.results = self._model._run(feeds, self._states)
         return self.results
+
+    def query_state(self) -> list:
+        """This request's state variables (runtime.state.VariableState): name, state, set_state, reset."""
+        return list(self._states.values())
+
+    def reset_state(self) -> None:
+        for variable in self._states.values():
+            variable.reset()
 
     def start_async(self, feeds: Mapping[str, object], callback: Callable[["InferRequest"], None] | None = None):
         """Start inference on a worker thread; `callback(request)` runs when it is done."""
