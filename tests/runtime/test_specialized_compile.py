@@ -64,3 +64,22 @@ def test_the_backend_compiles_one_artifact_per_input_specialisation():
         (y,) = rep.run([x, np.array(shape, np.int32)])
         np.testing.assert_array_equal(y, np.maximum(x, 0).reshape(shape))
     assert len(rep._specialized) == 3
+
+
+def test_a_new_shape_that_breaks_a_fixed_reshape_names_the_node():
+    """x[N, 4] @ W[4, 3] -> Reshape to [2, 3]: N = 2 fits, N = 3 leaves 9 elements for 6 places."""
+    from onnx import numpy_helper
+
+    from compiler.ops.onnx_semantics import OpInferenceError
+
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "W"], ["h"], name="project"),
+         helper.make_node("Reshape", ["h", "target"], ["y"], name="to_2x3")], "fixed_reshape",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(np.ones((4, 3), np.float32), "W"),
+                     numpy_helper.from_array(np.array([2, 3], np.int64), "target")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    runtime.load(compiler.compile(model, "cpu", shapes={"x": [2, 4]}))
+    with pytest.raises(OpInferenceError, match=r"node 'to_2x3' \(Reshape\): cannot reshape \[3, 3\] \(9 elements\)"):
+        compiler.compile(model, "cpu", shapes={"x": [3, 4]})
