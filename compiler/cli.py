@@ -1,4 +1,4 @@
-"""The `kiln` command: compile, run, bench, info and check.
+"""The `kiln` command: compile, run, bench, info, check and diff.
 
 Every failure a user can cause (bad model, bad artifact, bad input, unsupported op) is
 printed as one plain message and a non-zero exit code, never as a Python traceback.
@@ -12,10 +12,12 @@ import logging
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-EXIT_OK, EXIT_UNSUPPORTED, EXIT_ERROR, EXIT_INTERNAL = 0, 1, 2, 3
+# 1: `check` found nodes the target cannot compile; 4: `diff` found an output over tolerance.
+EXIT_OK, EXIT_UNSUPPORTED, EXIT_ERROR, EXIT_INTERNAL, EXIT_MISMATCH = 0, 1, 2, 3, 4
 
 
 class UsageError(ValueError):
@@ -251,6 +253,21 @@ def cmd_check(args) -> int:
     return EXIT_UNSUPPORTED if problems else EXIT_OK
 
 
+def cmd_diff(args) -> int:
+    from compiler.diff import diff_model, report_lines
+    from compiler.driver import to_graph
+    from runtime import TensorInfo
+
+    graph = to_graph(args.model)
+    signature = SimpleNamespace(inputs=[TensorInfo(name, graph.node(name).outputs[0].dtype,
+                                                   graph.node(name).outputs[0].shape) for name in graph.inputs])
+    feeds = _random_inputs(signature, _parse_inputs(args.input), args.seed)
+    report = diff_model(args.model, args.target, feeds, reference=args.reference, rtol=args.rtol, atol=args.atol,
+                        disable=args.disable)
+    print(json.dumps(report.to_dict(), indent=1) if args.json else "\n".join(report_lines(report)))
+    return EXIT_OK if report.first_mismatch is None else EXIT_MISMATCH
+
+
 def build_parser() -> argparse.ArgumentParser:
     from compiler.targets.base import target_names
 
@@ -326,6 +343,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--target", default="ref", choices=targets, help="target to check against (default: ref)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_check)
+
+    p = commands.add_parser("diff", help="compare every node's output of the compiled model with a reference "
+                            "(onnxruntime or the ref target) and name the first one over tolerance")
+    p.add_argument("model", help="path of the .onnx model")
+    p.add_argument("-t", "--target", default="cpu", choices=targets, help="target to compile for (default: cpu)")
+    p.add_argument("--reference", default="ort", choices=["ort", "ref"],
+                   help="what to compare with: onnxruntime (default) or Kiln's ref target")
+    p.add_argument("-i", "--input", nargs="+", default=[], metavar="NAME=FILE.npy",
+                   help="input values; inputs not given get seeded random values")
+    p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+    p.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
+    p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
+    p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_diff)
     return parser
 
 
