@@ -1,4 +1,4 @@
-"""The `kiln` command: compile, run, bench, info, check and diff.
+"""The `kiln` command: compile, run, bench, info, check, diff and viz.
 
 Every failure a user can cause (bad model, bad artifact, bad input, unsupported op) is
 printed as one plain message and a non-zero exit code, never as a Python traceback.
@@ -32,12 +32,13 @@ def _user_errors() -> tuple:
     from compiler.passes.manager import PassError
     from compiler.specialize import SpecializationError
     from compiler.state import StateError
+    from compiler.viz import VizError
     from frontends.onnx.importer import ModelImportError
     from runtime import ArtifactError, InputError
 
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
             OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, StateError,
-            FileNotFoundError, FileExistsError)
+            VizError, FileNotFoundError, FileExistsError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -268,6 +269,17 @@ def cmd_diff(args) -> int:
     return EXIT_OK if report.first_mismatch is None else EXIT_MISMATCH
 
 
+def cmd_viz(args) -> int:
+    from compiler.viz import graph_after, kernel_timings, load_profile, write_view
+
+    graph = graph_after(args.model, args.target, args.after, disable=args.disable)
+    timings = kernel_timings(load_profile(args.profile), graph) if args.profile else None
+    path = write_view(graph, args.output, timings)
+    stage = "imported" if args.after == "import" else f"after {args.after or 'the whole pipeline'}"
+    print(f"wrote {path}: the {args.target} graph {stage}, {len(graph)} nodes")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from compiler.targets.base import target_names
 
@@ -358,6 +370,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_diff)
+
+    p = commands.add_parser("viz", help="draw the graph as the compiler sees it after a pass (DOT, SVG, PNG, "
+                            "HTML) or export it as ONNX for Netron")
+    p.add_argument("model", help="path of the .onnx model")
+    p.add_argument("-t", "--target", default="cpu", choices=targets, help="whose pipeline to run (default: cpu)")
+    p.add_argument("--after", metavar="PASS", help="stop after this pass ('import': no passes; default: all)")
+    p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
+    p.add_argument("--profile", metavar="BENCH.json", help="per-kernel times to show, from "
+                   "`kiln bench ARTIFACT --profile --top 0 --json`")
+    p.add_argument("-o", "--output", required=True, help="graph.dot|svg|png|html|onnx (the suffix picks the format)")
+    p.set_defaults(run=cmd_viz)
     return parser
 
 

@@ -1,17 +1,21 @@
-"""An IR graph back as an ONNX GraphProto.
+"""An IR graph back as ONNX.
 
 Ops whose reference semantics come from the onnx package and that take a graph attribute
-(FlexAttention's score_mod, ...) need that graph as ONNX again. Constants become
-initializers; a subgraph's captured inputs become references to the outer names they
-capture, as ONNX writes them.
+(FlexAttention's score_mod, ...) need that graph as ONNX again (`graph_to_proto`). Constants
+become initializers; a subgraph's captured inputs become references to the outer names they
+capture, as ONNX writes them. `model_to_proto` writes an optimized graph as a whole model that
+Netron opens: fused ops stay in Kiln's own domain, their structured attributes (an epilogue's
+steps) as JSON strings.
 """
 
 from __future__ import annotations
 
+import json
+
 import onnx
 from onnx import helper
 
-from compiler.ir.graph import Graph, Value
+from compiler.ir.graph import KILN_DOMAIN, Graph, Value
 
 
 def _names(graph: Graph) -> dict[Value, str]:
@@ -24,9 +28,28 @@ def _names(graph: Graph) -> dict[Value, str]:
     return names
 
 
+def _attribute(node, key: str, value) -> onnx.AttributeProto:
+    from compiler.ops.onnx_bridge import attribute_to_proto
+
+    if node.domain == KILN_DOMAIN and isinstance(value, list) and any(isinstance(v, (list, dict)) for v in value):
+        return helper.make_attribute(key, json.dumps(value))
+    return attribute_to_proto(key, value)
+
+
+def model_to_proto(graph: Graph) -> onnx.ModelProto:
+    """`graph` as an ONNX model, each domain imported at the highest version its nodes use (Kiln's own: 1)."""
+    versions: dict[str, int] = {}
+    for node in graph.nodes():
+        if not (node.is_input or node.is_constant):
+            version = 1 if node.domain == KILN_DOMAIN else node.version or 1
+            versions[node.domain] = max(versions.get(node.domain, 1), version)
+    opsets = [helper.make_opsetid(domain, version) for domain, version in sorted(versions.items())]
+    return helper.make_model(graph_to_proto(graph), opset_imports=opsets, producer_name="kiln")
+
+
 def graph_to_proto(graph: Graph) -> onnx.GraphProto:
     from compiler.ops.control_flow import captured_count
-    from compiler.ops.onnx_bridge import array_to_tensor, attribute_to_proto, type_to_proto
+    from compiler.ops.onnx_bridge import array_to_tensor, type_to_proto
 
     names = _names(graph)
     inputs, initializers, nodes = [], [], []
@@ -46,7 +69,7 @@ def graph_to_proto(graph: Graph) -> onnx.GraphProto:
                 operands = operands[:len(operands) - captured_count(subgraphs[0])]
             proto = helper.make_node(node.op_type, operands, list(node.output_names), name=node.name,
                                      domain=node.domain)
-            proto.attribute.extend(attribute_to_proto(key, value) for key, value in sorted(node.attrs.items()))
+            proto.attribute.extend(_attribute(node, key, value) for key, value in sorted(node.attrs.items()))
             nodes.append(proto)
     outputs = []
     for name, value in graph.outputs:
