@@ -66,9 +66,11 @@ def cmd_compile(args) -> int:
     artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments,
                        shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze, "--freeze"),
                        state=_parse_state(args.state),
-                       initial_state=_parse_inputs(args.initial_state, "--initial-state"), **machine)
+                       initial_state=_parse_inputs(args.initial_state, "--initial-state"),
+                       progress=not args.quiet, **machine)
     path = artifact.save(args.output)
-    print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
+    if not args.quiet:
+        print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
     if timing:
         print("pass timings:\n" + timing.summary())
     return EXIT_OK
@@ -311,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dump-format", default="text", help="text, dot or text,dot (default: text)")
     p.add_argument("--time-passes", action="store_true", help="print how long each pass took")
     p.add_argument("--verify-each", action="store_true", help="verify the graph after every pass")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress and no summary (errors still show)")
     p.set_defaults(run=cmd_compile)
 
     p = commands.add_parser("run", help="run an artifact (or compile and run an .onnx) and print its outputs")

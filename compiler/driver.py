@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence, TextIO
 
 from compiler.artifact import Artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
+from compiler.progress import CompileProgress
 from compiler.specialize import specialize_inputs
 from compiler.state import state_files
 from compiler.targets.base import Unsupported, get_target
@@ -53,7 +54,7 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
             disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
             shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
             state: Mapping[str, str] | None = None, initial_state: Mapping[str, object] | None = None,
-            **options) -> Artifact:
+            progress: TextIO | bool = False, **options) -> Artifact:
     """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
 
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
@@ -62,10 +63,21 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
     `state={"h_in": "h_out"}` makes the pair a state variable each infer request carries from one
     inference to the next, starting from `initial_state["h_in"]` or zeros (compiler/state.py).
+    `progress=True` (or a stream) shows each pass, code generation stage and kernel on stderr (or
+    the stream), then where the time went (compiler/progress.py).
     """
-    graph = optimize(model, target, pipeline=pipeline, disable=disable, instruments=instruments,
-                     shapes=shapes, freeze=freeze, **options)
-    artifact = get_target(target).emit(graph, options)
+    chosen = get_target(target)
+    steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
+    tracker = CompileProgress(len(steps), None if progress is True else progress) if progress else None
+    graph = optimize(model, target, pipeline=steps, disable=disable,
+                     instruments=[*instruments, *([tracker] if tracker else [])], shapes=shapes, freeze=freeze,
+                     **options)
+    if tracker:
+        with tracker.active():
+            artifact = chosen.emit(graph, options)
+        tracker.close()
+    else:
+        artifact = chosen.emit(graph, options)
     if freeze:
         artifact.manifest["frozen_inputs"] = sorted(freeze)
     if state or initial_state:

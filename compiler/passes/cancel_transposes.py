@@ -18,7 +18,7 @@ from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.ops.elementwise import ACTIVATIONS, BINARY, UNARY_MATH
 from compiler.passes.common import keeps_outputs_distinct
-from compiler.passes.manager import PassContext, register_pass
+from compiler.passes.manager import PassContext, log, register_pass
 
 _ELEMENTWISE = frozenset(UNARY_MATH + BINARY + ACTIVATIONS + ["Cast", "Identity", "Max", "Min", "Mean", "Sum"]) \
     - {"SwiGLU"}  # SwiGLU halves its last axis
@@ -131,7 +131,9 @@ def cancel_transposes(graph: Graph, ctx: PassContext | None = None) -> Graph:
             _merge(graph, node, perm)
             perm = _perm(graph, node)
         if perm == list(range(len(perm))):
+            log.info("cancel-transposes: %s is the identity once merged; removed", node.name)
             _drop(graph, node)
         elif (found := _sink_chain(graph, node, perm)) is not None:
+            log.info("cancel-transposes: %s sunk past its elementwise users", node.name)
             _sink(graph, node, perm, *found)
     return graph

@@ -28,7 +28,7 @@ import numpy as np
 
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
-from compiler.passes.manager import PassContext, register_pass
+from compiler.passes.manager import PassContext, log, register_pass
 
 _FLOATS = frozenset({"float32", "float64"})
 _PRODUCERS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -241,6 +241,8 @@ class FoldBatchNorm:
             found = _producer(graph, node)
             chain = None if found is None else _chain(graph, node, found[1])
             if chain is not None and not (found[0].op_type == "MatMul" and _is_lone_add(chain)):
+                log.info("fold-batch-norm: %s folded into the weights of %s (%s)",
+                         ", ".join(n.name for n in chain.nodes), found[0].name, found[0].op_type)
                 _fold(graph, found[0], chain)
             elif self.batch_norm_to_mul_add and node.op_type == "BatchNormalization" and \
                     (chain := _chain(graph, node, 1)) is not None:

@@ -21,7 +21,7 @@ from compiler.codegen.llvm.kernels.fused_elementwise import step_problem
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.ops.fused_elementwise import OP_TYPE, encode_step
-from compiler.passes.manager import PassContext, register_pass
+from compiler.passes.manager import PassContext, log, register_pass
 
 
 def _fusible(graph: Graph, node: Node) -> bool:
@@ -83,5 +83,8 @@ def fuse_elementwise(graph: Graph, ctx: PassContext | None = None) -> Graph:
         members = _group(graph, root, lambda name: name in fusible and name not in taken)
         taken |= members
         if len(members) > 1:
-            _fuse(graph, [graph.node(name) for name in sorted(members, key=position.__getitem__)])
+            ordered = [graph.node(name) for name in sorted(members, key=position.__getitem__)]
+            log.info("fuse-elementwise: %s fused into one loop nest",
+                     ", ".join(f"{m.name} ({m.op_type})" for m in ordered))
+            _fuse(graph, ordered)
     return graph

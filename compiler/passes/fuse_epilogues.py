@@ -25,7 +25,7 @@ from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.ops.fused_elementwise import encode_step
 from compiler.ops.fused_linear import BASES, transposed_weights
-from compiler.passes.manager import PassContext, register_pass
+from compiler.passes.manager import PassContext, log, register_pass
 
 FUSED = {base: fused for fused, (base, _) in BASES.items()}
 BASE_INPUTS = {base: count for base, count in BASES.values()}
@@ -131,6 +131,8 @@ def fuse_epilogues(graph: Graph, ctx: PassContext | None = None) -> Graph:
             seen.add(node.name)
             members = _group(graph, node, order[position + 1:])
             if len(members) > 1:
+                log.info("fuse-epilogues: %s fused into one %s kernel", ", ".join(m.name for m in members),
+                         FUSED[members[0].op_type])
                 _fuse(graph, members)
                 fused = True
                 break

@@ -158,12 +158,12 @@ class PassManager:
                 continue
             for instrument in self.instruments:
                 instrument.before_pass(spec.name, graph)
-            start = time.perf_counter()
+            start, nodes = time.perf_counter(), len(graph)
             graph = run_pass(graph, ctx)
             seconds = time.perf_counter() - start
             if not isinstance(graph, Graph):
                 raise PassError(f"pass {spec.name!r} returned {type(graph).__name__}, not a Graph")
-            ctx.log.debug("pass %s took %.2f ms", spec.name, seconds * 1e3)
+            ctx.log.debug("pass %s: %d -> %d nodes in %.2f ms", spec.name, nodes, len(graph), seconds * 1e3)
             for instrument in self.instruments:
                 instrument.after_pass(spec.name, graph, seconds)
         return graph

@@ -17,6 +17,7 @@ from compiler.codegen.memory_plan import plan_memory
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
+from compiler.progress import current
 from compiler.targets.base import Target, Unsupported, register_target
 from compiler.targets.ref import RefTarget, signature
 
@@ -86,9 +87,15 @@ class CpuTarget(Target):
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
-        plan = plan_memory(graph, in_place_input)
-        module = build_module(graph, plan)
-        library = link_shared_library({"model.o": compile_module(module, machine)})
+        progress = current()
+        with progress.stage("memory plan"):
+            plan = plan_memory(graph, in_place_input)
+        with progress.stage("kernels"):
+            module = build_module(graph, plan)
+        with progress.stage("llvm"):
+            code = compile_module(module, machine)
+        with progress.stage("link"):
+            library = link_shared_library({"model.o": code})
         manifest = {
             "target": self.name, "compiler_version": compiler_version(),
             "options": {k: v for k, v in sorted(options.items())}, **signature(graph),

@@ -20,6 +20,7 @@ from compiler.codegen.llvm.irhelpers import I32, I64, PTR, const_i64
 from compiler.codegen.llvm.kernels.registry import KernelContext, TensorArg, kernel_for
 from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
 from compiler.ir.graph import Graph, Value
+from compiler.progress import current
 
 ENTRY = "kiln_run"
 PROFILED_ENTRY = "kiln_run_profiled"
@@ -137,6 +138,7 @@ def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
     launcher = _Launcher(module, builder, profile)
     slots = max([len(graph.input_values(s.node)) + len(s.node.outputs) for s in plan.steps if s.node] + [1])
     operand_array = builder.alloca(ir.ArrayType(PTR, slots), name="operands")
+    progress = current()
     for index, step in enumerate(plan.steps):
         if step.node is None:
             source = _operand_pointer(builder, bases, plan.locations[step.copy_source])
@@ -149,6 +151,7 @@ def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
         for slot, value in enumerate(values):
             pointer = ir.Constant(PTR, None) if value is None else _operand_pointer(builder, bases, plan.locations[value])
             builder.store(pointer, builder.gep(operand_array, [const_i64(0), const_i64(slot)], inbounds=True))
+        progress.kernel(index, len(plan.steps), node.name)
         task = _emit_task(module, graph, node, index, plan.in_place.get(node.name))
         work = kernel_for(node).work_items(graph, node)
         launcher.launch(builder, task, operand_array, work)
