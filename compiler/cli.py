@@ -1,4 +1,4 @@
-"""The `kiln` command: compile, run, bench, info, check, diff and viz.
+"""The `kiln` command: compile, run, bench, info, check, diff, viz and disasm.
 
 Every failure a user can cause (bad model, bad artifact, bad input, unsupported op) is
 printed as one plain message and a non-zero exit code, never as a Python traceback.
@@ -282,6 +282,14 @@ def cmd_viz(args) -> int:
     return EXIT_OK
 
 
+def cmd_disasm(args) -> int:
+    from runtime.gna import read_stream, stream_bytes
+    from runtime.gna.disasm import disassemble
+
+    print(disassemble(read_stream(stream_bytes(args.artifact))))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from compiler.targets.base import target_names
 
@@ -384,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "`kiln bench ARTIFACT --profile --top 0 --json`")
     p.add_argument("-o", "--output", required=True, help="graph.dot|svg|png|html|onnx (the suffix picks the format)")
     p.set_defaults(run=cmd_viz)
+
+    p = commands.add_parser("disasm", help="list a gna artifact's instruction stream: header, endpoints, layers, "
+                            "PWL tables")
+    p.add_argument("artifact", help="gna artifact directory, or a .gna stream file")
+    p.set_defaults(run=cmd_disasm)
     return parser
 
 

@@ -14,7 +14,7 @@ from runtime.state import StateLayout, VariableState
 # target -> module:class of the executor that runs its artifacts. The ref target's executor
 # is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
 EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor",
-             "gpu": "runtime.gpu:GpuExecutor"}
+             "gpu": "runtime.gpu:GpuExecutor", "gna": "runtime.gna.model:GnaExecutor"}
 
 
 def _executor_for(files, options: dict):
