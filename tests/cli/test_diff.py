@@ -84,3 +84,9 @@ def test_cli_diff(tmp_path, capsys):
     assert main(["diff", str(path), "-t", "cpu", "--atol", "0", "--rtol", "0", "--json"]) in (EXIT_OK, EXIT_MISMATCH)
     report = json.loads(capsys.readouterr().out)
     assert report["target"] == "cpu" and len(report["rows"]) == 3 * LAYERS
+
+
+def test_the_gpu_target_diffs_the_same_way():
+    pytest.importorskip("pyopencl")
+    report = diff_model(deep_mlp(), "gpu", feeds())
+    assert report.first_mismatch is None and sum(row.max_abs is not None for row in report.rows) == LAYERS
