@@ -86,7 +86,8 @@ def test_cli_diff(tmp_path, capsys):
     assert report["target"] == "cpu" and len(report["rows"]) == 3 * LAYERS
 
 
-def test_the_gpu_target_diffs_the_same_way():
+def test_the_gpu_target_diffs_the_same_way(tmp_path, monkeypatch):
     pytest.importorskip("pyopencl")
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))  # program binaries: not the user's cache
     report = diff_model(deep_mlp(), "gpu", feeds())
     assert report.first_mismatch is None and sum(row.max_abs is not None for row in report.rows) == LAYERS
