@@ -25,6 +25,9 @@ class UsageError(ValueError):
 
 
 def _user_errors() -> tuple:
+    from compiler.codegen.gna.calibration import CalibrationError
+    from compiler.codegen.gna.encoder import GnaEncodeError
+    from compiler.codegen.gna.lowering import GnaLoweringError
     from compiler.driver import UnsupportedByTargetError
     from compiler.ir.verifier import VerificationError
     from compiler.ops.interpreter import KernelError, UnsupportedOpError
@@ -38,7 +41,7 @@ def _user_errors() -> tuple:
 
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
             OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, StateError,
-            VizError, FileNotFoundError, FileExistsError)
+            VizError, FileNotFoundError, FileExistsError, CalibrationError, GnaEncodeError, GnaLoweringError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -62,21 +65,28 @@ def cmd_compile(args) -> int:
 
     instruments, timing = _instruments(args)
     start = time.perf_counter()
-    machine = {key: value for key in ("triple", "cpu", "features") if (value := getattr(args, key))}
+    machine = {key: value for key in ("triple", "cpu", "features", "calibration", "gna_weights")
+               if (value := getattr(args, key))}
     artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments,
                        shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze, "--freeze"),
                        state=_parse_state(args.state),
                        initial_state=_parse_inputs(args.initial_state, "--initial-state"),
-                       progress=not args.quiet, **machine)
+                       progress=not args.quiet,
+                       specialize=[_parse_shapes(group, "--specialize") for group in args.specialize] or None,
+                       **machine)
     path = artifact.save(args.output)
     if not args.quiet:
         print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
+        if "report.json" in artifact.files:
+            from compiler.codegen.gna.report import format_report
+
+            print(format_report(json.loads(artifact.files["report.json"])))
     if timing:
         print("pass timings:\n" + timing.summary())
     return EXIT_OK
 
 
-def _parse_shapes(pairs: list[str]) -> dict:
+def _parse_shapes(pairs: list[str], flag: str = "--shape") -> dict:
     shapes = {}
     for pair in pairs:
         name, sep, dims = pair.partition("=")
@@ -85,7 +95,7 @@ def _parse_shapes(pairs: list[str]) -> dict:
         except ValueError:
             shapes[name] = None
         if not sep or shapes[name] is None:
-            raise UsageError(f"--shape {pair!r}: use NAME=D0,D1,... with integer sizes, e.g. input=1,3,224,224")
+            raise UsageError(f"{flag} {pair!r}: use NAME=D0,D1,... with integer sizes, e.g. input=1,3,224,224")
     return shapes
 
 
@@ -307,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes)")
+    p.add_argument("--specialize", nargs="+", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="one shape set of several to compile into one artifact that picks the part matching "
+                        "each call's input shapes (repeat the flag per set)")
     p.add_argument("--freeze", nargs="+", default=[], metavar="NAME=FILE.npy",
                    help="make these inputs constants with the values in FILE.npy (e.g. a Reshape's shape)")
     p.add_argument("--state", nargs="+", default=[], metavar="INPUT=OUTPUT",
@@ -316,6 +329,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triple", help="cpu target: LLVM target triple to cross-compile for (default: this machine)")
     p.add_argument("--cpu", help="cpu target: CPU name, e.g. skylake-avx512 (default: this machine's)")
     p.add_argument("--features", help="cpu target: LLVM feature string, e.g. +avx2,+fma (default: this machine's)")
+    p.add_argument("--calibration", metavar="PATH", help="gna target: calibration inputs, an .npz or a directory of "
+                   "NAME.npy (default: ranges computed from seeded normal inputs)")
+    p.add_argument("--gna-weights", choices=("int16", "int8"), help="gna target: weight width (default: int16)")
     p.add_argument("--dump-after", nargs="+", metavar="PASS", help="write the graph after these passes ('all')")
     p.add_argument("--dump-dir", default="kiln-dump", help="where --dump-after writes (default: kiln-dump)")
     p.add_argument("--dump-format", default="text", help="text, dot or text,dot (default: text)")

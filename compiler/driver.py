@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Iterable, Mapping, Sequence, TextIO
 
 from compiler.artifact import Artifact
+from compiler.dispatch import DispatchError, dispatch_artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
 from compiler.progress import CompileProgress
 from compiler.specialize import specialize_inputs
 from compiler.state import state_files
 from compiler.targets.base import Unsupported, get_target
+from compiler.targets.ref import signature
 
 
 class UnsupportedByTargetError(ValueError):
@@ -54,7 +56,8 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
             disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
             shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
             state: Mapping[str, str] | None = None, initial_state: Mapping[str, object] | None = None,
-            progress: TextIO | bool = False, **options) -> Artifact:
+            progress: TextIO | bool = False, specialize: Sequence[Mapping[str, Sequence[int]]] | None = None,
+            **options) -> Artifact:
     """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
 
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
@@ -65,7 +68,19 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     inference to the next, starting from `initial_state["h_in"]` or zeros (compiler/state.py).
     `progress=True` (or a stream) shows each pass, code generation stage and kernel on stderr (or
     the stream), then where the time went (compiler/progress.py).
+    `specialize=[{"x": [1, 64]}, {"x": [1, 128]}]` compiles one part per shape set into one artifact
+    that runs the part matching each call's input shapes (compiler/dispatch.py).
     """
+    if specialize:
+        if shapes or state or initial_state:
+            raise DispatchError("specialize= lists whole input shape sets: it does not combine with shapes= or state=")
+        model = to_graph(model)
+        artifact = dispatch_artifact(specialize, lambda part_shapes: compile(
+            model, target, pipeline=pipeline, disable=disable, instruments=instruments, shapes=part_shapes,
+            freeze=freeze, progress=progress, **options), signature(model))
+        if freeze:
+            artifact.manifest["frozen_inputs"] = sorted(freeze)
+        return artifact
     chosen = get_target(target)
     steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
     tracker = CompileProgress(len(steps), None if progress is True else progress) if progress else None

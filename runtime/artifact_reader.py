@@ -19,24 +19,38 @@ class ArtifactError(ValueError):
 
 
 class ArtifactFiles:
-    """The manifest and checked payload files of one artifact; weights are memory-mapped."""
+    """The manifest and checked payload files of one artifact; weights are memory-mapped. An artifact
+    may hold parts, each a whole artifact whose files carry a name prefix (`part(prefix)`)."""
 
-    def __init__(self, manifest: dict, files: dict, root: Path | None = None):
+    def __init__(self, manifest: dict, files: dict, root: Path | None = None, prefix: str = ""):
         self.manifest = manifest
         self._files = files
         self.root = root
+        self.prefix = prefix
 
     def path_of(self, name: str) -> Path | None:
         """Where payload file `name` lies on disk (None for an in-memory artifact)."""
         self.read(name)
-        return None if self.root is None else self.root / name
+        return None if self.root is None else self.root / (self.prefix + name)
 
     def read(self, name: str):
         """The bytes (or a read-only memory map) of payload file `name`."""
         try:
-            return self._files[name]
+            return self._files[self.prefix + name]
         except KeyError:
-            raise ArtifactError(f"the artifact has no file {name!r}; it lists {sorted(self._files)}") from None
+            raise ArtifactError(f"the artifact has no file {self.prefix + name!r}; it lists {sorted(self._files)}") \
+                from None
+
+    def part(self, prefix: str) -> "ArtifactFiles":
+        """The part whose files are named `prefix` + name, with its own manifest (`prefix`manifest.json);
+        its files were checked with the whole artifact's."""
+        try:
+            manifest = json.loads(bytes(self.read(prefix + "manifest.json")))
+        except json.JSONDecodeError as error:
+            raise ArtifactError(f"part {prefix!r} of the artifact has a damaged manifest ({error}); recompile it") \
+                from None
+        _check_manifest(manifest, f"part {prefix!r} of the artifact")
+        return ArtifactFiles(manifest, self._files, self.root, self.prefix + prefix)
 
 
 def _check_manifest(manifest: dict, where: str) -> None:

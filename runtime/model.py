@@ -14,10 +14,12 @@ from runtime.state import StateLayout, VariableState
 # target -> module:class of the executor that runs its artifacts. The ref target's executor
 # is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
 EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor",
-             "gpu": "runtime.gpu:GpuExecutor", "gna": "runtime.gna.model:GnaExecutor"}
+             "gpu": "runtime.gpu:GpuExecutor", "gna": "runtime.gna.model:GnaExecutor",
+             "dispatch": "runtime.dispatch:DispatchExecutor"}
 
 
-def _executor_for(files, options: dict):
+def executor_for(files, options: dict):
+    """The executor of the artifact `files`, given the load options of every target (`options[target]`)."""
     target = files.manifest["target"]
     if target not in EXECUTORS:
         raise ArtifactError(f"this runtime cannot run {target!r} artifacts; it runs: {', '.join(sorted(EXECUTORS))}")
@@ -26,7 +28,8 @@ def _executor_for(files, options: dict):
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ArtifactError(f"running {target!r} artifacts needs {module_name} ({error}); install kiln fully") from None
-    return getattr(module, class_name)(files, **options)
+    own = options if target == "dispatch" else options.get(target, {})
+    return getattr(module, class_name)(files, **own)
 
 
 class _Closed:
@@ -53,8 +56,7 @@ class CompiledModel:
         self.inputs, self.outputs = self._state.inputs, self._state.outputs  # state variables are not among them
         self._default_states = self._state.new_states()
         self.frozen_inputs = tuple(self.manifest.get("frozen_inputs", ()))
-        options = {"cpu": {"num_threads": num_threads}, "gpu": {"device": device}}.get(self.target, {})
-        self._executor = _executor_for(files, options)
+        self._executor = executor_for(files, {"cpu": {"num_threads": num_threads}, "gpu": {"device": device}})
         self.num_threads = getattr(self._executor, "threads", 1)
         self._pool: ThreadPoolExecutor | None = None
 

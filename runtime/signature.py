@@ -14,12 +14,14 @@ class InputError(ValueError):
 
 @dataclass(frozen=True)
 class TensorInfo:
-    """One model input or output. `shape` holds ints, dim names, or None; `kind` is tensor/sequence/optional."""
+    """One model input or output. `shape` holds ints, dim names, or None; `kind` is tensor/sequence/optional;
+    `bounds`, when given, holds per dim None or the (min, max) sizes the artifact runs."""
 
     name: str
     dtype: str | None
     shape: tuple | None
     kind: str = "tensor"
+    bounds: tuple | None = None
 
     @classmethod
     def from_manifest(cls, entry: dict) -> "TensorInfo":
@@ -30,7 +32,9 @@ class TensorInfo:
         if value_type is None:
             return cls(entry["name"], None, None, kind)
         shape = None if value_type["shape"] is None else tuple(value_type["shape"])
-        return cls(entry["name"], value_type["tensor"], shape, kind)
+        bounds = entry.get("bounds")
+        bounds = None if bounds is None else tuple(None if b is None else tuple(b) for b in bounds)
+        return cls(entry["name"], value_type["tensor"], shape, kind, bounds)
 
 
 _NUMPY_NAMES = {"string": "object", "bool": "bool"}
@@ -61,6 +65,10 @@ def _check_tensor(info: TensorInfo, value, bindings: dict) -> np.ndarray:
         if isinstance(dim, int) and dim != size:
             raise InputError(f"input {info.name!r} has shape {list(array.shape)}, the model expects {list(info.shape)} "
                              f"(axis {axis} must be {dim})")
+        limits = info.bounds[axis] if info.bounds else None
+        if limits is not None and not limits[0] <= size <= limits[1]:
+            raise InputError(f"input {info.name!r} has shape {list(array.shape)}: axis {axis} ({dim}) is {size}, "
+                             f"outside the sizes {limits[0]}..{limits[1]} this artifact was compiled for")
         if isinstance(dim, str):
             bound = bindings.setdefault(dim, (size, info.name))
             if bound[0] != size:

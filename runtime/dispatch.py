@@ -1,0 +1,50 @@
+"""Runs "dispatch" artifacts (compiler/dispatch.py): the part compiled for the input shapes given.
+
+Parts are loaded when first used, so an artifact with many shape sets costs only what runs.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+from runtime.signature import InputError
+
+
+class DispatchExecutor:
+    def __init__(self, files, **options):
+        from runtime.model import executor_for  # model.py imports the executors by name; no cycle at import
+
+        self._files, self._options, self._executor_for = files, options, executor_for
+        self.parts = files.manifest["parts"]
+        self._names = [entry["name"] for entry in files.manifest["inputs"]]
+        self._loaded: dict[int, object] = {}
+        self._lock = threading.Lock()
+        self.threads = options.get("cpu", {}).get("num_threads") or os.cpu_count() or 1
+
+    def _part_for(self, values: list) -> int:
+        shapes = {name: list(getattr(value, "shape", ())) for name, value in zip(self._names, values)}
+        for index, part in enumerate(self.parts):
+            if all(shapes[name] == shape for name, shape in part["input_shapes"].items()):
+                return index
+        compiled = "; ".join(", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in p["input_shapes"].items())
+                             for p in self.parts)
+        given = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in shapes.items())
+        raise InputError(f"no part of this artifact was compiled for input shapes {given}; it holds: {compiled}. "
+                         "Compile with --specialize for these shapes too")
+
+    def _executor(self, index: int):
+        with self._lock:
+            if index not in self._loaded:
+                part = self._files.part(self.parts[index]["prefix"])
+                self._loaded[index] = self._executor_for(part, self._options)
+            return self._loaded[index]
+
+    def run(self, inputs: list) -> list:
+        return self._executor(self._part_for(inputs)).run(inputs)
+
+    def close(self) -> None:
+        for executor in self._loaded.values():
+            close = getattr(executor, "close", None)
+            if close is not None:
+                close()
