@@ -1,4 +1,4 @@
-"""State variables on the gpu target: a running sum s_out = s_in + x carried across inferences."""
+"""State variables and shape-dispatched parts on the gpu target (running sum; an MLP at two batch sizes)."""
 
 import numpy as np
 import pytest
@@ -32,3 +32,14 @@ def test_gpu_requests_carry_their_own_running_sum():
             np.testing.assert_allclose(got, np.maximum(frames[k, :t + 1].sum(axis=0), 0), rtol=1e-5, atol=1e-6)
     requests[0].reset_state()
     np.testing.assert_allclose(requests[0].infer({"x": frames[0, 0]})["y"], np.maximum(frames[0, 0], 0))
+
+
+def test_gpu_parts_dispatched_by_input_shape():
+    from tests.models.builders import mlp_model
+
+    model = runtime.load(compiler.compile(mlp_model(), target="gpu", specialize=[{"x": [2, 4]}, {"x": [5, 4]}]))
+    reference = runtime.load(compiler.compile(mlp_model(), target="ref"))
+    assert model.inputs[0].bounds == ((2, 5), None)
+    for batch in (2, 5):
+        x = np.random.default_rng(batch).standard_normal((batch, 4)).astype(np.float32)
+        np.testing.assert_allclose(model.infer({"x": x})["y"], reference.infer({"x": x})["y"], rtol=1e-5, atol=1e-6)
