@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,7 @@ def cmd_compile(args) -> int:
                        initial_state=_parse_inputs(args.initial_state, "--initial-state"),
                        progress=not args.quiet,
                        specialize=[_parse_shapes(group, "--specialize") for group in args.specialize] or None,
+                       cache_dir=args.cache_dir or os.environ.get("KILN_CACHE_DIR") or None,
                        **machine)
     path = artifact.save(args.output)
     if not args.quiet:
@@ -317,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes)")
+    p.add_argument("--cache-dir", metavar="DIR", help="reuse artifacts compiled before with the same model, "
+                   "options, machine and compiler (default: $KILN_CACHE_DIR; none when unset)")
     p.add_argument("--specialize", nargs="+", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="one shape set of several to compile into one artifact that picks the part matching "
                         "each call's input shapes (repeat the flag per set)")

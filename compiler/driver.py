@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from typing import Iterable, Mapping, Sequence, TextIO
 
 from compiler.artifact import Artifact
+from compiler.cache import cached_compile
 from compiler.dispatch import DispatchError, dispatch_artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
@@ -57,7 +59,7 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
             shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
             state: Mapping[str, str] | None = None, initial_state: Mapping[str, object] | None = None,
             progress: TextIO | bool = False, specialize: Sequence[Mapping[str, Sequence[int]]] | None = None,
-            **options) -> Artifact:
+            cache_dir: str | os.PathLike | None = None, **options) -> Artifact:
     """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
 
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
@@ -70,7 +72,17 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     the stream), then where the time went (compiler/progress.py).
     `specialize=[{"x": [1, 64]}, {"x": [1, 128]}]` compiles one part per shape set into one artifact
     that runs the part matching each call's input shapes (compiler/dispatch.py).
+    `cache_dir` reuses the artifact of an earlier compile with the same model, target, options,
+    machine and compiler (compiler/cache.py).
     """
+    arguments = {"pipeline": pipeline, "disable": disable, "instruments": instruments, "shapes": shapes,
+                 "freeze": freeze, "state": state, "initial_state": initial_state, "progress": progress,
+                 "specialize": specialize}
+    if cache_dir is not None:
+        keyed = {name: value for name, value in arguments.items() if name not in ("instruments", "progress")}
+        keyed["disable"] = sorted(disable)
+        return cached_compile(cache_dir, model, target, {**keyed, **options},
+                              lambda: compile(model, target, **arguments, **options))
     if specialize:
         if shapes or state or initial_state:
             raise DispatchError("specialize= lists whole input shape sets: it does not combine with shapes= or state=")
