@@ -302,6 +302,12 @@ def cmd_disasm(args) -> int:
     return EXIT_OK
 
 
+def _add_input_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--input", nargs="+", default=[], metavar="NAME=FILE.npy",
+                   help="input values; inputs not given get seeded random values")
+    p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from compiler.targets.base import target_names
 
@@ -347,9 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("run", help="run an artifact (or compile and run an .onnx) and print its outputs")
     p.add_argument("artifact", help="artifact directory, or an .onnx model to compile in memory first")
     p.add_argument("-t", "--target", default="ref", choices=targets, help="target when given an .onnx model")
-    p.add_argument("-i", "--input", nargs="+", default=[], metavar="NAME=FILE.npy",
-                   help="input values; inputs not given get seeded random values")
-    p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+    _add_input_arguments(p)
     p.add_argument("-n", "--iterations", type=int, default=1, help="inferences to time (default 1)")
     p.add_argument("-o", "--output-dir", metavar="DIR", help="also write each output as DIR/NAME.npy")
     p.add_argument("--threads", type=int, default=None, help="cpu artifacts: exact thread count (default: all cores)")
@@ -362,9 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="cpu artifacts: exact thread count (default: all cores)")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="when compiling an .onnx: static input shapes (symbolic dims become these sizes)")
-    p.add_argument("-i", "--input", nargs="+", default=[], metavar="NAME=FILE.npy",
-                   help="input values; inputs not given get seeded random values")
-    p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+    _add_input_arguments(p)
     p.add_argument("--warmup", type=int, default=1, help="inferences before measuring (default 1)")
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("-n", "--iterations", type=int, help="measure this many inferences")
@@ -393,9 +395,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-t", "--target", default="cpu", choices=targets, help="target to compile for (default: cpu)")
     p.add_argument("--reference", default="ort", choices=["ort", "ref"],
                    help="what to compare with: onnxruntime (default) or Kiln's ref target")
-    p.add_argument("-i", "--input", nargs="+", default=[], metavar="NAME=FILE.npy",
-                   help="input values; inputs not given get seeded random values")
-    p.add_argument("--seed", type=int, default=0, help="seed for random inputs (default 0)")
+    _add_input_arguments(p)
     p.add_argument("--rtol", type=float, default=1e-3, help="relative tolerance (default 1e-3)")
     p.add_argument("--atol", type=float, default=1e-4, help="absolute tolerance (default 1e-4)")
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
