@@ -35,6 +35,7 @@ def _user_errors() -> tuple:
     from compiler.ops.onnx_semantics import OpInferenceError
     from compiler.passes.manager import PassError
     from compiler.specialize import SpecializationError
+    from compiler.preprocess import PreprocessError
     from compiler.state import StateError
     from compiler.viz import VizError
     from frontends.onnx.importer import ModelImportError
@@ -42,7 +43,8 @@ def _user_errors() -> tuple:
 
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
             OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, StateError,
-            VizError, FileNotFoundError, FileExistsError, CalibrationError, GnaEncodeError, GnaLoweringError)
+            PreprocessError, VizError, FileNotFoundError, FileExistsError, CalibrationError, GnaEncodeError,
+            GnaLoweringError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -75,6 +77,7 @@ def cmd_compile(args) -> int:
                        progress=not args.quiet,
                        specialize=[_parse_shapes(group, "--specialize") for group in args.specialize] or None,
                        cache_dir=args.cache_dir or os.environ.get("KILN_CACHE_DIR") or None,
+                       preprocess=_parse_preprocess(args) or None,
                        **machine)
     path = artifact.save(args.output)
     if not args.quiet:
@@ -123,6 +126,39 @@ def _parse_state(pairs: list[str]) -> dict:
             raise UsageError(f"--state {pair!r}: use INPUT=OUTPUT (the output holds the input's next value)")
         state[name] = output
     return state
+
+
+_TYPE_ALIASES = {"u8": "uint8", "i8": "int8", "f16": "float16", "f32": "float32"}
+
+
+def _pairs(flag: str, pairs: list[str], convert) -> dict:
+    result = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        try:
+            result[name] = convert(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name:
+            raise UsageError(f"{flag} {pair!r}: use NAME=VALUE (see kiln compile --help)")
+    return result
+
+
+def _parse_preprocess(args) -> dict:
+    """Preprocess per input from --input-type, --layout, --reverse-input-channels, --resize, --mean-values
+    and --scale-values."""
+    from compiler.preprocess import Preprocess
+
+    numbers = lambda text: tuple(float(v) for v in text.split(","))  # noqa: E731
+    steps = {"element_type": _pairs("--input-type", args.input_type, lambda t: _TYPE_ALIASES.get(t, t)),
+             "layout": _pairs("--layout", args.layout, str.upper),
+             "resize_from": _pairs("--resize", args.resize, lambda t: tuple(int(v) for v in t.split(","))),
+             "mean": _pairs("--mean-values", args.mean_values, numbers),
+             "scale": _pairs("--scale-values", args.scale_values, numbers),
+             "reverse_channels": {name: True for name in args.reverse_input_channels}}
+    names = sorted({name for values in steps.values() for name in values})
+    return {name: Preprocess(**{step: values[name] for step, values in steps.items() if name in values})
+            for name in names}
 
 
 def _random_inputs(model, given: dict, seed: int) -> dict:
@@ -325,6 +361,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes)")
+    pre = p.add_argument_group("input preprocessing, compiled into the model (OpenVINO's PrePostProcessor order)")
+    pre.add_argument("--input-type", nargs="+", default=[], metavar="NAME=TYPE",
+                     help="the element type callers give (uint8/u8, int8, float16, float32), converted first")
+    pre.add_argument("--layout", nargs="+", default=[], metavar="NAME=LAYOUT",
+                     help="the layout callers give (NHWC or NCHW); the model's input is NCHW")
+    pre.add_argument("--reverse-input-channels", nargs="+", default=[], metavar="NAME",
+                     help="reverse the channel order (BGR <-> RGB)")
+    pre.add_argument("--resize", nargs="+", default=[], metavar="NAME=H,W",
+                     help="callers give H x W images, resized (bilinear) to the model's size")
+    pre.add_argument("--mean-values", nargs="+", default=[], metavar="NAME=M0,M1,...",
+                     help="subtracted per channel (after the steps above)")
+    pre.add_argument("--scale-values", nargs="+", default=[], metavar="NAME=S0,S1,...",
+                     help="divided per channel (after the mean)")
     p.add_argument("--cache-dir", metavar="DIR", help="reuse artifacts compiled before with the same model, "
                    "options, machine and compiler (default: $KILN_CACHE_DIR; none when unset)")
     p.add_argument("--specialize", nargs="+", action="append", default=[], metavar="NAME=D0,D1,...",

@@ -30,13 +30,14 @@ def _part_sizes(entry: dict, parts: list[Artifact], role: str) -> list[tuple] | 
     return None if any(shape is None for shape in shapes) else list(zip(*shapes))
 
 
-def _symbolic(entry: dict, sizes: list[tuple] | None, names: dict[tuple, str]) -> dict:
-    """The entry with each dim whose size differs across parts symbolic, with its bounds. Its name is
-    the declared one, else that of an input dim taking the same sizes in every part (`names`, filled
-    from the inputs first), else a new one."""
+def _symbolic(entry: dict, declared_entry: dict | None, sizes: list[tuple] | None, names: dict[tuple, str]) -> dict:
+    """The part's entry with each dim whose size differs across parts symbolic, with its bounds. Its
+    name is the model's (`declared_entry`), else that of an input dim taking the same sizes in every
+    part (`names`, filled from the inputs first), else a new one."""
     if sizes is None or "tensor" not in entry["type"]:
         return entry
-    declared = entry["type"].get("shape") or [None] * len(sizes)
+    declared = ((declared_entry or {}).get("type") or {}).get("shape") or []
+    declared = declared if len(declared) == len(sizes) else [None] * len(sizes)
     shape, bounds = [], []
     for axis, (dim, per_part) in enumerate(zip(declared, sizes)):
         if len(set(per_part)) == 1:
@@ -69,7 +70,7 @@ def dispatch_artifact(specializations: Sequence[Mapping[str, Sequence[int]]],
     manifest = {"target": "dispatch", "compiler_version": compiler_version(), "parts": []}
     names: dict[tuple, str] = {}
     for role in ("inputs", "outputs"):
-        manifest[role] = [_symbolic(by_name.get(e["name"], e), _part_sizes(e, parts, role), names)
+        manifest[role] = [_symbolic(e, by_name.get(e["name"]), _part_sizes(e, parts, role), names)
                           for e in first[role]]
     files = {}
     for index, part in enumerate(parts):

@@ -10,6 +10,7 @@ from compiler.cache import cached_compile
 from compiler.dispatch import DispatchError, dispatch_artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
+from compiler.preprocess import Preprocess, apply_preprocessing
 from compiler.progress import CompileProgress
 from compiler.specialize import specialize_inputs
 from compiler.state import state_files
@@ -38,15 +39,15 @@ def to_graph(model) -> Graph:
 def optimize(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None = None,
              disable: Iterable[str] = (), instruments: Iterable[Instrument] = (),
              shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
-             **options) -> Graph:
+             preprocess: Mapping[str, Preprocess] | None = None, **options) -> Graph:
     """The graph after the target's pipeline (or `pipeline` when given), checked for what the target
     cannot compile: what `emit` will see. Support is judged after the passes, since folding often
     turns shape computations into constants. `shapes` and `freeze` specialise the inputs first
-    (compiler/specialize.py)."""
+    (compiler/specialize.py), then `preprocess` puts input preprocessing in front (compiler/preprocess.py)."""
     chosen = get_target(target)
     steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
     manager = PassManager(steps, instruments, disabled=disable)
-    graph = specialize_inputs(to_graph(model), shapes, freeze)
+    graph = apply_preprocessing(specialize_inputs(to_graph(model), shapes, freeze), preprocess)
     graph = manager.run(graph, PassContext(target=target, options=dict(options)))
     problems = chosen.unsupported(graph)
     if problems:
@@ -59,7 +60,8 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
             shapes: Mapping[str, Sequence[int]] | None = None, freeze: Mapping[str, object] | None = None,
             state: Mapping[str, str] | None = None, initial_state: Mapping[str, object] | None = None,
             progress: TextIO | bool = False, specialize: Sequence[Mapping[str, Sequence[int]]] | None = None,
-            cache_dir: str | os.PathLike | None = None, **options) -> Artifact:
+            cache_dir: str | os.PathLike | None = None, preprocess: Mapping[str, Preprocess] | None = None,
+            **options) -> Artifact:
     """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
 
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
@@ -74,10 +76,12 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     that runs the part matching each call's input shapes (compiler/dispatch.py).
     `cache_dir` reuses the artifact of an earlier compile with the same model, target, options,
     machine and compiler (compiler/cache.py).
+    `preprocess={"image": Preprocess(element_type="uint8", layout="NHWC", ...)}` compiles input
+    preprocessing into the model's first kernels (compiler/preprocess.py).
     """
     arguments = {"pipeline": pipeline, "disable": disable, "instruments": instruments, "shapes": shapes,
                  "freeze": freeze, "state": state, "initial_state": initial_state, "progress": progress,
-                 "specialize": specialize}
+                 "specialize": specialize, "preprocess": preprocess}
     if cache_dir is not None:
         keyed = {name: value for name, value in arguments.items() if name not in ("instruments", "progress")}
         keyed["disable"] = sorted(disable)
@@ -89,7 +93,7 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
         model = to_graph(model)
         artifact = dispatch_artifact(specialize, lambda part_shapes: compile(
             model, target, pipeline=pipeline, disable=disable, instruments=instruments, shapes=part_shapes,
-            freeze=freeze, progress=progress, **options), signature(model))
+            freeze=freeze, progress=progress, preprocess=preprocess, **options), signature(model))
         if freeze:
             artifact.manifest["frozen_inputs"] = sorted(freeze)
         return artifact
@@ -98,7 +102,7 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     tracker = CompileProgress(len(steps), None if progress is True else progress) if progress else None
     graph = optimize(model, target, pipeline=steps, disable=disable,
                      instruments=[*instruments, *([tracker] if tracker else [])], shapes=shapes, freeze=freeze,
-                     **options)
+                     preprocess=preprocess, **options)
     if tracker:
         with tracker.active():
             artifact = chosen.emit(graph, options)
