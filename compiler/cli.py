@@ -282,26 +282,19 @@ def cmd_info(args) -> int:
 
 
 def cmd_check(args) -> int:
-    from compiler.driver import UnsupportedByTargetError, optimize
-    from frontends.onnx.importer import UnsupportedModelError
+    from compiler.query import query_model
 
-    try:
-        optimize(args.model, args.target)
-        problems = []
-    except UnsupportedByTargetError as error:
-        problems = [{"node": u.node, "op": u.op, "reason": u.reason} for u in error.unsupported]
-    except UnsupportedModelError as error:
-        problems = [{"node": name, "op": f"{domain or 'ai.onnx'}::{op}", "reason": f"no definition at opset {opset}"}
-                    for op, domain, opset, names in error.unsupported for name in names]
+    report = query_model(args.model, None if args.target == "all" else args.target)
     if args.json:
-        print(json.dumps({"model": args.model, "target": args.target, "unsupported": problems}, indent=2))
-    elif problems:
-        print(f"{args.model}: {len(problems)} node(s) not supported by target {args.target}:")
-        for p in problems:
-            print(f"  {p['node']} ({p['op']}): {p['reason']}")
-    else:
-        print(f"{args.model}: every node is supported by target {args.target}")
-    return EXIT_UNSUPPORTED if problems else EXIT_OK
+        print(json.dumps({"model": args.model, "targets": report}, indent=2))
+    for target, problems in ([] if args.json else report.items()):
+        if problems:
+            print(f"{args.model}: {len(problems)} node(s) not supported by target {target}:")
+            for p in problems:
+                print(f"  {p['node']} ({p['op']}): {p['reason']}")
+        else:
+            print(f"{args.model}: every node is supported by target {target}")
+    return EXIT_UNSUPPORTED if any(report.values()) else EXIT_OK
 
 
 def cmd_diff(args) -> int:
@@ -327,6 +320,23 @@ def cmd_viz(args) -> int:
     path = write_view(graph, args.output, timings)
     stage = "imported" if args.after == "import" else f"after {args.after or 'the whole pipeline'}"
     print(f"wrote {path}: the {args.target} graph {stage}, {len(graph)} nodes")
+    return EXIT_OK
+
+
+def cmd_devices(args) -> int:
+    from dataclasses import asdict
+
+    from runtime.devices import available_devices
+
+    devices = available_devices()
+    if args.json:
+        print(json.dumps([asdict(device) for device in devices], indent=2))
+        return EXIT_OK
+    for device in devices:
+        selector = f"  (device={device.selector!r})" if device.selector else ""
+        print(f"{device.target:4} {device.name}{selector}")
+        for key, value in device.details.items():
+            print(f"       {key}: {', '.join(map(str, value)) if isinstance(value, list) else value}")
     return EXIT_OK
 
 
@@ -434,7 +444,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("check", help="list what a target cannot compile in a model (runs the passes, no codegen)")
     p.add_argument("model", help="path of the .onnx model")
-    p.add_argument("-t", "--target", default="ref", choices=targets, help="target to check against (default: ref)")
+    p.add_argument("-t", "--target", default="ref", choices=[*targets, "all"],
+                   help="target to check against, or 'all' (default: ref)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_check)
 
@@ -461,6 +472,11 @@ def build_parser() -> argparse.ArgumentParser:
                    "`kiln bench ARTIFACT --profile --top 0 --json`")
     p.add_argument("-o", "--output", required=True, help="graph.dot|svg|png|html|onnx (the suffix picks the format)")
     p.set_defaults(run=cmd_viz)
+
+    p = commands.add_parser("devices", help="list where artifacts can run here: the CPU, OpenCL devices, the GNA "
+                            "executor")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(run=cmd_devices)
 
     p = commands.add_parser("disasm", help="list a gna artifact's instruction stream: header, endpoints, layers, "
                             "PWL tables")

@@ -20,9 +20,10 @@ WIDTH = 100  # help text width, fixed so the page does not depend on the termina
 
 # (section, [dotted names]) of the public API, in reading order.
 API = [
-    ("Compiling", ["compiler.driver.compile", "compiler.driver.optimize", "compiler.driver.UnsupportedByTargetError",
+    ("Compiling", ["compiler.driver.compile", "compiler.driver.optimize", "compiler.query.query_model",
+                   "compiler.preprocess.Preprocess", "compiler.driver.UnsupportedByTargetError",
                    "compiler.artifact.Artifact"]),
-    ("Running", ["runtime.load", "runtime.model.CompiledModel", "runtime.requests.InferRequest",
+    ("Running", ["runtime.load", "runtime.devices.available_devices", "runtime.devices.Device", "runtime.model.CompiledModel", "runtime.requests.InferRequest",
                  "runtime.requests.AsyncInferQueue", "runtime.state.VariableState", "runtime.signature.TensorInfo",
                  "runtime.signature.InputError", "runtime.artifact_reader.ArtifactError"]),
     ("Measuring and inspecting", ["runtime.benchmark.benchmark", "compiler.diff.diff_model",

@@ -46,7 +46,7 @@ def import_pyopencl():
     return pyopencl
 
 
-def _devices(cl) -> list[tuple[int, int, object]]:
+def opencl_devices(cl) -> list[tuple[int, int, object]]:
     """(platform index, device index, device) of every device, platforms in order."""
     try:
         platforms = cl.get_platforms()
@@ -63,7 +63,7 @@ def select_device(cl, selector=None):
     """The device `selector` names (None: $KILN_OPENCL_DEVICE, else the first GPU, else the first device)."""
     if selector is None:
         selector = os.environ.get(DEVICE_ENV) or None
-    devices = _devices(cl)
+    devices = opencl_devices(cl)
     if not devices:
         raise OpenCLError("no OpenCL device found: install a driver (pip install 'pyopencl[pocl]' runs on the CPU)")
     listing = "; ".join(f"{i} ({p}:{d}) {_describe(dev)}" for i, (p, d, dev) in enumerate(devices))

@@ -53,7 +53,8 @@ class CpuTarget(Target):
         for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
                 [(n, graph.type_of(v)) for n, v in graph.outputs]:
             if not _static(value_type):
-                problems.append(Unsupported(name, "graph input/output", f"type {value_type} is not a static tensor"))
+                problems.append(Unsupported(name, "graph input/output", f"type {value_type} is not a static tensor: "
+                                            "give static input shapes (--shape), or several (--specialize)"))
         for node in graph.nodes():
             if node.is_input or node.is_constant:
                 continue

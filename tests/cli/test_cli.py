@@ -60,8 +60,27 @@ def test_check_lists_every_unsupported_op(tmp_path, capsys):
     path = write_model(tmp_path, model)
     assert main(["check", path, "--json"]) == EXIT_UNSUPPORTED
     report = json.loads(capsys.readouterr().out)
-    assert report["unsupported"] == [{"node": "m1", "op": "com.example::Mystery", "reason": "no definition at opset 1"}]
+    assert report["targets"] == {"ref": [{"node": "m1", "op": "com.example::Mystery",
+                                          "reason": "no definition at opset 1"}]}
     assert main(["check", write_model(tmp_path, mlp_model(), "ok.onnx")]) == EXIT_OK
+
+
+def test_check_all_targets_says_which_supports_what(tmp_path, capsys):
+    """A symbolic batch is fine for the ref interpreter; the compiled targets ask for static shapes."""
+    assert main(["check", write_model(tmp_path, mlp_model(), "mlp.onnx"), "--target", "all", "--json"]) \
+        == EXIT_UNSUPPORTED
+    report = json.loads(capsys.readouterr().out)["targets"]
+    assert set(report) >= {"ref", "cpu", "gpu", "gna"}
+    assert report["ref"] == []
+    assert all("static" in report[target][0]["reason"] for target in ("cpu", "gpu", "gna"))
+
+
+def test_devices_lists_the_cpu_and_the_gna_executor(capsys):
+    assert main(["devices", "--json"]) == EXIT_OK
+    devices = json.loads(capsys.readouterr().out)
+    assert devices[0]["target"] == "cpu" and devices[0]["details"]["cores"] >= 1
+    assert devices[-1]["target"] == "gna" and "GNA2.0" in devices[-1]["details"]["generations"]
+    assert all(d["selector"] for d in devices if d["target"] == "gpu")
 
 
 def test_cpu_compile_info_run_with_output_dir(tmp_path, capsys):

@@ -23,5 +23,5 @@ def test_generated_page_is_up_to_date(page):
 
 def test_every_command_has_a_section():
     text = (DOCS / "cli.md").read_text()
-    for command in ("compile", "run", "bench", "info", "check", "diff", "viz", "disasm"):
+    for command in ("compile", "run", "bench", "info", "check", "diff", "viz", "devices", "disasm"):
         assert f"## kiln {command}\n" in text
