@@ -195,7 +195,7 @@ def _summary(value) -> str:
     return f"{array.dtype}{list(array.shape)} first values {head}"
 
 
-def _load_model(source: str, target: str, threads: int | None, shapes: dict | None = None):
+def _load_model(source: str, target: str, threads: int | None, shapes: dict | None = None, **load_options):
     """A loaded model: an artifact directory, or an .onnx model compiled in memory first."""
     import runtime
 
@@ -203,10 +203,10 @@ def _load_model(source: str, target: str, threads: int | None, shapes: dict | No
     if path.suffix == ".onnx" or path.is_file():
         from compiler.driver import compile
 
-        return runtime.load(compile(str(path), target, shapes=shapes), num_threads=threads)
+        return runtime.load(compile(str(path), target, shapes=shapes), num_threads=threads, **load_options)
     if shapes:
         raise UsageError("--shape applies when compiling an .onnx model; this artifact's shapes are fixed already")
-    return runtime.load(path, num_threads=threads)
+    return runtime.load(path, num_threads=threads, **load_options)
 
 
 def cmd_run(args) -> int:
@@ -240,18 +240,26 @@ def _bench_limits(args) -> tuple[int | None, float | None]:
 
 
 def cmd_bench(args) -> int:
-    from runtime.benchmark import Progress, benchmark, report_lines
+    from runtime.benchmark import Progress, benchmark, report_lines, throughput_benchmark
 
     iterations, seconds = _bench_limits(args)
     start = time.perf_counter()
-    model = _load_model(args.model, args.target, args.threads, _parse_shapes(args.shape) or None)
-    about = {"model": args.model, "target": model.target, "threads": model.num_threads,
+    model = _load_model(args.model, args.target, args.threads, _parse_shapes(args.shape) or None,
+                        performance_hint=args.hint, num_streams=args.streams)
+    about = {"model": args.model, "target": model.target, "threads": model.num_threads, "streams": model.num_streams,
              "ready_seconds": time.perf_counter() - start}
     if args.profile and model.target != "cpu":
         raise UsageError(f"--profile times the kernels of cpu artifacts; this model is for target {model.target!r}")
+    if args.profile and model.num_streams > 1:
+        raise UsageError("--profile times the kernels of one stream; drop --hint throughput and --streams")
     feeds = _random_inputs(model, _parse_inputs(args.input), args.seed)
-    result = benchmark(model, feeds, warmup=args.warmup, iterations=iterations, seconds=seconds,
-                       profile=args.profile, progress=None if args.quiet else Progress(sys.stderr))
+    progress = None if args.quiet else Progress(sys.stderr)
+    if model.num_streams > 1:
+        result = throughput_benchmark(model, feeds, warmup=args.warmup, iterations=iterations, seconds=seconds,
+                                      progress=progress)
+    else:
+        result = benchmark(model, feeds, warmup=args.warmup, iterations=iterations, seconds=seconds,
+                           profile=args.profile, progress=progress)
     if args.json:
         print(json.dumps({**about, **result.to_dict(args.top)}, indent=2))
     else:
@@ -430,6 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
     limit = p.add_mutually_exclusive_group()
     limit.add_argument("-n", "--iterations", type=int, help="measure this many inferences")
     limit.add_argument("-t", "--time", type=float, metavar="SECONDS", help="measure for this long (default 10 s)")
+    p.add_argument("--hint", choices=["latency", "throughput"], help="latency: one stream, every core (default); "
+                   "throughput: a stream per core group, requests in flight on each")
+    p.add_argument("--streams", type=int, help="exact number of streams (with --threads: threads per stream)")
     p.add_argument("--profile", action="store_true", help="cpu: time every kernel, map it to its op and node(s)")
     p.add_argument("--top", type=int, default=10, help="--profile: show the N slowest kernels (0: all; default 10)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")

@@ -193,12 +193,49 @@ def benchmark(model, feeds: dict, *, warmup: int = 1, iterations: int | None = N
                            kernel_seconds)
 
 
+def throughput_benchmark(model, feeds: dict, *, warmup: int = 1, iterations: int | None = None,
+                         seconds: float | None = None, progress: Progress | None = None) -> BenchmarkResult:
+    """Keep one request in flight on every stream of `model` (an async queue of `model.num_streams`
+    requests) until `iterations` inferences or `seconds`; each request's latency and the wall time of
+    all, so `throughput` counts inferences per second across the streams."""
+    if iterations is None and seconds is None:
+        raise ValueError("throughput_benchmark() needs iterations or seconds")
+    queue = model.create_async_queue(model.num_streams)
+    warmup_times = []
+    for _ in range(warmup):  # every request once, so every stream has its workspace
+        start = time.perf_counter()
+        for _ in range(len(queue)):
+            queue.start_async(feeds)
+        queue.wait_all()
+        warmup_times.append(time.perf_counter() - start)
+    latencies: list[float] = []
+    queue.set_callback(lambda request, started: latencies.append(time.perf_counter() - started))
+    begin = time.perf_counter()
+    submitted = 0
+    while True:
+        queue.start_async(feeds, time.perf_counter())
+        submitted += 1
+        elapsed = time.perf_counter() - begin
+        fraction = max(submitted / iterations if iterations else 0.0, elapsed / seconds if seconds else 0.0)
+        if progress:
+            progress.update(min(fraction, 1.0), submitted, elapsed)
+        if fraction >= 1.0:
+            break
+    queue.wait_all()
+    end = time.perf_counter()
+    if progress:
+        progress.close()
+    return BenchmarkResult(warmup_times, latencies, end - begin)
+
+
 def report_lines(result: BenchmarkResult, about: dict, top: int = 10) -> list[str]:
     """The human-readable report: what ran (`about`: model, target, threads, ready_seconds), the
     statistics, then the `top` slowest kernels (0: all) when profiled."""
     latency = result.latency_ms()
-    lines = [f"kiln bench {about['model']}: target {about['target']}, {about['threads']} thread(s), "
-             f"ready in {about['ready_seconds']:.2f} s"]
+    streams = about.get("streams", 1)
+    lines = [f"kiln bench {about['model']}: target {about['target']}, "
+             + (f"{streams} streams x " if streams > 1 else "")
+             + f"{about['threads']} thread(s), ready in {about['ready_seconds']:.2f} s"]
     if result.warmup:
         lines.append(f"warm-up: {len(result.warmup)} inference(s), first {result.warmup[0] * 1e3:.2f} ms")
     lines += [f"measured: {len(result.latencies)} inferences in {result.wall_seconds:.2f} s",

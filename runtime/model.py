@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping
 
 from runtime.artifact_reader import ArtifactError, read_artifact
+from runtime.hints import plan_streams
 from runtime.requests import AsyncInferQueue, InferRequest
 from runtime.signature import TensorInfo, validate_inputs
 from runtime.state import StateLayout, VariableState
@@ -15,7 +16,7 @@ from runtime.state import StateLayout, VariableState
 # is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
 EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor",
              "gpu": "runtime.gpu:GpuExecutor", "gna": "runtime.gna.model:GnaExecutor",
-             "dispatch": "runtime.dispatch:DispatchExecutor"}
+             "dispatch": "runtime.dispatch:DispatchExecutor", "hetero": "runtime.hetero:HeteroExecutor"}
 
 
 def executor_for(files, options: dict):
@@ -28,7 +29,7 @@ def executor_for(files, options: dict):
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ArtifactError(f"running {target!r} artifacts needs {module_name} ({error}); install kiln fully") from None
-    own = options if target == "dispatch" else options.get(target, {})
+    own = options if target in ("dispatch", "hetero") else options.get(target, {})
     return getattr(module, class_name)(files, **own)
 
 
@@ -45,9 +46,12 @@ class CompiledModel:
     `num_threads` (cpu artifacts): exactly this many threads per inference; default all cores.
     `verify_all`: also check the sha256 of large files (weights), not only their sizes.
     `device` (gpu artifacts): the OpenCL device, by index or name (runtime/gpu.py: select_device).
+    `performance_hint` "latency" (one stream, every core) or "throughput" (several streams running
+    requests at once), and `num_streams`, set `num_streams` x `num_threads` (runtime/hints.py).
     """
 
-    def __init__(self, source, num_threads: int | None = None, verify_all: bool = False, device=None):
+    def __init__(self, source, num_threads: int | None = None, verify_all: bool = False, device=None,
+                 performance_hint: str | None = None, num_streams: int | None = None):
         files = read_artifact(source, verify_all)
         self.manifest = files.manifest
         self.target = self.manifest["target"]
@@ -56,18 +60,23 @@ class CompiledModel:
         self.inputs, self.outputs = self._state.inputs, self._state.outputs  # state variables are not among them
         self._default_states = self._state.new_states()
         self.frozen_inputs = tuple(self.manifest.get("frozen_inputs", ()))
-        self._executor = executor_for(files, {"cpu": {"num_threads": num_threads}, "gpu": {"device": device}})
+        self.num_streams, threads = plan_streams(performance_hint, num_streams,
+                                                 num_threads if self.target in ("cpu", "dispatch") else None)
+        self._executors = [executor_for(files, {"cpu": {"num_threads": threads}, "gpu": {"device": device}})
+                           for _ in range(self.num_streams)]
+        self._executor = self._executors[0]
         self.num_threads = getattr(self._executor, "threads", 1)
         self._pool: ThreadPoolExecutor | None = None
+        self._requests_made = 0
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
         """Outputs by name. A stateful model's state here is the model's own default request's: use
         create_infer_request() for separate (or concurrent) state."""
         return self._run(feeds, self._default_states)
 
-    def _run(self, feeds: Mapping[str, object], states: dict[str, VariableState]) -> dict:
+    def _run(self, feeds: Mapping[str, object], states: dict[str, VariableState], stream: int = 0) -> dict:
         values = validate_inputs(self.inputs, feeds, self.frozen_inputs)
-        results = self._executor.run(self._state.full_inputs(values, states))
+        results = self._executors[stream].run(self._state.full_inputs(values, states))
         return {info.name: value for info, value in zip(self.outputs, self._state.take_outputs(results, states))}
 
     def query_state(self) -> list[VariableState]:
@@ -92,13 +101,19 @@ class CompiledModel:
         results, nanoseconds = self._executor.run_profiled(values)
         return {info.name: value for info, value in zip(self.outputs, results)}, [ns * 1e-9 for ns in nanoseconds]
 
+    def next_stream(self) -> int:
+        """The stream a new request runs on: the streams in turn."""
+        self._requests_made += 1
+        return (self._requests_made - 1) % self.num_streams
+
     def create_infer_request(self) -> InferRequest:
         if self._pool is None:
             self._pool = ThreadPoolExecutor(thread_name_prefix="kiln-request")
-        return InferRequest(self, self._pool)
+        return InferRequest(self, self._pool, self.next_stream())
 
-    def create_async_queue(self, jobs: int = 2) -> AsyncInferQueue:
-        return AsyncInferQueue(self, jobs)
+    def create_async_queue(self, jobs: int | None = None) -> AsyncInferQueue:
+        """A queue of `jobs` requests (default: one per stream, at least 2)."""
+        return AsyncInferQueue(self, jobs or max(2, self.num_streams))
 
     def close(self) -> None:
         """Release what the model holds beyond memory (the cpu library's worker threads, the request
@@ -107,10 +122,12 @@ class CompiledModel:
             return
         if self._pool is not None:
             self._pool.shutdown()
-        close = getattr(self._executor, "close", None)
-        if close is not None:
-            close()
+        for executor in self._executors:
+            close = getattr(executor, "close", None)
+            if close is not None:
+                close()
         self._executor = _Closed()
+        self._executors = [self._executor]
 
     def __enter__(self) -> "CompiledModel":
         return self
@@ -122,8 +139,10 @@ class CompiledModel:
         return f"<CompiledModel target={self.target} inputs={[i.name for i in self.inputs]}>"
 
 
-def load(source, num_threads: int | None = None, verify_all: bool = False, device=None) -> CompiledModel:
+def load(source, num_threads: int | None = None, verify_all: bool = False, device=None,
+         performance_hint: str | None = None, num_streams: int | None = None) -> CompiledModel:
     """Load an artifact directory (or an in-memory Artifact) for inference. Every file's size and
     every small file's sha256 are checked; `verify_all=True` hashes the weights too. `device`
     picks the OpenCL device of a gpu artifact (default: $KILN_OPENCL_DEVICE, else the first GPU)."""
-    return CompiledModel(source, num_threads=num_threads, verify_all=verify_all, device=device)
+    return CompiledModel(source, num_threads=num_threads, verify_all=verify_all, device=device,
+                         performance_hint=performance_hint, num_streams=num_streams)

@@ -1,7 +1,8 @@
 """Infer requests and the async queue (OpenVINO's InferRequest / AsyncInferQueue, in Python).
 
-A request runs on a worker thread; each request owns its place in the executor (its own
-workspace), so several requests can be in flight at once.
+A request runs on a worker thread on one of the model's streams (runtime/hints.py); each request
+owns its place in the executor (its own workspace), so several requests can be in flight at once,
+and requests on different streams compute at the same time.
 """
 
 from __future__ import annotations
@@ -15,15 +16,16 @@ class InferRequest:
     """One reusable request: `infer(feeds)` runs now; `start_async(feeds)` then `wait()`. A request of
     a stateful model owns its state variables: `query_state()`, `reset_state()`."""
 
-    def __init__(self, model, pool: ThreadPoolExecutor):
+    def __init__(self, model, pool: ThreadPoolExecutor, stream: int = 0):
         self._model = model
         self._pool = pool
+        self.stream = stream
         self._states = model._state.new_states()
         self._future: Future | None = None
         self.results: dict | None = None
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
-        self.results = self._model._run(feeds, self._states)
+        self.results = self._model._run(feeds, self._states, self.stream)
         return self.results
 
     def query_state(self) -> list:
@@ -61,7 +63,7 @@ class AsyncInferQueue:
         if jobs < 1:
             raise ValueError(f"an AsyncInferQueue needs at least one job, got {jobs}")
         self._pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="kiln-infer")
-        self._requests = [InferRequest(model, self._pool) for _ in range(jobs)]
+        self._requests = [InferRequest(model, self._pool, model.next_stream()) for _ in range(jobs)]
         self._idle = list(range(jobs))
         self._condition = threading.Condition()
         self._callback: Callable[[InferRequest, object], None] | None = None
