@@ -19,9 +19,10 @@ import onnxruntime as ort
 import runtime
 from compiler.codegen.gna.report import sqnr_db
 from compiler.driver import compile
-from tests.gna.models import mlp, tdnn
+from tests.gna.models import lstm_kws, mlp, tdnn
 
-MODELS = {"mlp (5 affine, 440-256x4-12)": mlp, "tdnn (3 dilated conv1d + 2 affine, 40x48)": tdnn}
+MODELS = {"mlp (5 affine, 440-256x4-12)": mlp, "tdnn (3 dilated conv1d + 2 affine, 40x48)": tdnn,
+          "lstm kws (2 LSTM 64 + affine, 49x40 frames)": lstm_kws}
 
 
 def measure(model, weights: str, count: int) -> dict:

@@ -68,7 +68,7 @@ def cmd_compile(args) -> int:
 
     instruments, timing = _instruments(args)
     start = time.perf_counter()
-    machine = {key: value for key in ("triple", "cpu", "features", "calibration", "gna_weights")
+    machine = {key: value for key in ("triple", "cpu", "features", "calibration", "gna_weights", "fallback")
                if (value := getattr(args, key))}
     artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments,
                        shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze, "--freeze"),
@@ -409,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", metavar="PATH", help="gna target: calibration inputs, an .npz or a directory of "
                    "NAME.npy (default: ranges computed from seeded normal inputs)")
     p.add_argument("--gna-weights", choices=("int16", "int8"), help="gna target: weight width (default: int16)")
+    p.add_argument("--fallback", choices=("cpu",), help="gna target: run what the GNA cannot on the cpu target, in "
+                   "one split artifact (default: reject the model)")
     p.add_argument("--dump-after", nargs="+", metavar="PASS", help="write the graph after these passes ('all')")
     p.add_argument("--dump-dir", default="kiln-dump", help="where --dump-after writes (default: kiln-dump)")
     p.add_argument("--dump-format", default="text", help="text, dot or text,dot (default: text)")

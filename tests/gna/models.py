@@ -1,5 +1,6 @@
 """Speech-style float models built with onnx.helper for the GNA target's accuracy tests and
-bench/gna_accuracy.py: a 5-layer MLP and a TDNN (dilated Conv1D layers, then affine layers)."""
+bench/gna_accuracy.py: a 5-layer MLP, a TDNN (dilated Conv1D layers, then affine layers)
+and a 2-layer LSTM keyword spotter."""
 
 from __future__ import annotations
 
@@ -59,3 +60,35 @@ def tdnn(seed: int = 0, features: int = 40, frames: int = 48, classes: int = 12)
               helper.make_node("Gemm", ["fa0", "w1", "b1"], ["y"])]
     return _model("tdnn", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, features, frames])],
                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, classes])], weights)
+
+
+def _recurrent_weights(rng, gates: int, fan_in: int, hidden: int) -> tuple[np.ndarray, ...]:
+    """W [1, gates·hidden, fan_in], R [1, gates·hidden, hidden], B [1, 2·gates·hidden], uniform ±1/sqrt(hidden)."""
+    bound = 1.0 / np.sqrt(hidden)
+    return tuple(rng.uniform(-bound, bound, shape) for shape in
+                 ((1, gates * hidden, fan_in), (1, gates * hidden, hidden), (1, 2 * gates * hidden)))
+
+
+def lstm_kws(seed: int = 0, frames: int = 49, features: int = 40, hidden=(64, 64), classes: int = 12,
+             head: str | None = None) -> onnx.ModelProto:
+    """Keyword spotter: x [49, 1, 40] (MFCC-like frames) -> LSTM -> LSTM (last hidden state) -> Gemm classes,
+    optionally followed by `head` (e.g. "Softmax")."""
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for layer, (fan_in, size) in enumerate(zip((features, hidden[0]), hidden)):
+        weights[f"W{layer}"], weights[f"R{layer}"], weights[f"B{layer}"] = _recurrent_weights(rng, 4, fan_in, size)
+    weights["wc"], weights["bc"] = _dense(rng, hidden[1], classes), rng.normal(0.0, 0.1, classes)
+    shapes = {"axes": np.array([1]), "flat": np.array([1, hidden[1]])}
+    logits = "y" if head is None else "logits"
+    nodes = [helper.make_node("LSTM", ["x", "W0", "R0", "B0"], ["seq0"], hidden_size=hidden[0]),
+             helper.make_node("Squeeze", ["seq0", "axes"], ["x1"]),
+             helper.make_node("LSTM", ["x1", "W1", "R1", "B1"], ["", "last"], hidden_size=hidden[1]),
+             helper.make_node("Reshape", ["last", "flat"], ["h"]),
+             helper.make_node("Gemm", ["h", "wc", "bc"], [logits])]
+    if head is not None:
+        nodes.append(helper.make_node(head, [logits], ["y"]))
+    model = _model("lstm_kws", nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [frames, 1, features])],
+                   [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, classes])], weights)
+    for name, array in shapes.items():
+        model.graph.initializer.append(numpy_helper.from_array(array.astype(np.int64), name))
+    return model

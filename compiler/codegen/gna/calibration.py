@@ -61,6 +61,16 @@ def synthetic_samples(graph: Graph, count: int = SYNTHETIC_SAMPLES, seed: int = 
             for name in graph.inputs}
 
 
+def sample_values(graph: Graph, values: list[Value], samples: dict[str, np.ndarray]) -> list[np.ndarray]:
+    """[count, *shape] per value: the float graph run over each sample."""
+    probe = graph.copy()
+    probe.outputs = [(f"probe{i}", value) for i, value in enumerate(values)]
+    interpreter = Interpreter(probe)
+    runs = [interpreter.run({name: stack[index] for name, stack in samples.items()})
+            for index in range(len(next(iter(samples.values()))))]
+    return [np.stack([np.asarray(run[i]) for run in runs]) for i in range(len(values))]
+
+
 def value_ranges(graph: Graph, samples: dict[str, np.ndarray]) -> dict[Value, tuple[float, float]]:
     """(min, max) of every node output over the samples, by running the whole graph on each."""
     probe = graph.copy()

@@ -13,6 +13,7 @@ from compiler.artifact import Artifact, compiler_version
 from compiler.codegen.gna.layers import Buffer, Program, Ref, as_ref
 from runtime.gna.format import (MAGIC, OPERAND_FIELDS, PARAM_COUNT, STREAM_FILE, VERSION, DType, EndpointRecord,
                                 GnaFormatError, Header, LayerRecord, Section, align, pack)
+from runtime.gna.isa import layer_operands
 from runtime.gna.reader import read_stream
 
 # Role -> the dtypes its array may have.
@@ -20,7 +21,12 @@ _ARRAY_DTYPES = {"weights": ("int16", "int8"), "bias": ("int32",), "multipliers"
 
 
 class GnaEncodeError(ValueError):
-    """The program cannot be encoded: it breaks a rule of docs/gna-isa.md."""
+    """The program cannot be encoded: it breaks a rule of docs/gna-isa.md. `layer`: the index of the layer at
+    fault, when one is."""
+
+    def __init__(self, message: str, layer: int | None = None):
+        super().__init__(message)
+        self.layer = layer
 
 
 class _Layout:
@@ -177,6 +183,11 @@ def encode(program: Program) -> bytes:
                 layout.constant(value)
     sizes = layout.place_buffers(buffers)
     layers = [_layer_record(i, layer, layout, places) for i, layer in enumerate(program.layers)]
+    for index, record in enumerate(layers):
+        try:
+            layer_operands(record, program.generation)
+        except GnaFormatError as error:
+            raise GnaEncodeError(f"{_describe(index, program.layers[index])}: {error}", index) from None
     endpoints = [_endpoint_record(e, layout) for e in (*program.inputs, *program.outputs)]
     segments = np.concatenate(layout.tables) if layout.tables else np.zeros(0, np.uint8)
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.codegen.gna import pwl as pwl_design
+from compiler.codegen.gna.calibration import sample_values
 from compiler.codegen.gna.layers import Buffer, Diagonal, Endpoint, Program, Transpose
 from compiler.codegen.gna.quantize import (ACTIVATION_SCALE, activation_scale, input_scale, quantize_bias,
                                            quantize_weights)
@@ -30,7 +31,9 @@ ACTIVATION_OPS = frozenset(pwl_design.ACTIVATIONS) - {"Identity"}
 
 
 class GnaLoweringError(ValueError):
-    """A node the GNA ISA cannot express as it is; the message names it and says why."""
+    """A node the GNA ISA cannot express as it is; the message names it and says why. `lower` sets `node`."""
+
+    node: Node | None = None
 
 
 def pad8(n: int) -> int:
@@ -82,13 +85,19 @@ class Lowering:
     tensors: dict = field(default_factory=dict)
     absorbed: set = field(default_factory=set)
     notes: dict = field(default_factory=dict)  # node name -> scales, PWL design, the value it computes
+    origins: list = field(default_factory=list)  # per layer, the node (or output endpoint) it was emitted for
     generation: str = "GNA2.0"
+    samples: dict = field(default_factory=dict)  # graph input name -> [count, *shape] calibration samples
     _count: int = 0
 
     # ----- values --------------------------------------------------------------------
     def peak(self, value: Value) -> float:
         low, high = self.ranges[value]
         return max(abs(low), abs(high))
+
+    def sample_values(self, value: Value) -> np.ndarray:
+        """[count, *shape]: `value` over the calibration samples (recurrent layers measure their inner state)."""
+        return sample_values(self.graph, [value], self.samples)[0]
 
     def constant(self, value: Value | None) -> np.ndarray | None:
         array = self.graph.constant_value(value)
@@ -258,24 +267,40 @@ class Lowering:
         return Endpoint(name, buffer, shape or (1,), scale, row_stride=stride)
 
     def add_output(self, name: str, value: Value) -> Endpoint:
-        tensor = self.as_rows(name, self.tensors[value])
-        shape = tensor.where.shape
-        return Endpoint(name, tensor.buffer, shape or (1,), tensor.scale, dtype=tensor.dtype,
+        """The endpoint for `value`: its rows where they are (from the aligned element before its first, e.g. the
+        hidden-state part of an LSTM's rows), or rows a TRANSPOSE writes."""
+        tensor = self.tensors[value]
+        base = int(tensor.where.min()) // 32 * 32 if tensor.where.size else 0
+        shifted = Tensor(tensor.buffer, tensor.where - base, tensor.scale, tensor.dtype)
+        if base and shifted.rows(multiple=1) is not None:
+            place = tensor.buffer.at(base * np.dtype(tensor.dtype).itemsize)
+            tensor = shifted
+        else:
+            tensor = self.as_rows(name, tensor)
+            place = tensor.buffer
+        return Endpoint(name, place, tensor.where.shape or (1,), tensor.scale, dtype=tensor.dtype,
                         row_stride=tensor.rows(multiple=1)[1])
 
 
 def lower(graph: Graph, ranges: dict, weights: str = "int16", budget: float = pwl_design.DEFAULT_BUDGET,
-          generation: str = "GNA2.0") -> tuple[Program, Lowering]:
+          generation: str = "GNA2.0", samples: dict | None = None) -> tuple[Program, Lowering]:
     """The Program for `graph` (already through the gna pipeline and checked by `unsupported`)."""
     from compiler.codegen.gna.ops import lowering_for
 
-    state = Lowering(graph, ranges, weights, budget, generation=generation)
+    state = Lowering(graph, ranges, weights, budget, generation=generation, samples=samples or {})
     inputs = tuple(state.add_input(name) for name in graph.inputs)
     for node in graph.topological_order():
         if node.is_input or node.is_constant or node.name in state.absorbed:
             continue
-        lowering_for(node).lower(state, node)
+        first = len(state.layers)
+        try:
+            lowering_for(node).lower(state, node)
+        except GnaLoweringError as error:
+            error.node = node
+            raise
+        state.origins += [node.name] * (len(state.layers) - first)
     outputs = tuple(state.add_output(name, value) for name, value in graph.outputs)
+    state.origins += [None] * (len(state.layers) - len(state.origins))
     if not state.layers:
         raise GnaLoweringError("the model computes nothing the GNA runs (no layers); it cannot be compiled for gna")
     return Program(inputs, outputs, tuple(state.layers), state.generation), state

@@ -17,6 +17,7 @@ import numpy as np
 from compiler.codegen.gna.layers import Affine, Conv1D, MaxPool
 from compiler.codegen.gna.lowering import (ACTIVATION_OPS, Fusion, GnaLoweringError, Lowering, Tensor, pad8)
 from compiler.codegen.gna.quantize import quantize_bias
+from compiler.codegen.gna.recurrent import check_recurrent, lower_lstm, lower_rnn
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 
@@ -263,6 +264,11 @@ def _check_activation(graph: Graph, node: Node) -> str | None:
 def _activation(state: Lowering, node: Node) -> None:
     fusion = Fusion(None, node, Value(node.name, 0), False)
     state.finish(node, fusion, state.diagonal(node, state.tensor(node), 1.0, 0.0, fusion))
+
+
+# ----- recurrent layers ----------------------------------------------------------------------
+_lowers("RNN", check=check_recurrent)(lower_rnn)
+_lowers("LSTM", check=check_recurrent)(lower_lstm)
 
 
 # ----- element maps -------------------------------------------------------------------------

@@ -33,7 +33,7 @@ def quantization_report(state: Lowering, stream: bytes, samples: dict) -> dict:
     """The report for a lowered and encoded graph, measured over `samples` (input name -> [count, *shape])."""
     model = runtime.gna.load(stream)
     notes = state.notes
-    layer_values = {name: note["value"] for name, note in notes.items()}
+    layer_values = {name: note["value"] for name, note in notes.items() if note["value"] is not None}
     values = list(dict.fromkeys([*layer_values.values(), *(v for _, v in state.graph.outputs)]))
     floats = _float_values(state, values, samples)
     saturated: dict[int, int] = {}
