@@ -241,12 +241,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as directory:
         for name in args.models:
             report["models"][name] = measure(load_model(name), Path(directory), thread_counts, args)
-    table = markdown(report)
+    write_report(report, markdown(report), args.out, "compare")
+
+
+def write_report(report: dict, table: str, out: Path, stem: str) -> None:
+    """Print the Markdown table and write it and the JSON report as OUT/<stem>.md and .json."""
     print("\n" + table)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "compare.md").write_text(table + "\n")
-    (args.out / "compare.json").write_text(json.dumps(report, indent=1) + "\n")
-    print(f"written: {args.out / 'compare.md'}, {args.out / 'compare.json'}")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{stem}.md").write_text(table + "\n")
+    (out / f"{stem}.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(f"written: {out / f'{stem}.md'}, {out / f'{stem}.json'}")
 
 
 if __name__ == "__main__":

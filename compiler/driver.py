@@ -45,7 +45,8 @@ def optimize(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None 
     turns shape computations into constants. `shapes` and `freeze` specialise the inputs first
     (compiler/specialize.py), then `preprocess` puts input preprocessing in front (compiler/preprocess.py)."""
     chosen = get_target(target)
-    steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
+    steps = chosen.pipeline(options)  # called even when `pipeline` replaces it: it gives the target the options
+    steps = steps if pipeline is None else list(pipeline)
     manager = PassManager(steps, instruments, disabled=disable)
     graph = apply_preprocessing(specialize_inputs(to_graph(model), shapes, freeze), preprocess)
     graph = manager.run(graph, PassContext(target=target, options=dict(options)))

@@ -253,9 +253,10 @@ class GpuExecutor:
     def _check_device(self, opencl: dict) -> None:
         missing = sorted(set(opencl["extensions"]) - set(self.device.extensions.split()))
         if missing:
+            why = {"cl_khr_fp16": f"(precision {opencl['precision']!r}) needs; recompile with precision='float32'",
+                   "cl_khr_fp64": "needs for its float64 tensors; convert the model to float32"}
             raise OpenCLError(f"device {_describe(self.device)!r} lacks {', '.join(missing)}, which this artifact "
-                              f"(precision {opencl['precision']!r}) needs; recompile with precision='float32' "
-                              "or choose another device")
+                              f"{'; '.join(why.get(name, 'needs') for name in missing)}, or choose another device")
         largest = max([int(np.prod(step["local"])) for step in self.manifest["launches"] if "local" in step] + [1])
         if largest > self.device.max_work_group_size:
             raise OpenCLError(f"this artifact launches work groups of {largest} items; device "

@@ -15,6 +15,7 @@ fold-constants and the verifier see exactly what the unfused nodes computed.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from compiler.ir.graph import KILN_DOMAIN, Node
 from compiler.ops.registry import OpDef, infer_node, lookup, register
@@ -43,6 +44,20 @@ def steps_of(node: Node) -> list[Step]:
         step = Node(name, op_type, "", version, dict(attrs), len(operands), [None], [name])
         steps.append(Step(step, tuple(operands)))
     return steps
+
+
+def first_step_problem(steps: list[Step], dtypes: list,
+                       step_problem: Callable[[Node, list, str], str | None]) -> str | None:
+    """"step i: why" for the first of `steps` a target cannot compute (its `step_problem(step node,
+    operand dtypes, result dtype)`), else None. `dtypes` numbers every value the steps read and make,
+    their results last."""
+    first = len(dtypes) - len(steps)
+    for index, step in enumerate(steps):
+        problem = step_problem(step.node, [None if ref is None else dtypes[ref] for ref in step.operands],
+                               dtypes[first + index])
+        if problem:
+            return f"step {index} ({step.node.op_type}): {problem}"
+    return None
 
 
 def value_types(node: Node, input_types: list) -> list:

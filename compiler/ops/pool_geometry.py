@@ -22,8 +22,9 @@ class Window:
 
 
 @dataclass(frozen=True)
-class PoolDim:
-    """One spatial dim of a pool: input and output sizes, window shape and padding."""
+class WindowDim:
+    """One spatial dim of a sliding window (a pool, a convolution): input and output sizes, window
+    shape and the padding before the input."""
 
     size_in: int
     size_out: int
@@ -31,6 +32,12 @@ class PoolDim:
     stride: int
     dilation: int
     pad_begin: int
+
+
+@dataclass(frozen=True)
+class PoolDim(WindowDim):
+    """One spatial dim of a pool: a window dim with the padding after the input too."""
+
     pad_end: int
 
     def windows(self, count_padding: bool) -> list[Window]:
@@ -45,10 +52,6 @@ class PoolDim:
             padded = max(0, min(self.kernel, ceil_div(self.size_in + self.pad_end - start, self.dilation)))
             result.append(Window(start + low * self.dilation, taps, padded if count_padding else taps))
         return result
-
-    def taps_inside(self, position: int) -> int:
-        """How many taps of output `position`'s window lie inside the input."""
-        return self.windows(False)[position].taps
 
     def tap_ranges(self) -> list[tuple[int, int]]:
         """Per tap of the window: the output positions [low, high) for which it lies inside the input."""
@@ -77,3 +80,27 @@ def pool_dims(graph: Graph, node: Node) -> list[PoolDim]:
             pads[spatial + i] = total - pads[i]
     return [PoolDim(size_in[i], size_out[i], kernel[i], strides[i], dilations[i], pads[i], pads[spatial + i])
             for i in range(spatial)]
+
+
+def pool_problem(graph: Graph, node: Node) -> str | None:
+    """Why a MaxPool/AveragePool/LpPool node has no window geometry to compile, or None."""
+    spatial = len(graph.input_types(node)[0].shape) - 2
+    if spatial < 1:
+        return f"{node.op_type} needs an input of rank >= 3"
+    attrs = node.attrs
+    if attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
+        return f"{node.op_type} auto_pad={attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
+    if attrs.get("storage_order", 0) not in (0, 1):
+        return f"MaxPool storage_order={attrs['storage_order']} is not 0 (row major) or 1 (column major)"
+    # attribute: (values per spatial dim, default value, smallest value)
+    expected = {"kernel_shape": (1, None, 1), "strides": (1, 1, 1), "dilations": (1, 1, 1), "pads": (2, 0, 0)}
+    for name, (per_dim, default, smallest) in expected.items():
+        value = attrs.get(name, None if default is None else [default] * per_dim * spatial)
+        if value is None or len(value) != per_dim * spatial:
+            return f"{node.op_type} needs {name} with {per_dim * spatial} values for {spatial} spatial dims"
+        if min(value) < smallest:
+            return f"{node.op_type} {name}={value} has values below {smallest}"
+    if any(window.taps == 0 for dim in pool_dims(graph, node) for window in dim.windows(False)):
+        return (f"{node.op_type} output shape {node.outputs[0].shape} has windows that read no input element "
+                "(onnx shape inference keeps ceil_mode windows that start past the input; ONNX Runtime drops them)")
+    return None

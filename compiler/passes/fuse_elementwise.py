@@ -24,7 +24,8 @@ from compiler.ops.fused_elementwise import OP_TYPE, encode_step
 from compiler.passes.manager import PassContext, log, register_pass
 
 
-def _fusible(graph: Graph, node: Node) -> bool:
+def fusible(graph: Graph, node: Node) -> bool:
+    """An ONNX op with one static output that the cpu elementwise loop computes (fuse-normalization asks too)."""
     if node.domain != "" or len(node.outputs) != 1:
         return False
     types = graph.input_types(node)
@@ -51,8 +52,8 @@ def _group(graph: Graph, root: Node, available) -> set[str]:
     return members
 
 
-def _fuse(graph: Graph, members: list[Node]) -> None:
-    """Replace `members` (in topological order, the last one's result leaving the group) by one node."""
+def encode_group(graph: Graph, members: list[Node]) -> tuple[list[Value], list]:
+    """(the values `members` read from outside, their `steps` attribute) for members in topological order."""
     names = {member.name for member in members}
     inputs: list[Value] = []
     number: dict[Value, int] = {}
@@ -65,6 +66,12 @@ def _fuse(graph: Graph, members: list[Node]) -> None:
         number[Value(member.name, 0)] = len(inputs) + index
     steps = [encode_step(member, [None if v is None else number[v] for v in graph.input_values(member)])
              for member in members]
+    return inputs, steps
+
+
+def _fuse(graph: Graph, members: list[Node]) -> None:
+    """Replace `members` (in topological order, the last one's result leaving the group) by one node."""
+    inputs, steps = encode_group(graph, members)
     attrs = {"steps": steps, "fused_nodes": [member.name for member in members]}
     graph.replace_node(members[-1], OP_TYPE, inputs, attrs, domain=KILN_DOMAIN)
     for member in reversed(members[:-1]):
@@ -75,12 +82,12 @@ def _fuse(graph: Graph, members: list[Node]) -> None:
 def fuse_elementwise(graph: Graph, ctx: PassContext | None = None) -> Graph:
     order = graph.topological_order()
     position = {node.name: index for index, node in enumerate(order)}
-    fusible = {node.name for node in order if _fusible(graph, node)}
+    candidates = {node.name for node in order if fusible(graph, node)}
     taken: set[str] = set()
     for root in reversed(order):
-        if root.name not in fusible or root.name in taken:
+        if root.name not in candidates or root.name in taken:
             continue
-        members = _group(graph, root, lambda name: name in fusible and name not in taken)
+        members = _group(graph, root, lambda name: name in candidates and name not in taken)
         taken |= members
         if len(members) > 1:
             ordered = [graph.node(name) for name in sorted(members, key=position.__getitem__)]

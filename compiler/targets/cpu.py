@@ -83,8 +83,11 @@ class CpuTarget(Target):
                               "producing Conv/Gemm/MatMul weights; the rest become Mul+Add for fusion")
         epilogues = PassSpec("fuse-epilogues", why="bias, activation and residual Add after a Conv/Gemm/MatMul are "
                              "applied in its kernel before the store (before fuse-elementwise takes them)")
+        normalization = PassSpec("fuse-normalization", why="Softmax and LayerNormalization (also written out as "
+                                 "ReduceMean/Sub/Pow/...) compute their input from the elementwise ops before them "
+                                 "in their own row loop (after fuse-epilogues, before fuse-elementwise takes them)")
         return [fold, flex, expand, unroll, select, fold, expand, merge, transposes, reshapes, batch_norm, epilogues,
-                fuse, widen, *RefTarget().pipeline(options)]
+                normalization, fuse, widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()

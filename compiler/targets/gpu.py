@@ -7,12 +7,14 @@ the device chosen at load and runs the plan.
 
 Options: `precision` "float32" (default) or "float16" (every float tensor stored as half and
 computed in float; the device must report cl_khr_fp16, checked at load, and at compile time
-when `device` is given); `device` names the device whose limits (work-group size, local
+when `device` is given; float64 tensors likewise need cl_khr_fp64); `device` names the device whose limits (work-group size, local
 memory) the launch planner uses, as runtime.load's `device` does; without it the planner
 assumes a conservative OpenCL 1.2 GPU.
 """
 
 from __future__ import annotations
+
+import functools
 
 import numpy as np
 
@@ -22,6 +24,7 @@ from compiler.codegen.opencl.dialect import STORAGE_TYPES, OpenCLDialect
 from compiler.codegen.opencl.kernels.registry import gpu_kernel_for, in_place_input
 from compiler.codegen.opencl.launch import DeviceLimits, LaunchPlanner
 from compiler.codegen.opencl.program import build_program
+from compiler.codegen.opencl.steps import inner_types
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
@@ -29,10 +32,11 @@ from compiler.targets.base import Target, Unsupported, register_target
 from compiler.targets.ref import RefTarget, signature
 
 PRECISIONS = ("float32", "float16")
-HALF = "cl_khr_fp16"
+HALF, DOUBLE = "cl_khr_fp16", "cl_khr_fp64"
 
 
-def _storage_problem(value_type, precision: str) -> str | None:
+def _storage_problem(value_type, precision: str, double: bool = True) -> str | None:
+    """Why a value cannot be stored; `double`: whether the device (when named) has cl_khr_fp64."""
     if not isinstance(value_type, TensorType):
         return f"{value_type} values (sequences/optionals) are not compiled by the gpu target"
     if not value_type.is_static:
@@ -42,14 +46,18 @@ def _storage_problem(value_type, precision: str) -> str | None:
                 f"{HALF} (the gpu target never computes half silently)")
     if value_type.dtype not in STORAGE_TYPES:
         return f"dtype {value_type.dtype} is not compiled by the gpu target"
+    if value_type.dtype == "float64" and not double:
+        return f"float64 tensors need {DOUBLE}, which the device named at compile time does not report: " \
+               "convert the model to float32 or compile for another device"
     return None
 
 
-def _node_problem(graph: Graph, node: Node, precision: str) -> str | None:
+def _node_problem(graph: Graph, node: Node, precision: str, double: bool = True) -> str | None:
     if graph.subgraphs(node):
         return "control flow with subgraphs is not compiled by the gpu target"
-    for value_type in [t for t in graph.input_types(node) if t is not None] + list(node.outputs):
-        problem = _storage_problem(value_type, precision)
+    for value_type in [t for t in graph.input_types(node) if t is not None] + list(node.outputs) + \
+            inner_types(graph, node):
+        problem = _storage_problem(value_type, precision, double)
         if problem:
             return problem
     spec = gpu_kernel_for(node)
@@ -68,6 +76,12 @@ def _stored_in_half(graph: Graph) -> Graph:
         if node.is_constant and np.asarray(node.attrs["value"]).dtype == np.float32:
             node.attrs = {**node.attrs, "value": np.asarray(node.attrs["value"]).astype(np.float16)}
     return graph
+
+
+@functools.lru_cache(maxsize=8)
+def _device_limits(device) -> DeviceLimits:
+    """Queried once per device selector: unsupported() asks for every node."""
+    return DeviceLimits.query(device)
 
 
 def _buffer_entries(graph: Graph, values: list[Value]) -> list[dict]:
@@ -90,7 +104,7 @@ class GpuTarget(Target):
         problems = self._option_problems()
         for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
                 [(n, graph.type_of(v)) for n, v in graph.outputs]:
-            problem = _storage_problem(value_type, self.precision)
+            problem = _storage_problem(value_type, self.precision, self._device_has(DOUBLE))
             if problem:
                 problems.append(Unsupported(name, "graph input/output", problem))
         for node in graph.nodes():
@@ -104,19 +118,29 @@ class GpuTarget(Target):
     def _option_problems(self) -> list[Unsupported]:
         if self.precision not in PRECISIONS:
             return [Unsupported("(options)", "precision", f"precision {self.precision!r} is not one of {PRECISIONS}")]
-        if self.precision == "float16" and self.options.get("device") is not None:
-            limits = DeviceLimits.query(self.options["device"])
-            if HALF not in limits.extensions:
-                return [Unsupported("(options)", "precision", f"precision 'float16' needs {HALF}, which device "
-                                    f"{limits.name!r} does not report; compile with precision='float32'")]
+        if self.precision == "float16" and not self._device_has(HALF):
+            return [Unsupported("(options)", "precision", f"precision 'float16' needs {HALF}, which device "
+                                f"{self._limits().name!r} does not report; compile with precision='float32'")]
         return []
 
+    def _limits(self) -> DeviceLimits:
+        """The limits of the device named by the `device` option, or the default profile."""
+        device = self.options.get("device")
+        return DeviceLimits() if device is None else _device_limits(device)
+
+    def _device_has(self, extension: str) -> bool:
+        """Whether the device named at compile time reports `extension` (True when none is named: the
+        runtime checks the device it loads on)."""
+        return self.options.get("device") is None or extension in self._limits().extensions
+
     def node_problem(self, graph: Graph, node: Node) -> str | None:
-        return _node_problem(graph, node, self.precision)
+        return _node_problem(graph, node, self.precision, self._device_has(DOUBLE))
 
     def pipeline(self, options: dict) -> list[PassSpec]:
-        """The target-independent passes; none creates kiln:: fused ops (no gpu kernel for those yet).
-        The options are kept: unsupported() judges float16 tensors by the precision asked for."""
+        """The cpu target's graph passes that fit the gpu kernels: BatchNormalization folding and the
+        fusions (kiln::FusedConv/FusedGemm/FusedMatMul epilogues and kiln::FusedElementwise, each
+        with a gpu kernel). The options are kept: unsupported() judges float16 tensors by the
+        precision asked for."""
         self.options = dict(options)
         fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
                         "and expansion must see which inputs are constant")
@@ -124,15 +148,20 @@ class GpuTarget(Target):
         unroll = PassSpec("unroll-loops", why="Scan and constant-count Loop become straight-line code")
         select = PassSpec("if-to-select", why="an If on a run-time condition computes both branches and selects")
         flex = PassSpec("decompose-flex-attention", why="FlexAttention (no ONNX function body) as MatMul/Softmax")
-        merge = PassSpec("eliminate-common-subexpressions", why="compute each distinct value once")
+        merge = PassSpec("eliminate-common-subexpressions", why="duplicates merge before fusion: fused nodes "
+                         "record their original node names, so duplicate fused nodes no longer merge")
         batch_norm = PassSpec("fold-batch-norm", why="BatchNormalization and constant scale/shift fold into the "
-                              "producing Conv/Gemm/MatMul weights; the rest become Mul+Add")
-        return [fold, flex, expand, unroll, select, fold, expand, merge, batch_norm, *RefTarget().pipeline(options)]
+                              "producing Conv/Gemm/MatMul weights; the rest become Mul+Add for fusion")
+        epilogues = PassSpec("fuse-epilogues", why="bias, activation and residual Add after a Conv/Gemm/MatMul are "
+                             "applied in its GEMM kernel before the store (before fuse-elementwise takes them)")
+        fuse = PassSpec("fuse-elementwise", why="chains of elementwise ops become one kernel over the elements")
+        return [fold, flex, expand, unroll, select, fold, expand, merge, batch_norm, epilogues, fuse,
+                *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         precision = options.get("precision", "float32")
         device = options.get("device")
-        limits = DeviceLimits.query(device) if device is not None else DeviceLimits()
+        limits = _device_limits(device) if device is not None else DeviceLimits()
         stored = _stored_in_half(graph) if precision == "float16" else graph
         plan = plan_memory(stored, in_place_input)
         dialect = OpenCLDialect()

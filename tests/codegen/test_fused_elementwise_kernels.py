@@ -109,5 +109,5 @@ def test_a_step_the_loop_cannot_compute_is_reported():
     steps = [["Relu", 14, [], [0]], ["Cast", 21, [["to", 6]], [1]]]  # to int32
     node = graph.add_node("FusedElementwise", [x], {"steps": steps, "fused_nodes": ["r", "c"]}, domain=KILN_DOMAIN,
                           outputs=[TensorType("int32", (4,))])
-    assert CpuTarget().node_problem(graph, node) == \
-        "kiln::FusedElementwise step 1: Cast from float32 to int32 is not a cast between float16, float32, float64"
+    assert CpuTarget().node_problem(graph, node) == ("kiln::FusedElementwise step 1 (Cast): Cast from float32 to "
+                                                     "int32 is not a cast between float16, float32, float64")

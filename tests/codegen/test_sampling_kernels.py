@@ -11,7 +11,7 @@ import pytest
 import compiler
 import runtime
 from compiler.codegen.llvm.kernels.registry import kernel_for
-from compiler.codegen.llvm.kernels.resize import Settings, _resized_axis
+from compiler.codegen.resize_tables import Settings, resized_axis
 from compiler.driver import UnsupportedByTargetError
 from frontends.onnx.importer import import_model
 from tests.codegen.kernel_harness import TOLERANCE, assert_cpu_matches_ref, node_model, random, run_cpu
@@ -148,10 +148,10 @@ def test_resize_integers_round_half_to_even_and_saturate():
 
 def test_resize_tables_follow_the_reference_neighbours():
     settings = Settings("linear", "half_pixel", "round_prefer_floor", -0.75, False, False, 0.0)
-    axis = _resized_axis(settings, size_in=4, size_out=8, scale=2.0, crop=None)
+    axis = resized_axis(settings, size_in=4, size_out=8, scale=2.0, crop=None)
     assert axis.index.tolist() == [[0, 0], [0, 1], [0, 1], [1, 2], [1, 2], [2, 3], [2, 3], [3, 3]]
     np.testing.assert_allclose(axis.weight[:3], [[0.25, 0.75], [0.75, 0.25], [0.25, 0.75]])
-    nearest = _resized_axis(Settings("nearest", "asymmetric", "ceil", -0.75, False, False, 0.0), 4, 2, 0.5, None)
+    nearest = resized_axis(Settings("nearest", "asymmetric", "ceil", -0.75, False, False, 0.0), 4, 2, 0.5, None)
     assert nearest.index.tolist() == [[0], [2]] and nearest.weight is None
 
 

@@ -15,7 +15,7 @@ import runtime
 from tests.codegen.kernel_harness import node_model, random
 
 pytest.importorskip("pyopencl")
-__all__ = ["assert_gpu_matches_ref", "node_model", "nodes_model", "random", "run_gpu"]
+__all__ = ["assert_gpu_matches_onnxruntime", "assert_gpu_matches_ref", "node_model", "nodes_model", "random", "run_gpu"]
 TOLERANCE = {"rtol": 1e-4, "atol": 1e-5}
 
 
@@ -52,4 +52,18 @@ def assert_gpu_matches_ref(model, feeds: dict, exact: bool = False, tolerance: d
             np.testing.assert_array_equal(actual[name], want, err_msg=name)
         else:
             np.testing.assert_allclose(actual[name], want, **(tolerance or TOLERANCE), err_msg=name)
+    return actual
+
+
+def assert_gpu_matches_onnxruntime(model, feeds: dict, tolerance: dict | None = None, **options) -> dict:
+    """gpu results match ONNX Runtime's (the oracle where onnx.reference cannot run a case)."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    expected = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
+    actual = run_gpu(model, feeds, **options)
+    for name, want in expected.items():
+        assert actual[name].shape == want.shape and actual[name].dtype == want.dtype, \
+            f"{name}: {actual[name].dtype}{actual[name].shape} vs {want.dtype}{want.shape}"
+        np.testing.assert_allclose(actual[name], want, **(tolerance or TOLERANCE), err_msg=name)
     return actual

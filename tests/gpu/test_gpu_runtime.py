@@ -144,7 +144,7 @@ def test_float16_tensors_need_the_precision_option():
 
 
 def test_small_network_matches_ref():
-    """Conv -> BatchNormalization (folded) -> Relu -> MaxPool -> Flatten (a view) -> Gemm -> Softmax."""
+    """Conv -> BatchNormalization (folded) -> Relu (fused) -> MaxPool -> Flatten (a view) -> Gemm -> Softmax."""
     rng = np.random.default_rng(0)
     constants = {"w": random((8, 3, 3, 3), seed=1), "scale": random((8,), seed=2), "bias": random((8,), seed=3),
                  "mean": random((8,), seed=4), "var": rng.uniform(0.5, 2, 8).astype(np.float32),
@@ -163,7 +163,7 @@ def test_small_network_matches_ref():
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
     assert_gpu_matches_ref(model, {"x": x}, tolerance={"rtol": 1e-4, "atol": 1e-6})
     ops = [step["op_type"] for step in compiler.compile(model, target="gpu").manifest["launches"]]
-    assert ops == ["Conv", "Relu", "MaxPool", "Gemm", "Softmax"]
+    assert ops == ["kiln::FusedConv", "MaxPool", "Gemm", "Softmax"]  # the Relu runs in the conv kernel
 
 
 def test_kiln_check_lists_what_the_gpu_target_cannot_compile(tmp_path, capsys):

@@ -6,7 +6,8 @@ functions the kernels call and whether half precision is used, and `prelude()` e
 
 Values are stored in their dtype's C type and computed in a wider "compute" dtype where C would
 otherwise do it implicitly or not at all: half in float (never silently in half), 8/16-bit
-integers in 32 bits (the store truncates, which is the wrap-around numpy gives).
+integers in 32 bits (the store truncates, which is the wrap-around numpy gives). float64 is
+double throughout, which needs the device's cl_khr_fp64 (OpenCL 1.2 makes it optional).
 """
 
 from __future__ import annotations
@@ -14,15 +15,17 @@ from __future__ import annotations
 import numpy as np
 
 STORAGE_TYPES = {
-    "float32": "float", "float16": "half",
+    "float64": "double", "float32": "float", "float16": "half",
     "int8": "char", "int16": "short", "int32": "int", "int64": "long",
     "uint8": "uchar", "uint16": "ushort", "uint32": "uint", "uint64": "ulong",
     "bool": "uchar",
 }
 COMPUTE_DTYPES = {"float16": "float32", "int8": "int32", "int16": "int32", "uint8": "uint32", "uint16": "uint32"}
-FLOATS = frozenset({"float32", "float16"})
+SINGLE = frozenset({"float32", "float16"})  # floats computed in float
+FLOATS = SINGLE | {"float64"}
 SIGNED = frozenset({"int8", "int16", "int32", "int64"})
 UNSIGNED = frozenset({"uint8", "uint16", "uint32", "uint64"})
+EXTENSIONS = {"float16": "cl_khr_fp16", "float64": "cl_khr_fp64"}  # what storing the dtype needs
 WIDTHS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
 
 
@@ -50,17 +53,21 @@ class OpenCLDialect:
 
     def __init__(self):
         self._helpers: dict[str, str] = {}
-        self.uses_half = False
+        self._extensions: set[str] = set()
+
+    def _uses(self, dtype: str) -> None:
+        if dtype in EXTENSIONS:
+            self._extensions.add(EXTENSIONS[dtype])
 
     # ----- types and literals -------------------------------------------------------------
     def type(self, dtype: str) -> str:
         """The C type that stores `dtype` in buffers."""
-        if dtype == "float16":
-            self.uses_half = True
+        self._uses(dtype)
         return STORAGE_TYPES[dtype]
 
     def compute_type(self, dtype: str) -> str:
         """The C type values of `dtype` are computed in."""
+        self._uses(compute_dtype(dtype))
         return STORAGE_TYPES[compute_dtype(dtype)]
 
     def literal(self, value, dtype: str) -> str:
@@ -68,12 +75,12 @@ class OpenCLDialect:
         dtype = compute_dtype(dtype)
         kind = kind_of(dtype)
         if kind == "float":
-            value = np.float32(value)
+            value = np.float64(value) if dtype == "float64" else np.float32(value)
             if np.isnan(value):
                 return "NAN"
             if np.isinf(value):
                 return "INFINITY" if value > 0 else "(-INFINITY)"
-            return f"{value}f"
+            return repr(float(value)) if dtype == "float64" else f"{value}f"
         if kind == "bool":
             return "1" if value else "0"
         value = int(value)
@@ -87,8 +94,7 @@ class OpenCLDialect:
         """`expr` (of C type for `source`) as `target`: float to integer truncates toward zero and
         saturates (NaN gives 0), anything to bool is `!= 0`."""
         source_type, target_type = STORAGE_TYPES[source], STORAGE_TYPES[target]
-        if target == "float16":
-            self.uses_half = True
+        self._uses(target)
         if target == "bool":
             return f"(uchar)(({expr}) != 0)" if source != "bool" else expr
         if source_type == target_type:
@@ -116,12 +122,12 @@ class OpenCLDialect:
 
     def prelude(self) -> str:
         """What precedes the kernels: the extension pragmas and every helper a kernel called."""
-        lines = ["#pragma OPENCL EXTENSION cl_khr_fp16 : enable\n"] if self.uses_half else []
-        return "".join(lines) + "\n".join(self._helpers.values())
+        pragmas = "".join(f"#pragma OPENCL EXTENSION {name} : enable\n" for name in self.extensions())
+        return pragmas + "\n".join(self._helpers.values())
 
     def extensions(self) -> list[str]:
-        """OpenCL extensions the program needs from the device."""
-        return ["cl_khr_fp16"] if self.uses_half else []
+        """OpenCL extensions the program needs from the device (half or double storage)."""
+        return sorted(self._extensions)
 
     # ----- arithmetic that C leaves undefined -------------------------------------------------
     def wrapping(self, op: str, a: str, b: str, dtype: str) -> str:
@@ -133,20 +139,24 @@ class OpenCLDialect:
         signed, unsigned = STORAGE_TYPES[dtype], "u" + STORAGE_TYPES[dtype]
         return f"(({signed})(({unsigned})({a}) {op} ({unsigned})({b})))"
 
-    def float_max(self, a: str, b: str) -> str:
+    def float_max(self, a: str, b: str, dtype: str = "float32") -> str:
         """max(a, b) where a NaN in either gives NaN (fmax would drop it; numpy and ONNX keep it)."""
-        return self.call("kiln_fmax", "inline float kiln_fmax(float a, float b) { return (a > b || isnan(a)) ? a : b; }\n",
-                         a, b)
+        return self._float_pick("fmax", ">", a, b, dtype)
 
-    def float_min(self, a: str, b: str) -> str:
-        return self.call("kiln_fmin", "inline float kiln_fmin(float a, float b) { return (a < b || isnan(a)) ? a : b; }\n",
+    def float_min(self, a: str, b: str, dtype: str = "float32") -> str:
+        return self._float_pick("fmin", "<", a, b, dtype)
+
+    def _float_pick(self, name: str, compare: str, a: str, b: str, dtype: str) -> str:
+        ctype = self.compute_type(dtype)
+        name = f"kiln_{name}" if ctype == "float" else f"kiln_{name}_{ctype}"
+        return self.call(name, f"inline {ctype} {name}({ctype} a, {ctype} b) {{ return (a {compare} b || isnan(a)) ? a : b; }}\n",
                          a, b)
 
     def max(self, a: str, b: str, dtype: str) -> str:
-        return self.float_max(a, b) if kind_of(dtype) == "float" else f"max({a}, {b})"
+        return self.float_max(a, b, dtype) if kind_of(dtype) == "float" else f"max({a}, {b})"
 
     def min(self, a: str, b: str, dtype: str) -> str:
-        return self.float_min(a, b) if kind_of(dtype) == "float" else f"min({a}, {b})"
+        return self.float_min(a, b, dtype) if kind_of(dtype) == "float" else f"min({a}, {b})"
 
     def lowest(self, dtype: str) -> str:
         """The identity of max: -inf or the smallest integer."""

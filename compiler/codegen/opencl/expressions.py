@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Callable
 
-from compiler.codegen.opencl.dialect import FLOATS, SIGNED, STORAGE_TYPES, UNSIGNED, WIDTHS, OpenCLDialect, \
+from compiler.codegen.opencl.dialect import FLOATS, SIGNED, SINGLE, STORAGE_TYPES, UNSIGNED, WIDTHS, OpenCLDialect, \
     compute_dtype, kind_of
 from compiler.ir.graph import Node
 
@@ -115,7 +115,7 @@ def _hard_sigmoid(o: Operands, alpha: str | None = None, beta: str | None = None
     alpha = alpha or o.attr("alpha", 0.2)
     beta = beta or o.attr("beta", 0.5)
     d = o.dialect
-    return d.float_min(d.float_max(f"({o.values[0]} * {alpha} + {beta})", "0.0f"), "1.0f")
+    return d.float_min(d.float_max(f"({o.values[0]} * {alpha} + {beta})", "0.0f", o.dtype), "1.0f", o.dtype)
 
 
 def _clip(o: Operands) -> str:
@@ -139,7 +139,7 @@ def _compare(op: str) -> Body:
 def _sign(o: Operands) -> str:
     x = o.values[0]
     if o.kind == "float":
-        return f"(isnan({x}) ? {x} : (float)(({x} > 0.0f) - ({x} < 0.0f)))"
+        return f"(isnan({x}) ? {x} : ({o.ctype})(({x} > 0.0f) - ({x} < 0.0f)))"
     return f"(({o.ctype})(({x} > 0) - ({x} < 0)))"
 
 
@@ -181,9 +181,10 @@ def _mod(o: Operands) -> str:
     if o.kind == "float":
         if fmod:
             return f"fmod({x}, {y})"
-        code = ("inline float kiln_fmod_numpy(float x, float y) { float r = fmod(x, y); "
-                "if (r != 0.0f && ((y < 0.0f) != (r < 0.0f))) r += y; return r == 0.0f ? copysign(0.0f, y) : r; }\n")
-        return o.dialect.call("kiln_fmod_numpy", code, x, y)
+        name = "kiln_fmod_numpy" + ("" if o.ctype == "float" else f"_{o.ctype}")
+        code = (f"inline @T {name}(@T x, @T y) {{ @T r = fmod(x, y); if (r != 0 && ((y < 0) != (r < 0))) r += y; "
+                "return r == 0 ? copysign((@T)0, y) : r; }\n").replace("@T", o.ctype)
+        return o.dialect.call(name, code, x, y)
     if o.kind == "unsigned":
         return _integer_helper(o, "mod", "return y == 0 ? 0 : x % y;")
     if fmod:
@@ -197,9 +198,9 @@ def _power(o: Operands) -> str:
     base, exponent = o.values[:2]
     exponent_dtype = compute_dtype(o.dtypes[1])
     if o.kind == "float":
-        return f"pow({base}, {o.dialect.convert(exponent, exponent_dtype, 'float32')})"
+        return f"pow({base}, {o.dialect.convert(exponent, exponent_dtype, o.dtype)})"
     if kind_of(exponent_dtype) == "float":
-        return o.dialect.convert(f"pow((float){base}, {exponent})", "float32", o.dtype)
+        return o.dialect.convert(f"pow(({STORAGE_TYPES[exponent_dtype]}){base}, {exponent})", exponent_dtype, o.dtype)
     ctype, etype = o.ctype, STORAGE_TYPES[exponent_dtype]
     unsigned = ctype if o.kind == "unsigned" else "u" + ctype
     negative = ("if (e < 0) return b == 1 ? 1 : b == -1 ? ((e & 1) ? -1 : 1) : 0; "
@@ -234,6 +235,29 @@ def _batch_normalization(o: Operands) -> str:
     x, scale, bias, mean, var = o.values[:5]
     epsilon = o.attr("epsilon", 1e-5)
     return f"(({x} - {mean}) * ({scale} * (1.0f / sqrt({var} + {epsilon}))) + {bias})"
+
+
+# QuantizeLinear output types: their value ranges
+QUANTIZED = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767)}
+
+
+def _quantize(o: Operands) -> str:
+    """round_half_even(x / scale) + zero point, clamped to the output's range, in float (exact there);
+    the store converts it to the integer type."""
+    x, scale = o.values[:2]
+    low, high = QUANTIZED[o.node.outputs[0].dtype]
+    value = f"rint({x} / {scale})"
+    if len(o.values) > 2 and o.values[2] is not None:
+        value = f"({value} + (float){o.values[2]})"
+    return f"clamp({value}, {o.f(low)}, {o.f(high)})"
+
+
+def _dequantize(o: Operands) -> str:
+    """(x - zero point) * scale, the difference exact in 64 bits."""
+    x, scale = o.values[:2]
+    if len(o.values) > 2 and o.values[2] is not None:
+        x = f"((long){x} - (long){o.values[2]})"
+    return f"((float){x} * {scale})"
 
 
 F = FLOATS
@@ -286,6 +310,8 @@ OPS: dict[str, Elementwise] = {
     "BitwiseNot": Elementwise(SIGNED | UNSIGNED, lambda o: f"(~{o.values[0]})"),
     "Mod": Elementwise(NUMBERS, _mod),
     "BatchNormalization": Elementwise(F, _batch_normalization),
+    "QuantizeLinear": Elementwise(SINGLE, _quantize, result="float32"),
+    "DequantizeLinear": Elementwise(frozenset({*QUANTIZED, "int32"}), _dequantize, result="float32"),
 }
 
 

@@ -1,7 +1,7 @@
 """The broadcasting loop nest every elementwise kernel shares.
 
-The output is viewed as rows of its (coalesced) innermost dimension: dims are merged while
-every input either spans both or broadcasts both, so the inner loop is as long as possible
+The output is viewed as rows of its (coalesced) innermost dimension (compiler/codegen/broadcast_dims.py):
+dims are merged while every input either spans both or broadcasts both, so the inner loop is as long as possible
 and each input moves through it with a constant stride (0 or 1) that LLVM vectorizes. One
 work item is one row; row offsets come from a div/mod walk done once per row.
 """
@@ -13,45 +13,9 @@ from typing import Callable, Sequence
 
 from llvmlite import ir
 
+from compiler.codegen.broadcast_dims import broadcast_strides, coalesce
 from compiler.codegen.llvm.irhelpers import const_i64, for_range, load, store
 from compiler.codegen.llvm.kernels.registry import KernelContext, TensorArg
-from compiler.ir.graph import Graph, Node
-
-
-def _aligned_shape(shape: Sequence[int], rank: int) -> list[int]:
-    return [1] * (rank - len(shape)) + list(shape)
-
-
-def coalesce(out_shape: Sequence[int], in_shapes: Sequence[Sequence[int]]) -> tuple[list[int], list[list[int]]]:
-    """Merge adjacent dims with the same broadcast pattern; returns (out dims, per-input dims)."""
-    rank = len(out_shape)
-    shapes = [_aligned_shape(s, rank) for s in in_shapes]
-    out_dims: list[int] = []
-    in_dims: list[list[int]] = [[] for _ in shapes]
-    for axis in range(rank):
-        if out_shape[axis] == 1:
-            continue
-        pattern = [s[axis] == 1 for s in shapes]
-        if out_dims and pattern == [d[-1] == 1 for d in in_dims]:
-            out_dims[-1] *= out_shape[axis]
-            for dims, shape in zip(in_dims, shapes):
-                dims[-1] *= shape[axis]
-        else:
-            out_dims.append(out_shape[axis])
-            for dims, shape in zip(in_dims, shapes):
-                dims.append(shape[axis])
-    if not out_dims:
-        return [1], [[1] for _ in shapes]
-    return out_dims, in_dims
-
-
-def _strides(dims: Sequence[int]) -> list[int]:
-    """Element strides of an input walking the output dims (0 where it broadcasts)."""
-    strides, step = [], 1
-    for dim in reversed(dims):
-        strides.append(step if dim != 1 else 0)
-        step *= dim
-    return list(reversed(strides))
 
 
 def row_count(out_shape: Sequence[int], in_shapes: Sequence[Sequence[int]]) -> int:
@@ -65,7 +29,7 @@ def emit_broadcast_loop(ctx: KernelContext, operands: Sequence[TensorArg], outpu
     builder = ctx.builder
     out_dims, in_dims = coalesce(output.shape, [op.shape for op in operands])
     inner = out_dims[-1]
-    strides = [_strides(dims) for dims in in_dims]
+    strides = [broadcast_strides(dims) for dims in in_dims]
     with for_range(builder, ctx.begin, ctx.end, name="row") as row:
         bases = []
         for operand_strides in strides:
@@ -83,13 +47,3 @@ def emit_broadcast_loop(ctx: KernelContext, operands: Sequence[TensorArg], outpu
                 index = builder.add(base, col) if operand_strides[-1] else base
                 values.append(load(builder, operand.ptr, operand.dtype, index))
             store(builder, body(builder, values), output.ptr, output.dtype, builder.add(out_base, col))
-
-
-
-def same_shape_input(graph: Graph, node: Node) -> int | None:
-    """The first input of the output's very type (dtype and shape): the broadcasting loop reads
-    its element i only to write output element i, so the output may take its storage."""
-    for index, value_type in enumerate(graph.input_types(node)):
-        if value_type is not None and value_type == node.outputs[0]:
-            return index
-    return None

@@ -29,7 +29,8 @@ from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, linear, multip
 from compiler.codegen.llvm.kernels.pooling import constant_table, table_row
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
-from compiler.ops.pool_geometry import AUTO_PADS, ceil_div
+from compiler.ops.conv_transpose_geometry import conv_transpose_problem, spatial_dims
+from compiler.ops.pool_geometry import WindowDim, ceil_div
 
 CHANNEL_BLOCKS = (8, 4, 2, 1)  # output channels per work item, see channel_block
 PARALLEL_ITEMS = 8  # work items wanted at least, to spread over threads
@@ -45,16 +46,8 @@ def channel_block(out_group: int, other_items: int, sizes=CHANNEL_BLOCKS) -> int
     return next((size for size in fitting if other_items * out_group // size >= PARALLEL_ITEMS), fitting[-1])
 
 
-@dataclass(frozen=True)
-class TransposeDim:
-    """One spatial dim: output o reads input i through tap k when o + pad_begin = i * stride + k * dilation."""
-
-    size_in: int
-    size_out: int
-    kernel: int
-    stride: int
-    dilation: int
-    pad_begin: int
+class TransposeDim(WindowDim):
+    """One spatial dim (compiler/ops/conv_transpose_geometry.py) and how this kernel walks it."""
 
     @property
     def tap_step(self) -> int:
@@ -128,53 +121,18 @@ class TransposeGeometry:
         return channel_block(self.out_group, other_items)
 
 
-def _leading_pads(node: Node, dims_in, kernel, out_size, strides, dilations) -> list[int]:
-    """Explicit pads, or for SAME_* auto_pad the split of the total padding (onnx.reference's and
-    ONNX Runtime's: SAME_UPPER puts the smaller half first)."""
-    rank = len(dims_in)
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    if "pads" in node.attrs or auto_pad not in ("SAME_UPPER", "SAME_LOWER"):
-        return list(node.attrs.get("pads", [0] * 2 * rank)[:rank])
-    extra = node.attrs.get("output_padding", [0] * rank)
-    totals = [s * (i - 1) + e + (k - 1) * d + 1 - o
-              for i, k, o, s, d, e in zip(dims_in, kernel, out_size, strides, dilations, extra)]
-    return [t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals]
-
-
 def _geometry(graph: Graph, node: Node) -> TransposeGeometry:
     x_type, w_type = graph.input_types(node)[:2]
-    size_in, kernel, size_out = x_type.shape[2:], w_type.shape[2:], node.outputs[0].shape[2:]
-    rank = len(size_in)
-    strides = node.attrs.get("strides", [1] * rank)
-    dilations = node.attrs.get("dilations", [1] * rank)
-    pads = _leading_pads(node, size_in, kernel, size_out, strides, dilations)
-    dims = tuple(TransposeDim(*values) for values in zip(size_in, size_out, kernel, strides, dilations, pads))
+    dims = tuple(spatial_dims(graph, node, TransposeDim))
     group = int(node.attrs.get("group", 1))
     return TransposeGeometry(x_type.dtype, x_type.shape[0], x_type.shape[1], group, w_type.shape[1], dims)
 
 
 def _check(graph: Graph, node: Node) -> str | None:
-    types = [t for t in graph.input_types(node) if t is not None]
-    dtypes = {t.dtype for t in types}
+    dtypes = {t.dtype for t in graph.input_types(node) if t is not None}
     if not dtypes <= set(FLOATS):
         return f"ConvTranspose on {', '.join(sorted(dtypes))} is not compiled by the cpu target (float32/float64 only)"
-    x_shape, w_shape = types[0].shape, types[1].shape
-    rank, attrs = len(x_shape) - 2, node.attrs
-    if rank < 1 or len(w_shape) != rank + 2:
-        return f"ConvTranspose needs input and weight of one rank >= 3, not {x_shape} and {w_shape}"
-    group = attrs.get("group", 1)
-    if group < 1 or x_shape[1] % group or w_shape[0] != x_shape[1]:
-        return f"ConvTranspose group={group} does not fit input channels {x_shape[1]} and weight {w_shape}"
-    if attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
-        return f"ConvTranspose auto_pad={attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
-    if list(attrs.get("kernel_shape", w_shape[2:])) != list(w_shape[2:]):
-        return f"ConvTranspose kernel_shape={attrs['kernel_shape']} differs from the weight's {w_shape[2:]}"
-    for name in ("strides", "dilations"):
-        if len(attrs.get(name, [1] * rank)) != rank or min(attrs.get(name, [1])) < 1:
-            return f"ConvTranspose {name}={attrs[name]} needs {rank} values >= 1"
-    if len(attrs.get("pads", [0] * 2 * rank)) != 2 * rank:
-        return f"ConvTranspose pads={attrs['pads']} needs {2 * rank} values"
-    return None
+    return conv_transpose_problem(graph, node)
 
 
 def _work_items(graph: Graph, node: Node) -> int:

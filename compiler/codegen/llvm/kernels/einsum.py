@@ -24,7 +24,7 @@ from compiler.codegen.llvm.irhelpers import const_i64, element_type, for_range, 
 from compiler.codegen.llvm.kernels.axis_loops import REASSOCIATE
 from compiler.codegen.llvm.kernels.linear_algebra import unravel
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
-from compiler.codegen.llvm.kernels.strided_copy import dense_strides
+from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import Graph, Node
 
 DTYPES = ("float32", "float64", "int32", "int64")

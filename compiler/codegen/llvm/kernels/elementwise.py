@@ -8,11 +8,13 @@ from typing import Callable
 
 from llvmlite import ir
 
+from compiler.codegen.broadcast_dims import same_shape_input
 from compiler.codegen.llvm.irhelpers import I8, convert, kind_of
-from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count, same_shape_input
+from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
 from compiler.codegen.llvm.kernels.elementwise_math import bit_shift, divide, is_inf, is_nan, mod, power, shrink, sign
-from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, libm, select_max, select_min, sigmoid
+from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, libm, select_max, select_min
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
+from compiler.codegen.llvm.kernels.vector_math import erf, exp, log, sigmoid, tanh
 from compiler.ir.graph import Graph, Node
 
 FLOATS = frozenset({"float16", "float32", "float64"})
@@ -62,14 +64,14 @@ def _leaky_relu(b, v, node, kind, dtypes):
 def _elu(b, v, node, kind, dtypes):
     x = v[0]
     alpha = _f(x.type, _attr(node, "alpha", 1.0))
-    negative = b.fmul(alpha, b.fsub(intrinsic(b, "exp", x), _f(x.type, 1)))
+    negative = b.fmul(alpha, b.fsub(exp(b, x), _f(x.type, 1)))
     return b.select(b.fcmp_ordered("<", x, _f(x.type, 0)), negative, x)
 
 
 def _selu(b, v, node, kind, dtypes):
     x = v[0]
     alpha, gamma = _f(x.type, _attr(node, "alpha", 1.67326319217681884765625)), _f(x.type, _attr(node, "gamma", 1.05070102214813232421875))
-    negative = b.fmul(alpha, b.fsub(intrinsic(b, "exp", x), _f(x.type, 1)))
+    negative = b.fmul(alpha, b.fsub(exp(b, x), _f(x.type, 1)))
     return b.fmul(gamma, b.select(b.fcmp_ordered("<=", x, _f(x.type, 0)), negative, x))
 
 
@@ -95,7 +97,7 @@ def _clip(b, v, node, kind, dtypes):
 
 
 def _softplus(b, v, node, kind, dtypes):
-    return intrinsic(b, "log", b.fadd(intrinsic(b, "exp", v[0]), _f(v[0].type, 1)))
+    return log(b, b.fadd(exp(b, v[0]), _f(v[0].type, 1)))
 
 
 def _softsign(b, v, node, kind, dtypes):
@@ -131,6 +133,11 @@ def _unary(name: str, libm_call: bool = False) -> Body:
     return lambda b, v, node, kind, dtypes: (libm if libm_call else intrinsic)(b, name, v[0])
 
 
+def _vector(function: Callable[[ir.IRBuilder, ir.Value], ir.Value]) -> Body:
+    """A vector_math function of the one operand (vectorized in float32)."""
+    return lambda b, v, node, kind, dtypes: function(b, v[0])
+
+
 def _abs(b, v, node, kind, dtypes):
     if kind == "float":
         return intrinsic(b, "fabs", v[0])
@@ -161,21 +168,21 @@ OPS: dict[str, Elementwise] = {
     "HardSigmoid": Elementwise(FLOATS, _hard_sigmoid),
     "HardSwish": Elementwise(FLOATS, _hard_swish),
     "Clip": Elementwise(NUMBERS, _clip),
-    "Sigmoid": Elementwise(FLOATS, lambda b, v, n, k, d: sigmoid(b, v[0])),
+    "Sigmoid": Elementwise(FLOATS, _vector(sigmoid)),
     "Softplus": Elementwise(FLOATS, _softplus),
     "Softsign": Elementwise(FLOATS, _softsign),
     "Neg": Elementwise(FLOATS | SIGNED, _neg),
     "Abs": Elementwise(NUMBERS, _abs),
     "Sqrt": Elementwise(FLOATS, _unary("sqrt")),
-    "Exp": Elementwise(FLOATS, _unary("exp")),
-    "Log": Elementwise(FLOATS, _unary("log")),
+    "Exp": Elementwise(FLOATS, _vector(exp)),
+    "Log": Elementwise(FLOATS, _vector(log)),
     "Floor": Elementwise(FLOATS, _unary("floor")),
     "Ceil": Elementwise(FLOATS, _unary("ceil")),
     "Round": Elementwise(FLOATS, _unary("roundeven")),
     "Sin": Elementwise(FLOATS, _unary("sin")),
     "Cos": Elementwise(FLOATS, _unary("cos")),
     "Tan": Elementwise(FLOATS, _unary("tan", libm_call=True)),
-    "Tanh": Elementwise(FLOATS, _unary("tanh", libm_call=True)),
+    "Tanh": Elementwise(FLOATS, _vector(tanh)),
     "Acos": Elementwise(FLOATS, _unary("acos", libm_call=True)),
     "Asin": Elementwise(FLOATS, _unary("asin", libm_call=True)),
     "Atan": Elementwise(FLOATS, _unary("atan", libm_call=True)),
@@ -184,7 +191,7 @@ OPS: dict[str, Elementwise] = {
     "Asinh": Elementwise(FLOATS, _unary("asinh", libm_call=True)),
     "Acosh": Elementwise(FLOATS, _unary("acosh", libm_call=True)),
     "Atanh": Elementwise(FLOATS, _unary("atanh", libm_call=True)),
-    "Erf": Elementwise(FLOATS, _unary("erf", libm_call=True)),
+    "Erf": Elementwise(FLOATS, _vector(erf)),
     "Sign": Elementwise(NUMBERS, sign),
     "Shrink": Elementwise(NUMBERS, shrink),
     "IsInf": Elementwise(FLOATS, is_inf, result="bool"),

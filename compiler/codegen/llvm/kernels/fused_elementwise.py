@@ -7,12 +7,15 @@ intermediate tensors and their memory round trips disappear.
 
 from __future__ import annotations
 
-from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count, same_shape_input
+from llvmlite import ir
+
+from compiler.codegen.broadcast_dims import same_shape_input
+from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
 from compiler.codegen.llvm.kernels.elementwise import OPS, apply_op, op_problem
 from compiler.codegen.llvm.kernels.narrow_types import cast
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
-from compiler.ops.fused_elementwise import OP_TYPE, steps_of, value_types
+from compiler.ops.fused_elementwise import OP_TYPE, Step, first_step_problem, steps_of, value_types
 
 CAST_FLOATS = frozenset({"float16", "float32", "float64"})
 """Cast steps the kernel computes: between these float types."""
@@ -33,14 +36,28 @@ def _dtypes(types: list) -> list:
     return [None if t is None else t.dtype for t in types]
 
 
+def steps_problem(steps: list[Step], dtypes: list) -> str | None:
+    """Why one of `steps` cannot be computed in the loop ("step i (op): ..."); None when all can."""
+    return first_step_problem(steps, dtypes, step_problem)
+
+
+def emit_steps(builder: ir.IRBuilder, steps: list[Step], dtypes: list, values: list) -> ir.Value:
+    """Compute `steps` on one element: `values` holds the loaded operands and grows by each step's
+    result; `dtypes` numbers every value as in steps_problem. Returns the last result."""
+    for step in steps:
+        operands = [None if ref is None else values[ref] for ref in step.operands]
+        stored = [None if ref is None else dtypes[ref] for ref in step.operands]
+        out_dtype = dtypes[len(values)]
+        if step.node.op_type == "Cast":
+            values.append(cast(builder, operands[0], stored[0], out_dtype))
+        else:
+            values.append(apply_op(builder, step.node, operands, stored, out_dtype))
+    return values[-1]
+
+
 def _check(graph: Graph, node: Node) -> str | None:
-    dtypes = _dtypes(value_types(node, graph.input_types(node)))
-    for index, step in enumerate(steps_of(node)):
-        problem = step_problem(step.node, [None if ref is None else dtypes[ref] for ref in step.operands],
-                               dtypes[node.num_inputs + index])
-        if problem:
-            return f"{node.qualified_op} step {index}: {problem}"
-    return None
+    problem = steps_problem(steps_of(node), _dtypes(value_types(node, graph.input_types(node))))
+    return f"{node.qualified_op} {problem}" if problem else None
 
 
 def _work_items(graph: Graph, node: Node) -> int:
@@ -52,19 +69,8 @@ def _emit(ctx: KernelContext) -> None:
     steps = steps_of(node)
     dtypes = _dtypes(value_types(node, [arg.type for arg in ctx.inputs]))
 
-    def body(builder, loaded):
-        values = list(loaded)
-        for step in steps:
-            operands = [None if ref is None else values[ref] for ref in step.operands]
-            stored = [None if ref is None else dtypes[ref] for ref in step.operands]
-            out_dtype = dtypes[len(values)]
-            if step.node.op_type == "Cast":
-                values.append(cast(builder, operands[0], stored[0], out_dtype))
-            else:
-                values.append(apply_op(builder, step.node, operands, stored, out_dtype))
-        return values[-1]
-
-    emit_broadcast_loop(ctx, ctx.inputs, ctx.outputs[0], body)
+    emit_broadcast_loop(ctx, ctx.inputs, ctx.outputs[0],
+                        lambda builder, loaded: emit_steps(builder, steps, dtypes, list(loaded)))
 
 
 register_kernel(KernelSpec((f"{KILN_DOMAIN}::{OP_TYPE}",), _check, _work_items, _emit,

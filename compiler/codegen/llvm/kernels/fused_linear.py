@@ -20,7 +20,7 @@ from compiler.codegen.llvm.kernels.elementwise import apply_op
 from compiler.codegen.llvm.kernels.fused_elementwise import step_problem
 from compiler.codegen.llvm.kernels.linear_algebra import unravel
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, TensorArg, register_kernel
-from compiler.codegen.llvm.kernels.strided_copy import dense_strides
+from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
 from compiler.ops.fused_linear import BASES, epilogue_steps, epilogue_types
 

@@ -1,4 +1,5 @@
-"""Scalar math for kernels: LLVM intrinsics where LLVM has one, libm otherwise."""
+"""Scalar math for kernels: LLVM intrinsics where LLVM has one, libm otherwise (vector_math.py holds
+exp, log, tanh, erf and sigmoid, which kernels call instead: their float32 forms vectorize)."""
 
 from __future__ import annotations
 
@@ -39,11 +40,6 @@ def float_to_int(builder: ir.IRBuilder, value: ir.Value, int_type: ir.IntType, s
 
 def float_constant(value_type: ir.Type, value: float) -> ir.Constant:
     return ir.Constant(value_type, float(value))
-
-
-def sigmoid(builder: ir.IRBuilder, x: ir.Value) -> ir.Value:
-    one = float_constant(x.type, 1.0)
-    return builder.fdiv(one, builder.fadd(one, intrinsic(builder, "exp", builder.fneg(x))))
 
 
 def select_max(builder: ir.IRBuilder, a: ir.Value, b: ir.Value, kind: str) -> ir.Value:

@@ -11,11 +11,12 @@ import math
 
 from llvmlite import ir
 
+from compiler.codegen.copy_plan import Copy, Gathered, NotCompiled
 from compiler.codegen.llvm.irhelpers import F64, element_type, kind_of
 from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
 from compiler.codegen.llvm.kernels.math_functions import float_constant
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
-from compiler.codegen.llvm.kernels.strided_copy import Copy, Gathered, NotCompiled, register_copy_kernel
+from compiler.codegen.llvm.kernels.strided_copy import register_copy_kernel
 from compiler.ir.graph import Graph, Node
 
 DOMAIN = "ai.onnx.ml"

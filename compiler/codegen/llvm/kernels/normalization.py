@@ -8,6 +8,7 @@ like the ONNX reference), then a last sweep writes the output elements.
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import numpy as np
 from llvmlite import ir
@@ -18,6 +19,7 @@ from compiler.codegen.llvm.kernels.axis_loops import (REASSOCIATE, AxisSplit, Ce
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
 from compiler.codegen.llvm.kernels.reduction import FLOATS, dtype_problem, lowest
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, TensorArg, register_kernel
+from compiler.codegen.llvm.kernels.vector_math import exp, log
 from compiler.ir.graph import Graph, Node, Value
 
 
@@ -25,9 +27,9 @@ def _rank(graph: Graph, node: Node) -> int:
     return len(graph.input_types(node)[0].shape)
 
 
-def _check_float_inputs(graph: Graph, node: Node, min_rank: int) -> str | None:
+def _float_inputs_problem(node: Node, input_types: list, min_rank: int) -> str | None:
     """Every present input must be float32/float64 like X, and X of rank >= min_rank."""
-    types = [t for t in graph.input_types(node) if t is not None]
+    types = [t for t in input_types if t is not None]
     problem = dtype_problem(node, types[0].dtype, FLOATS)
     if problem:
         return problem
@@ -60,17 +62,20 @@ def _softmax_split(graph: Graph, node: Node) -> AxisSplit:
     return split_axes(shape, [node.attrs.get("axis", -1) % len(shape)])
 
 
-def _check_softmax(graph: Graph, node: Node) -> str | None:
-    rank, axis = _rank(graph, node), node.attrs.get("axis", -1)
+def softmax_problem(node: Node, input_types: list) -> str | None:
+    """Why a Softmax/LogSoftmax `node` reading `input_types` is not compiled; None when it is."""
+    rank, axis = len(input_types[0].shape), node.attrs.get("axis", -1)
     if not -rank <= axis < rank:
         return f"{node.op_type} axis {axis} is out of range for rank {rank}"
-    return _check_float_inputs(graph, node, 1)
+    return _float_inputs_problem(node, input_types, 1)
 
 
-def _emit_softmax(ctx: KernelContext) -> None:
-    """exp(x - max) / sum, or (x - max) - log(sum): the max is subtracted first so exp cannot overflow."""
-    b, x, y = ctx.builder, ctx.inputs[0], ctx.outputs[0]
-    split, log = _softmax_split(ctx.graph, ctx.node), ctx.node.op_type == "LogSoftmax"
+def softmax_item(b: ir.IRBuilder, split: AxisSplit, x: TensorArg, y: TensorArg,
+                 log_softmax: bool) -> Callable[[Segment], None]:
+    """The sweeps of one work item: exp(x - max) * (1 / sum), or (x - max) - log(sum); the max is
+    subtracted first so exp cannot overflow, and the sum is inverted once per column (a multiply per
+    element is several times cheaper than a divide). Each element of x is read before y's is written,
+    so x may be y."""
     value_type = element_type(x.dtype)
     peak, total = Scratch(b, split, value_type), Scratch(b, split, value_type)
 
@@ -79,16 +84,20 @@ def _emit_softmax(ctx: KernelContext) -> None:
         total.store(cell, float_constant(value_type, 0.0))
 
     def exponentiate(cell: Cell) -> None:
-        exponential = intrinsic(b, "exp", b.fsub(_load(b, x, cell.offset), peak.load(cell)))
-        if not log:
+        exponential = exp(b, b.fsub(_load(b, x, cell.offset), peak.load(cell)))
+        if not log_softmax:
             store(b, exponential, y.ptr, y.dtype, cell.offset)
         total.store(cell, b.fadd(total.load(cell), exponential, flags=REASSOCIATE))
 
+    def finish_total(cell: Cell) -> None:
+        total.store(cell, log(b, total.load(cell)) if log_softmax
+                    else b.fdiv(float_constant(value_type, 1.0), total.load(cell)))
+
     def write(cell: Cell) -> None:
-        if log:
-            result = b.fsub(b.fsub(_load(b, x, cell.offset), peak.load(cell)), intrinsic(b, "log", total.load(cell)))
+        if log_softmax:
+            result = b.fsub(b.fsub(_load(b, x, cell.offset), peak.load(cell)), total.load(cell))
         else:
-            result = b.fdiv(_load(b, y, cell.offset), total.load(cell))
+            result = b.fmul(_load(b, y, cell.offset), total.load(cell))
         store(b, result, y.ptr, y.dtype, cell.offset)
 
     def find_max(cell: Cell) -> None:
@@ -98,12 +107,20 @@ def _emit_softmax(ctx: KernelContext) -> None:
         segment.columns(start)
         segment.sweep(find_max)
         segment.sweep(exponentiate)
+        segment.columns(finish_total)
         segment.sweep(write)
 
-    emit_segments(b, split, ctx.begin, ctx.end, item)
+    return item
 
 
-register_kernel(KernelSpec(("Softmax", "LogSoftmax"), _check_softmax,
+def _emit_softmax(ctx: KernelContext) -> None:
+    split = _softmax_split(ctx.graph, ctx.node)
+    item = softmax_item(ctx.builder, split, ctx.inputs[0], ctx.outputs[0], ctx.node.op_type == "LogSoftmax")
+    emit_segments(ctx.builder, split, ctx.begin, ctx.end, item)
+
+
+register_kernel(KernelSpec(("Softmax", "LogSoftmax"),
+                           lambda graph, node: softmax_problem(node, graph.input_types(node)),
                            lambda graph, node: _softmax_split(graph, node).work_items, _emit_softmax))
 
 
@@ -160,7 +177,7 @@ def _check_batch_normalization(graph: Graph, node: Node) -> str | None:
         return "BatchNormalization with saved mean/variance outputs is not compiled by the cpu target"
     if not node.attrs.get("spatial", 1):
         return "BatchNormalization with spatial=0 is not compiled by the cpu target"
-    return _check_float_inputs(graph, node, 2)
+    return _float_inputs_problem(node, graph.input_types(node), 2)
 
 
 def _emit_batch_normalization(ctx: KernelContext) -> None:
@@ -251,30 +268,34 @@ def _without_leading_ones(dims) -> tuple[int, ...]:
     return dims
 
 
-def _per_element(shape, normalized) -> bool:
+def per_normalized_element(shape, normalized) -> bool:
     """Scale/B either holds one value per normalized element or a single value."""
     return math.prod(shape) == 1 or _without_leading_ones(shape) == _without_leading_ones(normalized)
 
 
-def _check_layer_normalization(graph: Graph, node: Node) -> str | None:
-    rank, axis = _rank(graph, node), node.attrs.get("axis", -1)
+def layer_normalization_problem(node: Node, input_types: list) -> str | None:
+    """Why a LayerNormalization `node` reading `input_types` is not compiled (its Y output); None when it is."""
+    rank, axis = len(input_types[0].shape), node.attrs.get("axis", -1)
     if not -rank <= axis < rank:
         return f"LayerNormalization axis {axis} is out of range for rank {rank}"
-    if extra_outputs_used(graph, node):
-        return "LayerNormalization's Mean and InvStdDev outputs are not compiled by the cpu target (only Y)"
     if node.attrs.get("stash_type", 1) != 1:
         return "LayerNormalization with stash_type != 1 (float32 statistics) is not compiled by the cpu target"
-    normalized = graph.input_types(node)[0].shape[_layer_axis(graph, node):]
-    if not all(_per_element(t.shape, normalized) for t in graph.input_types(node)[1:] if t is not None):
+    normalized = input_types[0].shape[axis % rank:]
+    if not all(per_normalized_element(t.shape, normalized) for t in input_types[1:] if t is not None):
         return "LayerNormalization with Scale/B broadcast along some normalized axes is not compiled by the cpu target"
-    return _check_float_inputs(graph, node, 1)
+    return _float_inputs_problem(node, input_types, 1)
 
 
-def _emit_layer_normalization(ctx: KernelContext) -> None:
-    """y = (x - mean) * inverse_std * scale[p] + bias[p], p the element's place in the normalized axes."""
-    b, x, y = ctx.builder, ctx.inputs[0], ctx.outputs[0]
-    scale, bias = ctx.inputs[1], ctx.inputs[2] if len(ctx.inputs) > 2 else None
-    split = _layer_split(ctx.graph, ctx.node)
+def _check_layer_normalization(graph: Graph, node: Node) -> str | None:
+    if extra_outputs_used(graph, node):
+        return "LayerNormalization's Mean and InvStdDev outputs are not compiled by the cpu target (only Y)"
+    return layer_normalization_problem(node, graph.input_types(node))
+
+
+def layer_normalization_item(b: ir.IRBuilder, split: AxisSplit, x: TensorArg, y: TensorArg, scale: TensorArg,
+                             bias: TensorArg | None, epsilon: float) -> Callable[[Segment], None]:
+    """The sweeps of one work item: y = (x - mean) * inverse_std * scale[p] + bias[p], p the element's
+    place in the normalized axes. Each element of x is read before y's is written, so x may be y."""
     mean, inverse_std = Scratch(b, split, element_type(x.dtype)), Scratch(b, split, element_type(x.dtype))
 
     def parameter(tensor: TensorArg, cell: Cell) -> ir.Value:
@@ -288,10 +309,17 @@ def _emit_layer_normalization(ctx: KernelContext) -> None:
         store(b, result, y.ptr, y.dtype, cell.offset)
 
     def item(segment: Segment) -> None:
-        _emit_moments(b, segment, x, mean, inverse_std, ctx.node.attrs.get("epsilon", 1e-5))
+        _emit_moments(b, segment, x, mean, inverse_std, epsilon)
         segment.sweep(write)
 
-    emit_segments(b, split, ctx.begin, ctx.end, item)
+    return item
+
+
+def _emit_layer_normalization(ctx: KernelContext) -> None:
+    inputs, split = ctx.inputs, _layer_split(ctx.graph, ctx.node)
+    item = layer_normalization_item(ctx.builder, split, inputs[0], ctx.outputs[0], inputs[1],
+                                    inputs[2] if len(inputs) > 2 else None, ctx.node.attrs.get("epsilon", 1e-5))
+    emit_segments(ctx.builder, split, ctx.begin, ctx.end, item)
 
 
 register_kernel(KernelSpec(("LayerNormalization",), _check_layer_normalization,
@@ -320,7 +348,8 @@ def _emit_instance_normalization(ctx: KernelContext) -> None:
     emit_segments(b, split, ctx.begin, ctx.end, item)
 
 
-register_kernel(KernelSpec(("InstanceNormalization",), lambda graph, node: _check_float_inputs(graph, node, 2),
+register_kernel(KernelSpec(("InstanceNormalization",),
+                           lambda graph, node: _float_inputs_problem(node, graph.input_types(node), 2),
                            lambda graph, node: _channel_split(graph, node).work_items, _emit_instance_normalization))
 
 
@@ -359,7 +388,7 @@ def _emit_lrn(ctx: KernelContext) -> None:
 def _check_lrn(graph: Graph, node: Node) -> str | None:
     if node.attrs.get("size", 0) < 1:
         return "LRN needs a positive size attribute"
-    return _check_float_inputs(graph, node, 2)
+    return _float_inputs_problem(node, graph.input_types(node), 2)
 
 
 register_kernel(KernelSpec(("LRN",), _check_lrn,

@@ -28,38 +28,18 @@ from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
 from compiler.codegen.llvm.kernels.reduction import FLOATS, REDUCERS, dtype_problem, emit_reduction, lowest
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
 from compiler.ir.graph import Graph, Node
-from compiler.ops.pool_geometry import AUTO_PADS, pool_dims
+from compiler.ops.pool_geometry import pool_dims, pool_problem
 
 POOL_DTYPES = {"MaxPool": (*FLOATS, "int8", "uint8"), "AveragePool": FLOATS, "LpPool": FLOATS}
 
 
 def _check_pool(graph: Graph, node: Node) -> str | None:
-    input_type = graph.input_types(node)[0]
-    problem = dtype_problem(node, input_type.dtype, POOL_DTYPES[node.op_type])
+    problem = dtype_problem(node, graph.input_types(node)[0].dtype, POOL_DTYPES[node.op_type])
     if problem:
         return problem
-    spatial = len(input_type.shape) - 2
-    if spatial < 1:
-        return f"{node.op_type} needs an input of rank >= 3"
-    attrs = node.attrs
-    if attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
-        return f"{node.op_type} auto_pad={attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
-    if attrs.get("storage_order", 0) not in (0, 1):
-        return f"MaxPool storage_order={attrs['storage_order']} is not 0 (row major) or 1 (column major)"
-    if node.op_type == "LpPool" and attrs.get("p", 2) < 1:
-        return f"LpPool p={attrs['p']} is not compiled by the cpu target (p >= 1 only)"
-    # attribute: (values per spatial dim, default value, smallest value)
-    expected = {"kernel_shape": (1, None, 1), "strides": (1, 1, 1), "dilations": (1, 1, 1), "pads": (2, 0, 0)}
-    for name, (per_dim, default, smallest) in expected.items():
-        value = attrs.get(name, None if default is None else [default] * per_dim * spatial)
-        if value is None or len(value) != per_dim * spatial:
-            return f"{node.op_type} needs {name} with {per_dim * spatial} values for {spatial} spatial dims"
-        if min(value) < smallest:
-            return f"{node.op_type} {name}={value} has values below {smallest}"
-    if any(window.taps == 0 for dim in pool_dims(graph, node) for window in dim.windows(False)):
-        return (f"{node.op_type} output shape {node.outputs[0].shape} has windows that read no input element "
-                "(onnx shape inference keeps ceil_mode windows that start past the input; ONNX Runtime drops them)")
-    return None
+    if node.op_type == "LpPool" and node.attrs.get("p", 2) < 1:
+        return f"LpPool p={node.attrs['p']} is not compiled by the cpu target (p >= 1 only)"
+    return pool_problem(graph, node)
 
 
 def constant_table(module: ir.Module, rows: list[tuple[int, ...]]) -> Table:

@@ -1,16 +1,13 @@
 """QuantizeLinear, DequantizeLinear and DynamicQuantizeLinear.
 
-Quantize and Dequantize run over the shared broadcasting loop: a scale or zero point that is
-per tensor, per axis or blocked is viewed as a tensor that broadcasts against x (a blocked
-axis of size D is viewed as (D / block_size, block_size)), so the inner loop stays contiguous
-and the parameters may be computed at run time. Integer results round half to even and
+Quantize and Dequantize run over the shared broadcasting loop, the scale and zero point viewed
+as tensors that broadcast against x (compiler/ops/quantize_layout.py), so the inner loop stays
+contiguous and the parameters may be computed at run time. Integer results round half to even and
 saturate to the output type, as onnx.reference and ONNX Runtime do; float8/float4 results are
 x / scale cast as Cast does (narrow_types.cast), saturating unless saturate=0.
 """
 
 from __future__ import annotations
-
-import math
 
 from llvmlite import ir
 
@@ -22,6 +19,7 @@ from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, Te
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.ops.onnx_bridge import dtype_from_onnx
+from compiler.ops.quantize_layout import layout_problem, quantize_layout
 
 QUANTIZED = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767),
              "uint4": (0, 15), "int4": (-8, 7), "uint2": (0, 3), "int2": (-2, 1)}  # integer types: value range
@@ -53,47 +51,6 @@ def _wider(*dtypes: str) -> str:
 
 # ---- QuantizeLinear / DequantizeLinear ----
 
-def _layout(graph: Graph, node: Node) -> tuple[tuple[int, ...], list[tuple[int, ...]]]:
-    """(view of x and the output, views of the scale and zero point) that broadcast together."""
-    types = graph.input_types(node)
-    shape = types[0].shape
-    params = [t.shape for t in types[1:3] if t is not None]
-    if math.prod(params[0]) == 1:  # per tensor (a single value, whatever the attributes)
-        return shape, [()] * len(params)
-    axis = node.attrs.get("axis", 1) % len(shape)
-    block = node.attrs.get("block_size", 0)
-    if not block:
-        return shape, [(1,) * axis + (shape[axis],) + (1,) * (len(shape) - axis - 1)] * len(params)
-    blocks = math.ceil(shape[axis] / block)
-    size = min(block, shape[axis])
-    view = shape[:axis] + (blocks, size) + shape[axis + 1:]
-    return view, [shape[:axis] + (blocks, 1) + shape[axis + 1:]] * len(params)
-
-
-def _layout_problem(graph: Graph, node: Node) -> str | None:
-    types = graph.input_types(node)
-    shape, param = types[0].shape, types[1].shape
-    axis, block = node.attrs.get("axis", 1), node.attrs.get("block_size", 0)
-    zero_point = types[2] if len(types) > 2 else None
-    if zero_point is not None and zero_point.shape != param and math.prod(zero_point.shape) * math.prod(param) != 1:
-        return f"{node.op_type} zero point shape {list(zero_point.shape)} differs from the scale's {list(param)}"
-    if math.prod(param) == 1:
-        return None
-    if not -len(shape) <= axis < len(shape):
-        return f"{node.op_type} axis {axis} is out of range for rank {len(shape)}"
-    axis %= len(shape)
-    if block:
-        expected = shape[:axis] + (math.ceil(shape[axis] / block),) + shape[axis + 1:]
-        if param != expected:
-            return f"{node.op_type} with block_size {block} needs scale shape {list(expected)}, got {list(param)}"
-        if shape[axis] % block and shape[axis] > block:
-            return (f"{node.op_type} with block_size {block} not dividing axis size {shape[axis]} (a partial "
-                    f"last block) is not compiled by the cpu target")
-    elif param != (shape[axis],):
-        return f"{node.op_type} needs a single scale or {shape[axis]} along axis {axis}, got shape {list(param)}"
-    return None
-
-
 def _check_quantize(graph: Graph, node: Node) -> str | None:
     x, scale = graph.input_types(node)[:2]
     out = node.outputs[0].dtype
@@ -105,7 +62,7 @@ def _check_quantize(graph: Graph, node: Node) -> str | None:
     precision = node.attrs.get("precision", 0)
     if precision and dtype_from_onnx(precision) not in SCALES:
         return f"QuantizeLinear precision {dtype_from_onnx(precision)} is not compiled by the cpu target"
-    return _layout_problem(graph, node)
+    return layout_problem(graph, node)
 
 
 def _check_dequantize(graph: Graph, node: Node) -> str | None:
@@ -115,7 +72,7 @@ def _check_dequantize(graph: Graph, node: Node) -> str | None:
     if scale.dtype not in SCALES or node.outputs[0].dtype not in SCALES:
         return (f"DequantizeLinear to {node.outputs[0].dtype} with a {scale.dtype} scale is not compiled by the "
                 f"cpu target (float16/32/64 only)")
-    return _layout_problem(graph, node)
+    return layout_problem(graph, node)
 
 
 def _quantize(graph: Graph, node: Node, dtypes: list[str]):
@@ -155,7 +112,7 @@ def _dequantize(graph: Graph, node: Node, dtypes: list[str]):
 
 
 def _views(ctx: KernelContext) -> tuple[list[TensorArg], TensorArg]:
-    view, params = _layout(ctx.graph, ctx.node)
+    view, params = quantize_layout(ctx.graph, ctx.node)
     args = [arg for arg in ctx.inputs[:3] if arg is not None]
     operands = [TensorArg(args[0].ptr, TensorType(args[0].dtype, view))]
     operands += [TensorArg(arg.ptr, TensorType(arg.dtype, shape)) for arg, shape in zip(args[1:], params)]
@@ -164,7 +121,7 @@ def _views(ctx: KernelContext) -> tuple[list[TensorArg], TensorArg]:
 
 
 def _work_items(graph: Graph, node: Node) -> int:
-    view, params = _layout(graph, node)
+    view, params = quantize_layout(graph, node)
     return row_count(view, [view, *params])
 
 

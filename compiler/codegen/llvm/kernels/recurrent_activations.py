@@ -15,7 +15,8 @@ from typing import Callable, NamedTuple
 from llvmlite import ir
 
 from compiler.codegen.llvm.kernels.elementwise import OPS
-from compiler.codegen.llvm.kernels.math_functions import float_constant, libm
+from compiler.codegen.llvm.kernels.math_functions import float_constant
+from compiler.codegen.llvm.kernels.vector_math import tanh
 from compiler.ir.graph import Node
 
 
@@ -45,7 +46,7 @@ def _affine(b: ir.IRBuilder, x: ir.Value, alpha: float, beta: float) -> ir.Value
 
 
 def _scaled_tanh(b: ir.IRBuilder, x: ir.Value, alpha: float, beta: float) -> ir.Value:
-    return b.fmul(float_constant(x.type, alpha), libm(b, "tanh", b.fmul(x, float_constant(x.type, beta))))
+    return b.fmul(float_constant(x.type, alpha), tanh(b, b.fmul(x, float_constant(x.type, beta))))
 
 
 KINDS = {kind.name.lower(): kind for kind in (

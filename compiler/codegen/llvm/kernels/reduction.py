@@ -16,6 +16,7 @@ from compiler.codegen.llvm.kernels.axis_loops import (REASSOCIATE, AxisSplit, Ce
                                                       split_axes)
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max, select_min
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
+from compiler.codegen.llvm.kernels.vector_math import exp, log
 from compiler.ir.graph import Graph, Node
 from compiler.ops.reduce_axes import axes_input, reduce_axes
 
@@ -83,7 +84,7 @@ REDUCERS: dict[str, Reducer] = {
     "ReduceL1": Reducer(_zero, lambda b, acc, x, kind: _add(b, acc, intrinsic(b, "fabs", x), kind)),
     "ReduceL2": Reducer(_zero, lambda b, acc, x, kind: _add(b, acc, b.fmul(x, x), kind),
                         lambda b, acc, count: intrinsic(b, "sqrt", acc)),
-    "ReduceLogSum": Reducer(_zero, _add, lambda b, acc, count: intrinsic(b, "log", acc)),
+    "ReduceLogSum": Reducer(_zero, _add, lambda b, acc, count: log(b, acc)),
 }
 LOG_SUM_EXP = "ReduceLogSumExp"
 
@@ -129,10 +130,10 @@ def _emit_log_sum_exp(ctx: KernelContext, split: AxisSplit) -> None:
 
     def accumulate(cell: Cell) -> None:
         shifted = b.fsub(load(b, x.ptr, x.dtype, cell.offset), shift.load(cell))
-        total.store(cell, b.fadd(total.load(cell), intrinsic(b, "exp", shifted), flags=REASSOCIATE))
+        total.store(cell, b.fadd(total.load(cell), exp(b, shifted), flags=REASSOCIATE))
 
     def finish(cell: Cell) -> None:
-        store(b, b.fadd(intrinsic(b, "log", total.load(cell)), shift.load(cell)), y.ptr, y.dtype, cell.kept)
+        store(b, b.fadd(log(b, total.load(cell)), shift.load(cell)), y.ptr, y.dtype, cell.kept)
 
     def item(segment: Segment) -> None:
         segment.columns(start)

@@ -9,44 +9,23 @@ how the range is split (that makes results identical for any thread count).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Callable
 
 from llvmlite import ir
 
+from compiler.codegen.tensor_operand import TensorOperand
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.submodules import import_submodules
 
 
 @dataclass
-class TensorArg:
+class TensorArg(TensorOperand):
     """A kernel operand: its pointer inside the kernel function and its static type."""
 
     ptr: ir.Value
     type: TensorType
-
-    @property
-    def dtype(self) -> str:
-        return self.type.dtype
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.type.shape
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.type.shape)
-
-    @property
-    def strides(self) -> tuple[int, ...]:
-        """Row-major element strides."""
-        strides, step = [], 1
-        for dim in reversed(self.shape):
-            strides.append(step)
-            step *= dim
-        return tuple(reversed(strides))
 
 
 @dataclass

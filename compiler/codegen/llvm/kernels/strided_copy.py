@@ -1,10 +1,10 @@
 """Strided box copies: the one loop nest behind every data-movement kernel.
 
-A data-movement op is planned at compile time as a list of `Copy` boxes. A box moves
-target[t0 + sum(i_d * t_d)] = source[s0 + sum(i_d * s_d)] for every coordinate i of the box;
-source strides may be 0 (broadcast) or negative (reversed slice), and one source axis may be
-picked at run time from an indices tensor (Gather). Box dims that walk memory together are
-merged first, so most boxes become a few long unit-stride runs, copied with llvm.memcpy.
+A data-movement op is planned at compile time as a list of `Copy` boxes
+(compiler/codegen/copy_plan.py, shared with the gpu target). Box dims that walk memory together
+are merged first, so most boxes become a few long unit-stride runs, copied with llvm.memcpy.
+Elements change dtype through the kernel's `convert` when the source and target dtypes differ
+(None: the bits move unchanged, as BitCast needs).
 
 A transposing box (its target's unit-stride dim reads a strided source while another dim reads
 the source contiguously) whose rows touch more source lines than L1 keeps walks TILE x TILE
@@ -26,6 +26,7 @@ from typing import Callable, NamedTuple, Sequence
 import numpy as np
 from llvmlite import ir
 
+from compiler.codegen.copy_plan import Copy, Dim, Plan, coalesced_dims, plan_problem
 from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES, I1, I8, I64, PTR, const_i64, convert, element_type, for_range
 from compiler.codegen.llvm.kernels.narrow_types import cast
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, TensorArg, register_kernel
@@ -37,76 +38,8 @@ MAX_ITEM = 16384  # elements: small enough that medium tensors still spread over
 TILE = 16  # side of the square tiles a transposing copy walks, so its source and target lines stay in cache
 UNTILED_LINES = 256  # a transposing row touching up to this many source lines keeps them in L1 without tiles
 
-
-class NotCompiled(Exception):
-    """Raised by a plan for a node the cpu target cannot compile; the message says why."""
-
-
-@dataclass(frozen=True)
-class Gathered:
-    """A run-time source term: index * `stride`, index read from input `indices`.
-
-    The indices element read walks the box with strides `positions`. Negative indices count
-    from `axis_size`; indices still outside [0, axis_size) are clamped into it, so a bad index
-    never reads outside the source (ONNX leaves out-of-range indices undefined).
-    """
-
-    indices: int
-    axis_size: int
-    stride: int
-    positions: tuple[int, ...]
-
-
 Convert = Callable[[ir.IRBuilder, ir.Value, str, str], ir.Value]
 """(builder, source element, source dtype, target dtype) -> the element in the target dtype."""
-
-
-@dataclass(frozen=True, eq=False)
-class Copy:
-    """Copy the box `sizes` from `source` (an input index, or an array baked into the kernel) into output `target`.
-
-    Elements change dtype through `convert` when the source and target dtypes differ (None: the bits
-    move unchanged, as BitCast needs).
-    """
-
-    source: int | np.ndarray
-    target: int
-    sizes: tuple[int, ...]
-    source_strides: tuple[int, ...]
-    target_strides: tuple[int, ...]
-    source_offset: int = 0
-    target_offset: int = 0
-    gathered: Gathered | None = None
-    convert: Convert | None = cast
-
-
-def dense_strides(shape: Sequence[int]) -> tuple[int, ...]:
-    """Row-major element strides of `shape`."""
-    strides, step = [], 1
-    for dim in reversed(shape):
-        strides.append(step)
-        step *= dim
-    return tuple(reversed(strides))
-
-
-def dense_copy(source: int | np.ndarray, shape: Sequence[int]) -> Copy:
-    """A whole dense tensor of `shape` into output 0 (with conversion when the dtypes differ)."""
-    strides = dense_strides(shape)
-    return Copy(source, 0, tuple(shape), strides, strides)
-
-
-def permuted_copy(view: Sequence[int], perm: Sequence[int]) -> Copy:
-    """Input 0 seen as shape `view`, axes permuted by `perm`, into output 0."""
-    strides = dense_strides(view)
-    sizes = tuple(view[axis] for axis in perm)
-    return Copy(0, 0, sizes, tuple(strides[axis] for axis in perm), dense_strides(sizes))
-
-
-class _Dim(NamedTuple):
-    size: int
-    source: int
-    target: int
-    position: int
 
 
 class _Offsets(NamedTuple):
@@ -118,7 +51,7 @@ class _Offsets(NamedTuple):
 class _Box(NamedTuple):
     """A copy's coalesced dims (outermost first) and base offsets: what one loop nest walks."""
 
-    dims: tuple[_Dim, ...]
+    dims: tuple[Dim, ...]
     source_offset: int
     target_offset: int
 
@@ -147,17 +80,7 @@ class _Schedule:
 
 
 def _coalesce(copy: Copy) -> _Box:
-    """Drop size-1 dims and merge neighbours whose strides all nest (outer = inner * inner size)."""
-    positions = copy.gathered.positions if copy.gathered else (0,) * len(copy.sizes)
-    dims: list[_Dim] = []
-    for dim in map(_Dim, copy.sizes, copy.source_strides, copy.target_strides, positions):
-        if dim.size == 1:
-            continue
-        if dims and all(outer == inner * dim.size for outer, inner in zip(dims[-1][1:], dim[1:])):
-            dims[-1] = dim._replace(size=dims[-1].size * dim.size)
-        else:
-            dims.append(dim)
-    return _Box(tuple(dims) or (_Dim(1, 0, 0, 0),), copy.source_offset, copy.target_offset)
+    return _Box(coalesced_dims(copy), copy.source_offset, copy.target_offset)
 
 
 def _boxes(copy: Copy) -> list[_Box]:
@@ -174,8 +97,8 @@ def _boxes(copy: Copy) -> list[_Box]:
     rows, columns = dims[unit].size // TILE * TILE, inner.size // TILE * TILE
     top = box.part(unit, 0, rows)
     core = top.part(last, 0, columns)
-    tiles = core.dims[:unit] + (_Dim(rows // TILE, *(s * TILE for s in dims[unit][1:])),) + core.dims[unit + 1:last] + \
-        (_Dim(columns // TILE, *(s * TILE for s in inner[1:])), dims[unit]._replace(size=TILE), inner._replace(size=TILE))
+    tiles = core.dims[:unit] + (Dim(rows // TILE, *(s * TILE for s in dims[unit][1:])),) + core.dims[unit + 1:last] + \
+        (Dim(columns // TILE, *(s * TILE for s in inner[1:])), dims[unit]._replace(size=TILE), inner._replace(size=TILE))
     strips = [top.part(last, columns, inner.size - columns), box.part(unit, rows, dims[unit].size - rows)]
     return [core._replace(dims=tiles)] + [strip for strip in strips if all(d.size for d in strip.dims)]
 
@@ -201,11 +124,12 @@ class _CopyEmitter:
     """Emits the loop nest of one box of `copy` for its local work items [lo, hi)."""
 
     def __init__(self, builder: ir.IRBuilder, copy: Copy, schedule: _Schedule, source: TensorArg, target: TensorArg,
-                 indices: TensorArg | None, name: str):
+                 indices: TensorArg | None, convert: Convert | None, name: str):
         self.builder, self.copy, self.schedule, self.name = builder, copy, schedule, name
         self.dims = schedule.box.dims
         self.source, self.target, self.indices = source, target, indices
-        self.converting = copy.convert is not None and self.source.dtype != self.target.dtype
+        self.convert = convert
+        self.converting = convert is not None and self.source.dtype != self.target.dtype
         self.move_type = ir.IntType(8 * numpy_dtype(self.target.dtype).itemsize)
         levels = [level for level, dim in enumerate(self.dims) if dim.position]
         # the level whose loop reads an index (-1: one index for the whole box; None: nothing gathered)
@@ -252,7 +176,7 @@ class _CopyEmitter:
             else:
                 self._walk(level + 1, here, const_i64(self.dims[level + 1].size))
 
-    def _advance(self, offsets: _Offsets, dim: _Dim, coordinate: ir.Value) -> _Offsets:
+    def _advance(self, offsets: _Offsets, dim: Dim, coordinate: ir.Value) -> _Offsets:
         b = self.builder
         return _Offsets(*(b.add(offset, b.mul(coordinate, const_i64(stride))) if stride else offset
                           for offset, stride in zip(offsets, dim[1:])))
@@ -279,7 +203,7 @@ class _CopyEmitter:
         if not self.converting:
             return b.load(self._address(self.source.ptr, index), typ=self.move_type)
         value = b.load(self._address(self.source.ptr, index, self.source.dtype), typ=element_type(self.source.dtype))
-        value = self.copy.convert(b, value, self.source.dtype, self.target.dtype)
+        value = self.convert(b, value, self.source.dtype, self.target.dtype)
         return b.bitcast(value, self.move_type) if value.type != self.move_type else value
 
     def _memcpy(self, offsets: _Offsets, length: ir.Value) -> None:
@@ -290,7 +214,7 @@ class _CopyEmitter:
                         size, ir.Constant(I1, 0)])
 
 
-def emit_copies(ctx: KernelContext, copies: Sequence[Copy]) -> None:
+def emit_copies(ctx: KernelContext, copies: Sequence[Copy], convert: Convert | None = cast) -> None:
     """Emit `copies` with their work items laid end to end; computes items [ctx.begin, ctx.end)."""
     b, first, number = ctx.builder, 0, 0
     baked: dict[int, TensorArg] = {}  # each array once, however many boxes read it
@@ -307,7 +231,8 @@ def emit_copies(ctx: KernelContext, copies: Sequence[Copy]) -> None:
             lo, hi = b.sub(ctx.begin, const_i64(first)), b.sub(ctx.end, const_i64(first))
             lo = b.select(b.icmp_signed("<", lo, const_i64(0)), const_i64(0), lo)
             hi = b.select(b.icmp_signed(">", hi, const_i64(schedule.items)), const_i64(schedule.items), hi)
-            _CopyEmitter(b, copy, schedule, source, ctx.outputs[copy.target], indices, f"box{number}").emit(lo, hi)
+            _CopyEmitter(b, copy, schedule, source, ctx.outputs[copy.target], indices, convert,
+                         f"box{number}").emit(lo, hi)
             first, number = first + schedule.items, number + 1
 
 
@@ -315,24 +240,21 @@ def copy_work_items(copies: Sequence[Copy]) -> int:
     return sum(_schedule(box).items for copy in copies for box in _boxes(copy))
 
 
-Plan = Callable[[Graph, Node], list[Copy]]
-"""(graph, node) -> the boxes computing the node; raises NotCompiled when it cannot."""
+Conversion = Callable[[Node], "Convert | None"]
+"""node -> how its copies convert elements (None: bits move unchanged)."""
 
 
-def register_copy_kernel(op_types: tuple[str, ...], plan: Plan) -> KernelSpec:
-    """Register ops whose kernel is the copies `plan` returns."""
+def register_copy_kernel(op_types: tuple[str, ...], plan: Plan,
+                         conversion: Conversion = lambda node: cast) -> KernelSpec:
+    """Register ops whose kernel is the copies `plan` returns, converting elements as `conversion` says."""
 
     def check(graph: Graph, node: Node) -> str | None:
         dtypes = [t.dtype for t in graph.input_types(node) if t is not None] + [t.dtype for t in node.outputs]
         unknown = sorted(set(dtypes) - set(ELEMENT_TYPES))
         if unknown:
             return f"{node.op_type} on {', '.join(unknown)} is not compiled by the cpu target"
-        try:
-            plan(graph, node)
-        except NotCompiled as reason:
-            return str(reason)
-        return None
+        return plan_problem(plan, graph, node)
 
     return register_kernel(KernelSpec(
         op_types, check, lambda graph, node: copy_work_items(plan(graph, node)),
-        lambda ctx: emit_copies(ctx, plan(ctx.graph, ctx.node))))
+        lambda ctx: emit_copies(ctx, plan(ctx.graph, ctx.node), conversion(ctx.node))))

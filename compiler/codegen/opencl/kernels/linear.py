@@ -14,12 +14,15 @@ import math
 
 import numpy as np
 
-from compiler.codegen.opencl.dialect import FLOATS
+from compiler.codegen.opencl.dialect import SINGLE
+from compiler.codegen.opencl.kernels.epilogue import epilogue
 from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, Tensor, dtype_problem,
-                                                      register_gpu_kernel, row_major)
-from compiler.ir.graph import Graph, Node
-
-AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
+                                                      register_gpu_kernel)
+from compiler.codegen.opencl.steps import steps_problem
+from compiler.codegen.tensor_operand import dense_strides
+from compiler.ir.graph import KILN_DOMAIN, Graph, Node
+from compiler.ops.fused_linear import BASES, epilogue_steps, epilogue_types
+from compiler.ops.pool_geometry import AUTO_PADS
 
 
 def _operand(ctx: GpuContext, tensor: Tensor, row: str, rs: int, column: str, cs: int) -> dict:
@@ -36,7 +39,7 @@ def _operand(ctx: GpuContext, tensor: Tensor, row: str, rs: int, column: str, cs
 def _batch_strides(shape, batch) -> list[int]:
     """Strides of an operand's batch dims walking the output batch dims (0 where it broadcasts)."""
     own = (1,) * (len(batch) - (len(shape) - 2)) + tuple(shape[:-2])
-    strides = (0,) * (len(batch) - (len(shape) - 2)) + row_major(shape)[:-2]
+    strides = (0,) * (len(batch) - (len(shape) - 2)) + dense_strides(shape)[:-2]
     return [0 if size == 1 and want != 1 else stride for size, want, stride in zip(own, batch, strides)]
 
 
@@ -45,27 +48,31 @@ def _base(coordinates: list[int]) -> str:
 
 
 def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, int], batch: list[int],
-                 a: dict, b: dict, bases: dict, y_offset: str, result: str, conv: dict | None = None) -> KernelLaunch:
+                 a: dict, b: dict, bases: dict, y_offset: str, value: str, conv: dict | None = None) -> KernelLaunch:
+    """The kernel storing `value` (a float expression over sum, m and n), or the fused node's epilogue
+    of it, at output element `at` (y_offset)."""
     rows, columns, depth = sizes
     tile = ctx.planner.gemm_tile(rows, columns)
     a["vector"] = a["vector"] and depth % 4 == 0 and tile.tk % 4 == 0
     b["vector"] = b["vector"] and columns % 4 == 0 and tile.columns % 4 == 0
-    return ctx.kernel("gemm.cl.j2", params, ctx.planner.gemm(tile, rows, columns, math.prod(batch)), tile=tile,
-                      M=rows, N=columns, K=depth, batch=batch, a=a, b=b, conv=conv, y_offset=y_offset, result=result,
-                      bases=[{"name": name, "value": value} for name, value in bases.items()])
+    y = ctx.output(0, "y")
+    extras, lines, value = epilogue(ctx, value) if ctx.node.domain == KILN_DOMAIN else ([], [], value)
+    return ctx.kernel("gemm.cl.j2", params + extras + [y], ctx.planner.gemm(tile, rows, columns, math.prod(batch)),
+                      tile=tile, M=rows, N=columns, K=depth, batch=batch, a=a, b=b, conv=conv, y_offset=y_offset,
+                      epilogue=lines, result=ctx.dialect.store_value(value, y.dtype),
+                      bases=[{"name": key, "value": text} for key, text in bases.items()])
 
 
 def _matmul(ctx: GpuContext) -> list[KernelLaunch]:
-    a, b, y = ctx.input(0, "a"), ctx.input(1, "b"), ctx.output(0, "y")
+    a, b = ctx.input(0, "a"), ctx.input(1, "b")
     a_shape = (1,) + a.shape if len(a.shape) == 1 else a.shape
     b_shape = b.shape + (1,) if len(b.shape) == 1 else b.shape
     (m, k), n = a_shape[-2:], b_shape[-1]
     batch = list(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
     bases = {"a_batch": _base(_batch_strides(a_shape, batch)), "b_batch": _base(_batch_strides(b_shape, batch)),
-             "y_batch": _base(list(row_major(batch + [m, n]))[:-2])}
-    return [_gemm_kernel(ctx, [a, b, y], (m, n, k), batch,
-                         _operand(ctx, a, "m", k, "k", 1), _operand(ctx, b, "k", n, "n", 1), bases,
-                         f"base + m * {n} + n", ctx.dialect.store_value("sum", y.dtype))]
+             "y_batch": _base(list(dense_strides(batch + [m, n]))[:-2])}
+    return [_gemm_kernel(ctx, [a, b], (m, n, k), batch, _operand(ctx, a, "m", k, "k", 1),
+                         _operand(ctx, b, "k", n, "n", 1), bases, f"base + m * {n} + n", "sum")]
 
 
 def _gemm(ctx: GpuContext) -> list[KernelLaunch]:
@@ -81,14 +88,21 @@ def _gemm(ctx: GpuContext) -> list[KernelLaunch]:
     if ctx.input_type(2) is not None:
         c = ctx.input(2, "c")
         shape = (1,) * (2 - len(c.shape)) + c.shape
-        strides = [0 if size == 1 else stride for size, stride in zip(shape, row_major(shape))]
+        strides = [0 if size == 1 else stride for size, stride in zip(shape, dense_strides(shape))]
         params.append(c)
         term = d.load("c", " + ".join(f"{var} * {s}" for var, s in zip("mn", strides) if s) or "0", c.dtype)
         value += f" + {d.literal(attrs.get('beta', 1.0), 'float32')} * {term}"
-    return [_gemm_kernel(ctx, params + [y], (m, n, k), [],
-                         _operand(ctx, a, "m", a_strides[0], "k", a_strides[1]),
-                         _operand(ctx, b, "k", b_strides[0], "n", b_strides[1]), bases,
-                         f"base + m * {n} + n", d.store_value(value, y.dtype))]
+    return [_gemm_kernel(ctx, params, (m, n, k), [], _operand(ctx, a, "m", a_strides[0], "k", a_strides[1]),
+                         _operand(ctx, b, "k", b_strides[0], "n", b_strides[1]), bases, f"base + m * {n} + n", value)]
+
+
+def _weights_shape(node: Node, shape) -> tuple[int, ...]:
+    """W's [M, C/group, *kernel], also when a FusedConv holds it transposed in blocks (fused_linear.py)."""
+    if not node.attrs.get("transposed_weights", 0):
+        return tuple(shape)
+    blocks, depth, block = shape
+    kernel = tuple(node.attrs["kernel_shape"])
+    return (blocks * block, depth // math.prod(kernel), *kernel)
 
 
 def leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> list[int]:
@@ -107,7 +121,7 @@ def _conv(ctx: GpuContext) -> list[KernelLaunch]:
     node, d = ctx.node, ctx.dialect
     x, w, y = ctx.input(0, "b"), ctx.input(1, "a"), ctx.output(0, "y")
     images, channels, *in_size = x.shape
-    out_channels, in_group, *kernel = w.shape
+    out_channels, in_group, *kernel = _weights_shape(node, w.shape)
     out_size = list(y.shape[2:])
     spatial = len(in_size)
     group = int(node.attrs.get("group", 1))
@@ -117,13 +131,18 @@ def _conv(ctx: GpuContext) -> list[KernelLaunch]:
     out_group, taps, plane, positions = out_channels // group, math.prod(kernel), math.prod(in_size), math.prod(out_size)
     depth = in_group * taps
     image_offset = " + ".join([f"p0 * {channels * plane}", f"t0 * {plane}"] +
-                              [f"i{axis} * {stride}" for axis, stride in enumerate(row_major(in_size))])
+                              [f"i{axis} * {stride}" for axis, stride in enumerate(dense_strides(in_size))])
     conv = {"in_group": in_group, "kernel": kernel, "images": images, "out_size": out_size, "strides": strides,
             "pads": pads, "dilations": dilations, "in_size": in_size}
     b = {"ctype": x.ctype, "load": d.load("b", f"base + {image_offset}", x.dtype), "k_fast": False, "vector": False,
          "vector_load": ""}
     bases = {"a_batch": f"q0 * {out_group * depth}", "b_batch": f"q0 * {in_group * plane}",
              "y_batch": f"q0 * {out_group * positions}"}
+    a = _operand(ctx, w, "m", depth, "k", 1)
+    if node.attrs.get("transposed_weights", 0):  # blocks of B output channels, each [depth, B]
+        block, bases["a_batch"] = w.shape[2], f"q0 * {out_group}"  # the group's first row
+        a = {**a, "load": d.load("a", f"((base + m) / {block}) * {depth * block} + k * {block} + (base + m) % {block}",
+                                 w.dtype), "k_fast": False, "vector": False}
     params, value = [w, x], "sum"
     if ctx.input_type(2) is not None:
         bias = ctx.input(2, "c")
@@ -131,15 +150,16 @@ def _conv(ctx: GpuContext) -> list[KernelLaunch]:
         bases["c_batch"] = f"q0 * {out_group}"
         value = f"sum + {d.load('c', 'c_batch + m', bias.dtype)}"
     y_offset = f"base + (n / {positions}) * {out_channels * positions} + m * {positions} + n % {positions}"
-    return [_gemm_kernel(ctx, params + [y], (out_group, images * positions, depth), [group],
-                         _operand(ctx, w, "m", depth, "k", 1), b, bases, y_offset, d.store_value(value, y.dtype),
+    return [_gemm_kernel(ctx, params, (out_group, images * positions, depth), [group], a, b, bases, y_offset, value,
                          conv)]
 
 
 def _check_floats(graph: Graph, node: Node) -> str | None:
-    for value_type in graph.input_types(node):
+    """Every input of the base op (a fused node's first ones) is a float tensor."""
+    count = BASES[node.op_type][1] if node.domain == KILN_DOMAIN else node.num_inputs
+    for value_type in graph.input_types(node)[:count]:
         if value_type is not None:
-            problem = dtype_problem(node, value_type.dtype, FLOATS)
+            problem = dtype_problem(node, value_type.dtype, SINGLE)
             if problem:
                 return problem
     return None
@@ -147,7 +167,7 @@ def _check_floats(graph: Graph, node: Node) -> str | None:
 
 def _check_conv(graph: Graph, node: Node) -> str | None:
     problem = _check_floats(graph, node)
-    if problem:
+    if problem or node.attrs.get("transposed_weights", 0):  # fuse-epilogues laid out a checked Conv's weights
         return problem
     x, w = graph.input_types(node)[:2]
     if len(x.shape) < 3:
@@ -160,6 +180,19 @@ def _check_conv(graph: Graph, node: Node) -> str | None:
     return None
 
 
-register_gpu_kernel(GpuKernelSpec(("MatMul",), _check_floats, _matmul))
-register_gpu_kernel(GpuKernelSpec(("Gemm",), _check_floats, _gemm))
-register_gpu_kernel(GpuKernelSpec(("Conv",), _check_conv, _conv))
+def _check_fused(graph: Graph, node: Node) -> str | None:
+    """A FusedConv/FusedGemm/FusedMatMul: its base op's check, then every epilogue step's."""
+    base, count = BASES[node.op_type]
+    problem = BUILDERS[base][0](graph, node)
+    if problem:
+        return problem
+    extras = graph.input_types(node)[count:]
+    dtypes = [t.dtype for t in epilogue_types(node, node.outputs[0], extras)]
+    return steps_problem(node, epilogue_steps(node), dtypes)
+
+
+BUILDERS = {"MatMul": (_check_floats, _matmul), "Gemm": (_check_floats, _gemm), "Conv": (_check_conv, _conv)}
+for _base_op, (_check, _build) in BUILDERS.items():
+    register_gpu_kernel(GpuKernelSpec((_base_op,), _check, _build))
+for _fused, (_base_op, _) in BASES.items():
+    register_gpu_kernel(GpuKernelSpec((f"{KILN_DOMAIN}::{_fused}",), _check_fused, BUILDERS[_base_op][1]))

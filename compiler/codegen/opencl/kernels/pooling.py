@@ -9,37 +9,23 @@ from __future__ import annotations
 
 import math
 
-from compiler.codegen.opencl.dialect import FLOATS
-from compiler.codegen.opencl.kernels.linear import AUTO_PADS
+from compiler.codegen.opencl.dialect import SINGLE
 from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, dtype_problem,
-                                                      register_gpu_kernel, row_major)
+                                                      register_gpu_kernel)
+from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import Graph, Node, Value
-from compiler.ops.pool_geometry import pool_dims
+from compiler.ops.pool_geometry import pool_dims, pool_problem
 
-POOL_DTYPES = {"MaxPool": FLOATS | {"int8", "uint8"}, "AveragePool": FLOATS, "LpPool": FLOATS}
+POOL_DTYPES = {"MaxPool": SINGLE | {"int8", "uint8"}, "AveragePool": SINGLE, "LpPool": SINGLE}
 
 
 def _check(graph: Graph, node: Node) -> str | None:
-    x = graph.input_types(node)[0]
-    problem = dtype_problem(node, x.dtype, POOL_DTYPES[node.op_type])
+    problem = dtype_problem(node, graph.input_types(node)[0].dtype, POOL_DTYPES[node.op_type])
     if problem:
         return problem
-    spatial = len(x.shape) - 2
-    if spatial < 1:
-        return f"{node.op_type} needs an input of rank >= 3"
-    attrs = node.attrs
-    if attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
-        return f"{node.op_type} auto_pad={attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
-    if attrs.get("storage_order", 0) not in (0, 1):
-        return f"MaxPool storage_order={attrs['storage_order']} is not 0 (row major) or 1 (column major)"
-    for name, per_dim in (("kernel_shape", 1), ("strides", 1), ("dilations", 1), ("pads", 2)):
-        value = attrs.get(name)
-        if (value is None and name == "kernel_shape") or (value is not None and len(value) != per_dim * spatial):
-            return f"{node.op_type} needs {name} with {per_dim * spatial} values for {spatial} spatial dims"
-    if any(dim.taps_inside(position) == 0 for dim in pool_dims(graph, node) for position in range(dim.size_out)):
-        return (f"{node.op_type} output shape {node.outputs[0].shape} has windows that read no input element "
-                "(onnx shape inference keeps ceil_mode windows that start past the input; ONNX Runtime drops them)")
-    return None
+    if node.op_type == "LpPool" and node.attrs.get("p", 2) < 1:
+        return f"LpPool p={node.attrs['p']} is not compiled by the gpu target (p >= 1 only)"
+    return pool_problem(graph, node)
 
 
 def _launches(ctx: GpuContext) -> list[KernelLaunch]:
@@ -47,8 +33,8 @@ def _launches(ctx: GpuContext) -> list[KernelLaunch]:
     x, y = ctx.input(0, "x"), ctx.output(0, "y")
     dims = pool_dims(ctx.graph, node)
     sizes = [dim.size_in for dim in dims]
-    offset = " + ".join(f"i{axis} * {stride}" for axis, stride in enumerate(row_major(sizes)))
-    column_major = row_major(sizes[::-1])[::-1]
+    offset = " + ".join(f"i{axis} * {stride}" for axis, stride in enumerate(dense_strides(sizes)))
+    column_major = dense_strides(sizes[::-1])[::-1]
     params = [x, y]
     indices = node.op_type == "MaxPool" and len(node.outputs) > 1 and bool(
         ctx.graph.uses(Value(node.name, 1)) or ctx.graph.is_graph_output(Value(node.name, 1)))
@@ -66,7 +52,7 @@ def _launches(ctx: GpuContext) -> list[KernelLaunch]:
     return [ctx.kernel("pooling.cl.j2", params, ctx.planner.linear(count), count=count, planes=planes,
                        plane=math.prod(sizes), dims=dims, offset=offset, load=d.load("x", "at", x.dtype),
                        acc_type=d.compute_type(x.dtype), init=d.lowest(x.dtype) if kind == "max" else "0.0f",
-                       kind=kind, float=x.dtype in FLOATS, p=d.literal(p, "float32"), indices=indices,
+                       kind=kind, float=x.dtype in SINGLE, p=d.literal(p, "float32"), indices=indices,
                        index_of=index_of, divisor=divisor, result=d.store_value(result, y.dtype))]
 
 

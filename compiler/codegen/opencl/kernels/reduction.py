@@ -16,7 +16,8 @@ from typing import Callable
 
 from compiler.codegen.opencl.dialect import FLOATS, SIGNED, UNSIGNED, OpenCLDialect, compute_dtype, kind_of
 from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, dtype_problem,
-                                                      register_gpu_kernel, row_major)
+                                                      register_gpu_kernel)
+from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import Graph, Node
 from compiler.ops.reduce_axes import axes_input, reduce_axes
 
@@ -150,7 +151,7 @@ def _passes(d: OpenCLDialect, op: str, dtype: str, first: str, last: bool) -> tu
         return [Pass("best", first, position=better)], "position"
     if op in SOFTMAX or op == LOG_SUM_EXP:
         # LogSumExp shifts by 0 when the maximum is infinite, which would make exp(v - m) NaN
-        peak = Pass("m", d.lowest(dtype), d.float_max("m", "v"), d.float_max(a, b),
+        peak = Pass("m", d.lowest(dtype), d.float_max("m", "v", dtype), d.float_max(a, b, dtype),
                     after="m = isinf(m) ? 0.0f : m;" if op == LOG_SUM_EXP else "")
         return [peak, Pass("s", "0.0f", "(s + exp(v - m))", f"({a} + {b})")], "(log(s) + m)"
     reducer = REDUCERS[op]
@@ -162,7 +163,7 @@ def _launches(ctx: GpuContext) -> list[KernelLaunch]:
     x, y = ctx.input(0, "x"), ctx.output(0, "y")
     op = GLOBAL_POOLS.get(node.op_type, node.op_type)
     axes = reduced_axes(ctx.graph, node)
-    strides = row_major(x.shape)
+    strides = dense_strides(x.shape)
     kept, kept_steps = _merge(x.shape, strides, [a for a in range(len(x.shape)) if a not in axes])
     reduced, reduced_steps = _merge(x.shape, strides, axes)
     count, outputs = math.prod(reduced), math.prod(kept)

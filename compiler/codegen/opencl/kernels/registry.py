@@ -19,6 +19,7 @@ import jinja2
 
 from compiler.codegen.opencl.dialect import OpenCLDialect
 from compiler.codegen.opencl.launch import Launch, LaunchPlanner
+from compiler.codegen.tensor_operand import TensorOperand
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.submodules import import_submodules
@@ -31,7 +32,7 @@ TEMPLATES = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).par
 
 
 @dataclass(frozen=True)
-class Tensor:
+class Tensor(TensorOperand):
     """A kernel parameter: `name` in the kernel, the graph operand it binds ("input"/"output", index)."""
 
     name: str
@@ -39,18 +40,6 @@ class Tensor:
     index: int
     type: TensorType
     ctype: str
-
-    @property
-    def dtype(self) -> str:
-        return self.type.dtype
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.type.shape
-
-    @property
-    def size(self) -> int:
-        return math.prod(self.type.shape)
 
     @property
     def readonly(self) -> bool:
@@ -153,8 +142,3 @@ def dtype_problem(node: Node, dtype: str, handled) -> str | None:
     if dtype in handled:
         return None
     return f"{node.op_type} on {dtype} is not compiled by the gpu target (it handles {', '.join(sorted(handled))})"
-
-
-def row_major(shape) -> tuple[int, ...]:
-    """Element strides of a dense tensor of `shape`."""
-    return tuple(math.prod(shape[axis + 1:]) for axis in range(len(shape)))
