@@ -86,8 +86,9 @@ class CpuTarget(Target):
         normalization = PassSpec("fuse-normalization", why="Softmax and LayerNormalization (also written out as "
                                  "ReduceMean/Sub/Pow/...) compute their input from the elementwise ops before them "
                                  "in their own row loop (after fuse-epilogues, before fuse-elementwise takes them)")
-        return [fold, flex, expand, unroll, select, fold, expand, merge, transposes, reshapes, batch_norm, epilogues,
-                normalization, fuse, widen, *RefTarget().pipeline(options)]
+        squares = PassSpec("square-powers", why="Pow(x, 2) becomes Mul(x, x): the same bits, and it fuses")
+        return [fold, flex, expand, unroll, select, fold, expand, merge, transposes, reshapes, squares, batch_norm,
+                epilogues, normalization, fuse, widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
