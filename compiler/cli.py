@@ -363,7 +363,14 @@ def _add_input_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from compiler.targets.base import target_names
+    from compiler.targets.base import get_target, target_names
+
+    def target(text: str) -> str:
+        try:
+            get_target(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        return text
 
     parser = argparse.ArgumentParser(prog="kiln", description="Kiln compiles ONNX models ahead of time into "
                                      "artifacts that a small runtime loads and runs.")
@@ -375,7 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("compile", help="compile an ONNX model into an artifact directory")
     p.add_argument("model", help="path of the .onnx model")
     p.add_argument("-o", "--output", required=True, help="artifact directory to write (e.g. model.kiln)")
-    p.add_argument("-t", "--target", default="ref", choices=targets, help="what to compile for (default: ref)")
+    p.add_argument("-t", "--target", default="ref", type=target, metavar="TARGET",
+                   help=f"what to compile for: {', '.join(t for t in targets if t != 'hetero')}, or "
+                        "hetero:T1,T2,... (parts by support and priority) (default: ref)")
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes)")
@@ -421,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("run", help="run an artifact (or compile and run an .onnx) and print its outputs")
     p.add_argument("artifact", help="artifact directory, or an .onnx model to compile in memory first")
-    p.add_argument("-t", "--target", default="ref", choices=targets, help="target when given an .onnx model")
+    p.add_argument("-t", "--target", default="ref", type=target, help="target when given an .onnx model")
     _add_input_arguments(p)
     p.add_argument("-n", "--iterations", type=int, default=1, help="inferences to time (default 1)")
     p.add_argument("-o", "--output-dir", metavar="DIR", help="also write each output as DIR/NAME.npy")
@@ -431,7 +440,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("bench", help="measure latency and throughput of an artifact (or an .onnx compiled "
                             "in memory), optionally with a per-kernel profile")
     p.add_argument("model", metavar="ARTIFACT|MODEL.onnx", help="artifact directory, or an .onnx model to compile")
-    p.add_argument("--target", default="cpu", choices=targets, help="target when given an .onnx model (default: cpu)")
+    p.add_argument("--target", default="cpu", type=target, help="target when given an .onnx model (default: cpu)")
     p.add_argument("--threads", type=int, default=None, help="cpu artifacts: exact thread count (default: all cores)")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="when compiling an .onnx: static input shapes (symbolic dims become these sizes)")
@@ -457,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("check", help="list what a target cannot compile in a model (runs the passes, no codegen)")
     p.add_argument("model", help="path of the .onnx model")
-    p.add_argument("-t", "--target", default="ref", choices=[*targets, "all"],
+    p.add_argument("-t", "--target", default="ref", type=lambda text: text if text == "all" else target(text),
                    help="target to check against, or 'all' (default: ref)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(run=cmd_check)
@@ -465,7 +474,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("diff", help="compare every node's output of the compiled model with a reference "
                             "(onnxruntime or the ref target) and name the first one over tolerance")
     p.add_argument("model", help="path of the .onnx model")
-    p.add_argument("-t", "--target", default="cpu", choices=targets, help="target to compile for (default: cpu)")
+    p.add_argument("-t", "--target", default="cpu", type=target, help="target to compile for (default: cpu)")
     p.add_argument("--reference", default="ort", choices=["ort", "ref"],
                    help="what to compare with: onnxruntime (default) or Kiln's ref target")
     _add_input_arguments(p)
@@ -478,7 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("viz", help="draw the graph as the compiler sees it after a pass (DOT, SVG, PNG, "
                             "HTML) or export it as ONNX for Netron")
     p.add_argument("model", help="path of the .onnx model")
-    p.add_argument("-t", "--target", default="cpu", choices=targets, help="whose pipeline to run (default: cpu)")
+    p.add_argument("-t", "--target", default="cpu", type=target, help="whose pipeline to run (default: cpu)")
     p.add_argument("--after", metavar="PASS", help="stop after this pass ('import': no passes; default: all)")
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--profile", metavar="BENCH.json", help="per-kernel times to show, from "

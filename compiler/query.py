@@ -14,11 +14,11 @@ from compiler.targets.base import target_names
 
 def query_model(model, targets: Iterable[str] | str | None = None, **options) -> dict[str, list[dict]]:
     """{target: [{"node", "op", "reason"} for every node it cannot compile]} (an empty list: it compiles
-    all), for `targets` (default: every registered target). Ops Kiln does not define at all make the
+    all), for `targets` (default: every registered target but the composite ones such as hetero). Ops Kiln does not define at all make the
     import fail for every target, so each lists them."""
     from frontends.onnx.importer import UnsupportedModelError
 
-    targets = target_names() if targets is None else [targets] if isinstance(targets, str) else list(targets)
+    targets = target_names(composite=False) if targets is None else [targets] if isinstance(targets, str) else list(targets)
     report = {}
     for target in targets:
         try:

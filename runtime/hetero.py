@@ -1,4 +1,4 @@
-"""Runs "hetero" artifacts (compiler/codegen/gna/partition.py): parts on different targets, in order.
+"""Runs "hetero" artifacts (compiler/partition.py): parts on different targets, in order.
 
 Each part is a whole artifact stored under its prefix (the dispatch part mechanism). The executor
 keeps the tensors by value name: the model's inputs, then every part's outputs, and feeds each part

@@ -26,6 +26,7 @@ class Unsupported:
 class Target:
     name: str = ""
     description: str = ""
+    composite = False  # made of other targets, named "name:spec" (hetero:gpu,cpu)
 
     def unsupported(self, graph: Graph) -> list[Unsupported]:
         """Everything in `graph` this target cannot compile (empty when all is fine)."""
@@ -56,12 +57,15 @@ def _load_targets() -> None:
 
 
 def get_target(name: str) -> Target:
+    """The target `name`; "name:spec" passes `spec` to targets made of others (hetero:gpu,cpu)."""
     _load_targets()
-    if name not in _TARGETS:
+    base, colon, spec = name.partition(":")
+    if base not in _TARGETS:
         raise ValueError(f"unknown target {name!r}; available targets: {', '.join(sorted(_TARGETS))}")
-    return _TARGETS[name]()
+    return _TARGETS[base](spec) if colon else _TARGETS[base]()
 
 
-def target_names() -> list[str]:
+def target_names(composite: bool = True) -> list[str]:
+    """Registered target names (`composite=False`: only those that compile on their own)."""
     _load_targets()
-    return sorted(_TARGETS)
+    return sorted(name for name, cls in _TARGETS.items() if composite or not cls.composite)

@@ -21,7 +21,8 @@ from compiler.codegen.gna.calibration import load_calibration, sample_values, sy
 from compiler.codegen.gna.encoder import GnaEncodeError, encode, gna_artifact
 from compiler.codegen.gna.lowering import GnaLoweringError, lower
 from compiler.codegen.gna.ops import node_problem
-from compiler.codegen.gna.partition import assign, hetero_artifact
+from compiler.codegen.gna.partition import assign
+from compiler.partition import hetero_artifact
 from compiler.codegen.gna.pwl import DEFAULT_BUDGET
 from compiler.codegen.gna.quantize import WEIGHT_TYPES
 from compiler.codegen.gna.report import quantization_report

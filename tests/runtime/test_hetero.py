@@ -1,0 +1,52 @@
+"""The hetero target (hetero:gpu,cpu): nodes go to the first target that runs them, consecutive nodes
+form parts, and the joined artifact matches the ref target; bad target lists are usage errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper
+
+import compiler
+import runtime
+from compiler.cli import EXIT_ERROR, EXIT_OK, main
+
+pytest.importorskip("pyopencl")
+
+
+@pytest.fixture(autouse=True)
+def _private_program_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def relu_det_neg():
+    """Relu and Neg run on the gpu target; Det has no gpu kernel, so it goes to the cpu."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                               helper.make_node("Det", ["r"], ["d"], name="det"),
+                               helper.make_node("Neg", ["d"], ["y"], name="neg")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_parts_by_support_and_priority():
+    artifact = compiler.compile(relu_det_neg(), "hetero:gpu,cpu")
+    parts = [(part["target"], part["inputs"], part["outputs"]) for part in artifact.manifest["parts"]]
+    assert parts == [("gpu", ["x"], ["r"]), ("cpu", ["r"], ["d"]), ("gpu", ["d"], ["y"])]
+    x = np.random.default_rng(0).standard_normal((2, 3, 3)).astype(np.float32)
+    expected = runtime.load(compiler.compile(relu_det_neg(), "ref")).infer({"x": x})["y"]
+    np.testing.assert_allclose(runtime.load(artifact).infer({"x": x})["y"], expected, rtol=1e-5, atol=1e-6)
+    cpu_first = compiler.compile(relu_det_neg(), "hetero:cpu,gpu")
+    assert [part["target"] for part in cpu_first.manifest["parts"]] == ["cpu"]
+
+
+def test_cli(tmp_path, capsys):
+    path = tmp_path / "m.onnx"
+    path.write_bytes(relu_det_neg().SerializeToString())
+    assert main(["compile", str(path), "-t", "hetero:gpu,cpu", "-o", str(tmp_path / "m.kiln"), "--quiet"]) == EXIT_OK
+    assert runtime.load(tmp_path / "m.kiln").target == "hetero"
+    for bad in ("hetero", "hetero:gpu,gpu", "hetero:tpu"):
+        with pytest.raises(SystemExit) as stop:
+            main(["compile", str(path), "-t", bad, "-o", str(tmp_path / "x.kiln")])
+        assert stop.value.code == EXIT_ERROR
+    assert "unknown target 'tpu'" in capsys.readouterr().err
