@@ -383,8 +383,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="path of the .onnx model")
     p.add_argument("-o", "--output", required=True, help="artifact directory to write (e.g. model.kiln)")
     p.add_argument("-t", "--target", default="ref", type=target, metavar="TARGET",
-                   help=f"what to compile for: {', '.join(t for t in targets if t != 'hetero')}, or "
-                        "hetero:T1,T2,... (parts by support and priority) (default: ref)")
+                   help=f"what to compile for: {', '.join(target_names(composite=False))}, or hetero:T1,T2,... "
+                        "(parts by support and priority), auto:T1,T2,... (the best present at load), "
+                        "multi:T1,T2,... (calls spread over all) (default: ref)")
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes)")

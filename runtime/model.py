@@ -16,7 +16,10 @@ from runtime.state import StateLayout, VariableState
 # is the compiler's own interpreter (the oracle), so ref artifacts need the compiler installed.
 EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor",
              "gpu": "runtime.gpu:GpuExecutor", "gna": "runtime.gna.model:GnaExecutor",
-             "dispatch": "runtime.dispatch:DispatchExecutor", "hetero": "runtime.hetero:HeteroExecutor"}
+             "dispatch": "runtime.dispatch:DispatchExecutor", "hetero": "runtime.hetero:HeteroExecutor",
+             "auto": "runtime.auto:AutoExecutor", "multi": "runtime.auto:MultiExecutor"}
+COMPOSITE = frozenset({"dispatch", "hetero", "auto", "multi"})  # artifacts of parts: their executors get every
+# target's load options, to pass on to the parts
 
 
 def executor_for(files, options: dict):
@@ -29,7 +32,7 @@ def executor_for(files, options: dict):
         module = importlib.import_module(module_name)
     except ImportError as error:
         raise ArtifactError(f"running {target!r} artifacts needs {module_name} ({error}); install kiln fully") from None
-    own = options if target in ("dispatch", "hetero") else options.get(target, {})
+    own = options if target in COMPOSITE else options.get(target, {})
     return getattr(module, class_name)(files, **own)
 
 
@@ -61,7 +64,8 @@ class CompiledModel:
         self._default_states = self._state.new_states()
         self.frozen_inputs = tuple(self.manifest.get("frozen_inputs", ()))
         self.num_streams, threads = plan_streams(performance_hint, num_streams,
-                                                 num_threads if self.target in ("cpu", "dispatch") else None)
+                                                 num_threads if self.target == "cpu" or self.target in COMPOSITE
+                                                 else None)
         self._executors = [executor_for(files, {"cpu": {"num_threads": threads}, "gpu": {"device": device}})
                            for _ in range(self.num_streams)]
         self._executor = self._executors[0]

@@ -26,3 +26,13 @@ def mlp_model(batch="N"):
 def single_node_model(node, inputs, outputs, opset=17, initializer=()):
     graph = helper.make_graph([node], "single", inputs, outputs, initializer=list(initializer))
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def relu_det_neg():
+    """Relu and Neg run on the gpu target; Det has no gpu kernel, so it goes to the cpu."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                               helper.make_node("Det", ["r"], ["d"], name="det"),
+                               helper.make_node("Neg", ["d"], ["y"], name="neg")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

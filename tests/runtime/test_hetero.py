@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from onnx import TensorProto, helper
 
 import compiler
 import runtime
 from compiler.cli import EXIT_ERROR, EXIT_OK, main
+from tests.models.builders import relu_det_neg
 
 pytest.importorskip("pyopencl")
 
@@ -17,16 +17,6 @@ pytest.importorskip("pyopencl")
 @pytest.fixture(autouse=True)
 def _private_program_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "cache"))
-
-
-def relu_det_neg():
-    """Relu and Neg run on the gpu target; Det has no gpu kernel, so it goes to the cpu."""
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
-                               helper.make_node("Det", ["r"], ["d"], name="det"),
-                               helper.make_node("Neg", ["d"], ["y"], name="neg")], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 3])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def test_parts_by_support_and_priority():
