@@ -68,7 +68,8 @@ def cmd_compile(args) -> int:
 
     instruments, timing = _instruments(args)
     start = time.perf_counter()
-    machine = {key: value for key in ("triple", "cpu", "features", "calibration", "gna_weights", "fallback")
+    machine = {key: value for key in ("triple", "cpu", "features", "calibration", "gna_weights", "generation",
+                                      "fallback")
                if (value := getattr(args, key))}
     artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments,
                        shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze, "--freeze"),
@@ -377,7 +378,6 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the compiler does")
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks (for reporting Kiln bugs)")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    targets = target_names()
 
     p = commands.add_parser("compile", help="compile an ONNX model into an artifact directory")
     p.add_argument("model", help="path of the .onnx model")
@@ -419,6 +419,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calibration", metavar="PATH", help="gna target: calibration inputs, an .npz or a directory of "
                    "NAME.npy (default: ranges computed from seeded normal inputs)")
     p.add_argument("--gna-weights", choices=("int16", "int8"), help="gna target: weight width (default: int16)")
+    p.add_argument("--gna-generation", dest="generation", choices=("GNA2.0", "GNA3.0"),
+                   help="gna target: hardware generation; GNA3.0 adds CONV2D and 2-D pooling (default: GNA2.0)")
     p.add_argument("--fallback", choices=("cpu",), help="gna target: run what the GNA cannot on the cpu target, in "
                    "one split artifact (default: reject the model)")
     p.add_argument("--dump-after", nargs="+", metavar="PASS", help="write the graph after these passes ('all')")

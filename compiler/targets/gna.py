@@ -87,7 +87,7 @@ class GnaTarget(Target):
         return []
 
     def node_problem(self, graph: Graph, node: Node) -> str | None:
-        return node_problem(graph, node)
+        return node_problem(graph, node, self.options.get("generation", "GNA2.0"))
 
     def pipeline(self, options: dict) -> list[PassSpec]:
         self.options = dict(options)

@@ -30,11 +30,11 @@ def _check(tmp_path, capsys, model) -> tuple[int, list]:
 
 def test_check_lists_what_only_the_isa_limits_reject(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    conv = _model([helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3])], [1, 3, 16], [1, 4, 14],
-                  {"w": rng.normal(size=(4, 3, 3))})
-    code, problems = _check(tmp_path, capsys, conv)
-    assert code != 0 and [p["op"] for p in problems] == ["Conv"]
-    assert "filter size (kernel · channels) is 9" in problems[0]["reason"]
+    wide = _model([helper.make_node("MatMul", ["x", "w"], ["y"])], [1, 65536], [1, 8],
+                  {"w": rng.normal(size=(65536, 8))})
+    code, problems = _check(tmp_path, capsys, wide)
+    assert code != 0 and [p["op"] for p in problems] == ["MatMul"]
+    assert "inputs is 65536, above the limit of 65528" in problems[0]["reason"]
     dynamic = _model([helper.make_node("Relu", ["x"], ["y"])], ["N", 16], ["N", 16], {})
     code, problems = _check(tmp_path, capsys, dynamic)
     assert code != 0 and "dynamic dims" in problems[0]["reason"]

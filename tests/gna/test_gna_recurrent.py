@@ -1,4 +1,4 @@
-"""RNN and LSTM on the gna target (compiler/codegen/gna/recurrent.py): compiled streams run by the bit-exact
+"""RNN, GRU and LSTM on the gna target (compiler/codegen/gna/recurrent.py, gru.py): compiled streams run by the bit-exact
 executor against onnxruntime (fp32), and the recurrent nodes `kiln check` rejects with a reason."""
 
 import json
@@ -77,11 +77,24 @@ def test_rnn_is_one_recurrent_layer():
     assert sqnr_db(reference["Y_h"], got["Y_h"]) >= 45.0
 
 
+@pytest.mark.parametrize("weights, floor", [("int16", 40.0), ("int8", 25.0)])
+def test_gru_sequence_and_last_state(weights, floor):
+    model = _recurrent_model("GRU", 3, 10, 20, 24, ["Y", "Y_h"])
+    artifact = compile(model, "gna", gna_weights=weights)
+    step = ["COPY", "AFFINE", "AFFINE", "AFFINE", "AFFINE", "AFFINE", "AFFINE"]
+    assert [layer["op"] for layer in json.loads(artifact.files["report.json"])["layers"]] == ["COPY"] * 2 + step * 10
+    reference, got = _run_both(model, _seeded((10, 1, 20)), gna_weights=weights)
+    for name in ("Y", "Y_h"):
+        assert got[name].shape == reference[name].shape
+        assert sqnr_db(reference[name], got[name]) >= floor, name
+    np.testing.assert_array_equal(got["Y"][:, -1], got["Y_h"])
+
+
 @pytest.mark.parametrize("op, gates, attrs, reason", [
     ("LSTM", 4, {"direction": "bidirectional"}, "direction=bidirectional"),
     ("LSTM", 4, {"clip": 3.0}, "clip and input_forget"),
     ("RNN", 1, {"activations": ["Relu"]}, "activations ['Relu']"),
-    ("GRU", 3, {}, "no GNA lowering for GRU"),
+    ("GRU", 3, {"linear_before_reset": 1}, "linear_before_reset=1"),
 ])
 def test_recurrent_nodes_it_cannot_lower_are_listed_with_the_reason(op, gates, attrs, reason):
     directions = 2 if attrs.get("direction") == "bidirectional" else 1

@@ -2,9 +2,10 @@
 
 Every value becomes a `Tensor`: a buffer, a scale factor, a dtype, and `where`, an int array of the
 value's logical shape holding each element's index inside the buffer. Reshape, Flatten, Squeeze,
-Unsqueeze, Transpose, Split and Slice only rearrange `where` (no layer); weighted layers read their
-input through it (an affine layer's weight columns are permuted to match, so Flatten after a conv
-costs nothing) and write rows padded to multiples of 8 elements. Only where a layer needs a
+Unsqueeze, Transpose, Split and Slice only rearrange `where` (no layer); Concat copies its parts into
+one buffer (movement.py). Weighted layers read their input through it (an affine layer's weight
+columns are permuted to match, so Flatten after a conv costs nothing) and write rows padded to
+multiples of 8 elements. Only where a layer needs a
 particular order (a convolution's [length, channels] input, an output endpoint's rows) is a
 TRANSPOSE emitted.
 
@@ -22,7 +23,7 @@ import numpy as np
 
 from compiler.codegen.gna import pwl as pwl_design
 from compiler.codegen.gna.calibration import sample_values
-from compiler.codegen.gna.layers import Buffer, Diagonal, Endpoint, Program, Transpose
+from compiler.codegen.gna.layers import Buffer, Copy, Diagonal, Endpoint, Program, Transpose
 from compiler.codegen.gna.quantize import (ACTIVATION_SCALE, activation_scale, input_scale, quantize_bias,
                                            quantize_weights)
 from compiler.ir.graph import Graph, Node, Value
@@ -168,12 +169,14 @@ class Lowering:
             attrs["exponent"] = float(exponent.reshape(()))
         return pwl_design.function(node.op_type, **attrs)
 
-    def output_stage(self, node: Node, fusion: Fusion, in_scale: float, weight_scale: float):
+    def output_stage(self, node: Node, fusion: Fusion, in_scale: float, weight_scale: float, name: str | None = None):
         """(PWL table or None, output dtype, output scale) for `node`'s accumulator at in_scale · weight_scale;
-        records the scales and the PWL design for the report."""
+        records the scales and the PWL design for the report under the layer's `name` (default: the node's; a
+        layer named otherwise, e.g. a rescale before a concatenation, does not compute the node's value)."""
         acc_scale = in_scale * weight_scale
-        self.notes[node.name] = {"value": fusion.value, "in_scale": in_scale, "weight_scale": weight_scale,
-                                 "out_scale": acc_scale, "pwl": None}
+        name = name or node.name
+        self.notes[name] = {"value": fusion.value if name == node.name else None, "in_scale": in_scale,
+                            "weight_scale": weight_scale, "out_scale": acc_scale, "pwl": None}
         if fusion.int32:
             return None, "int32", acc_scale
         fn = (self.activation_function(fusion.activation) if fusion.activation is not None
@@ -181,7 +184,7 @@ class Lowering:
         out_scale = activation_scale(self.peak(fusion.value), self.out_scale)
         low, high = self.ranges[self.pre_activation(fusion)]
         design = pwl_design.design(fn, acc_scale, out_scale, low, high, self.budget)
-        self.notes[node.name].update(out_scale=out_scale, pwl=design.as_dict())
+        self.notes[name].update(out_scale=out_scale, pwl=design.as_dict())
         return design.pwl, "int16", out_scale
 
     def finish(self, node: Node, fusion: Fusion, tensor: Tensor) -> None:
@@ -201,21 +204,32 @@ class Lowering:
         return quantize_weights(array, in_scale, peak, self.weights)
 
     # ----- layouts -------------------------------------------------------------------
-    def channels_last(self, node: Node, tensor: Tensor, channels: int, length: int) -> tuple[Tensor, int]:
-        """`tensor` (logical [1, channels, length]) as a buffer of [length, padded channels] rows; returns the
-        tensor and the padded channel count. A channel-major tensor is transposed by a TRANSPOSE layer."""
+    def channels_last(self, node: Node, tensor: Tensor, channels: int, length: int,
+                      pad: bool = False) -> tuple[Tensor, int]:
+        """`tensor` (logical [1, channels, *spatial], `length` spatial elements) as a buffer of [length, padded
+        channels] rows; returns the tensor and the padded channel count. A channel-major tensor is transposed by
+        a TRANSPOSE layer; with `pad` its channels are first COPYed into a buffer of a multiple of 8 rows (the
+        rest stays zero), so the transposed rows hold a multiple of 8 channels."""
         where = tensor.where.reshape(channels, length)
         for padded in (channels, pad8(channels)):
-            if np.array_equal(where.T, np.arange(length)[:, None] * padded + np.arange(channels)[None, :]):
+            if (not pad or padded % 8 == 0) and np.array_equal(
+                    where.T, np.arange(length)[:, None] * padded + np.arange(channels)[None, :]):
                 return tensor, padded
-        rows = tensor.rows()
-        if rows is None or rows[0] != channels or (channels * rows[1]) % 8:
-            raise GnaLoweringError(f"node {node.name!r} ({node.op_type}): its input's layout cannot be brought to "
-                                   "[length, channels] with a TRANSPOSE; give the model a channel-last input")
-        out = self.buffer(f"{node.name}.transpose", channels * rows[1])
-        self.layers.append(Transpose(f"{node.name}.transpose", tensor.buffer, out, rows=channels, columns=rows[1]))
-        positions = np.arange(length)[:, None] * channels + np.arange(channels)[None, :]
-        return Tensor(out, positions.T.reshape(tensor.where.shape), tensor.scale), channels
+        rows = Tensor(tensor.buffer, where, tensor.scale).rows()
+        if rows is None or (channels * rows[1]) % 8:
+            raise GnaLoweringError(f"node {node.name!r} ({node.op_type}): its input {list(tensor.where.shape)} is not "
+                                   "laid out as channel rows of 8-element multiples that a TRANSPOSE can bring to "
+                                   "[length, channels]; give the model a channel-last input (or a width that is a "
+                                   "multiple of 8)")
+        source, padded = tensor.buffer, channels
+        if pad and channels % 8:
+            padded = pad8(channels)
+            source = self.buffer(f"{node.name}.channels", padded * rows[1])
+            self.layers.append(Copy(f"{node.name}.channels", tensor.buffer, source, rows=channels, columns=rows[1]))
+        out = self.buffer(f"{node.name}.transpose", padded * rows[1])
+        self.layers.append(Transpose(f"{node.name}.transpose", source, out, rows=padded, columns=rows[1]))
+        positions = np.arange(length)[:, None] * padded + np.arange(channels)[None, :]
+        return Tensor(out, positions.T.reshape(tensor.where.shape), tensor.scale), padded
 
     def as_rows(self, name: str, tensor: Tensor) -> Tensor:
         """`tensor` laid out row by row (for an output endpoint); a transposed 2-D layout gets a TRANSPOSE."""
@@ -237,9 +251,11 @@ class Lowering:
         raise GnaLoweringError(f"output {name!r}: its elements are spread over the buffer in an order neither rows "
                                "nor a 2-D transpose of them; end the model with a layer that writes rows")
 
-    def diagonal(self, node: Node, tensor: Tensor, scale: np.ndarray, shift: np.ndarray, fusion: Fusion) -> Tensor:
+    def diagonal(self, node: Node, tensor: Tensor, scale: np.ndarray, shift: np.ndarray, fusion: Fusion,
+                 name: str | None = None) -> Tensor:
         """y = x · scale + shift elementwise (constants broadcast to the logical shape) as one DIAGONAL
-        over the whole buffer, with the fused output stage."""
+        over the whole buffer, with the fused output stage; the layer is named `name` (default: the node's)."""
+        name = name or node.name
         elements = tensor.buffer.nbytes // 2
         shape = tensor.where.shape
         w = np.zeros(elements)
@@ -247,10 +263,10 @@ class Lowering:
         w[tensor.where.ravel()] = np.broadcast_to(scale, shape).ravel()
         b[tensor.where.ravel()] = np.broadcast_to(shift, shape).ravel()
         quantized = self.weights_for(w, tensor.scale, node, fusion)
-        table, dtype, out_scale = self.output_stage(node, fusion, tensor.scale, quantized.scale)
+        table, dtype, out_scale = self.output_stage(node, fusion, tensor.scale, quantized.scale, name)
         acc_scale = tensor.scale * quantized.scale
-        out = self.buffer(node.name, elements, dtype)
-        self.layers.append(Diagonal(node.name, tensor.buffer, out, quantized.values, quantize_bias(b, acc_scale),
+        out = self.buffer(name, elements, dtype)
+        self.layers.append(Diagonal(name, tensor.buffer, out, quantized.values, quantize_bias(b, acc_scale),
                                     quantized.multipliers, table, out_scale))
         return Tensor(out, tensor.where, out_scale, dtype)
 

@@ -1,10 +1,11 @@
 """Per-op lowering to GNA layers, keyed by op type: `check` says why a node cannot be lowered (static
 facts: constant weights, attributes, ranks), `lower` emits its layers into a `Lowering`.
 
-MatMul/Gemm -> AFFINE (rows in chunks of 8 frames); Conv over [1, C, L] -> CONV1D; MaxPool over
-[1, C, L] -> MAXPOOL; Mul/Add/Sub/Div by a constant -> DIAGONAL; an activation not fused onto a
-weighted layer -> DIAGONAL (weight 1) with its PWL; Reshape/Flatten/Squeeze/Unsqueeze/Transpose/
-Split -> no layer (the element map changes).
+MatMul/Gemm -> AFFINE (rows in chunks of 8 frames); Conv over [1, C, L] -> CONV1D, over [1, C, H, W]
+-> CONV2D (GNA3.0); MaxPool likewise -> MAXPOOL (2-D on GNA3.0); Mul/Add/Sub/Div by a constant ->
+DIAGONAL; an activation not fused onto a weighted layer -> DIAGONAL (weight 1) with its PWL;
+Reshape/Flatten/Squeeze/Unsqueeze/Transpose/Split/Slice -> no layer (the element map changes);
+Concat -> COPY per part (movement.py); GRU (gru.py), RNN and LSTM (recurrent.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Callable
 
 import numpy as np
 
-from compiler.codegen.gna.layers import Affine, Conv1D, MaxPool
+from compiler.codegen.gna.layers import Affine, Conv1D, Conv2D, MaxPool
 from compiler.codegen.gna.lowering import (ACTIVATION_OPS, Fusion, GnaLoweringError, Lowering, Tensor, pad8)
+from compiler.codegen.gna.gru import lower_gru
+from compiler.codegen.gna.movement import check_concat, check_slice, lower_concat, lower_slice
 from compiler.codegen.gna.quantize import quantize_bias
 from compiler.codegen.gna.recurrent import check_recurrent, lower_lstm, lower_rnn
 from compiler.ir.graph import Graph, Node, Value
@@ -46,8 +49,8 @@ def lowering_for(node: Node) -> OpLowering:
     return _TABLE[node.op_type]
 
 
-def node_problem(graph: Graph, node: Node) -> str | None:
-    """Why the gna target cannot lower `node` (None when it can)."""
+def node_problem(graph: Graph, node: Node, generation: str = "GNA2.0") -> str | None:
+    """Why the gna target cannot lower `node` for `generation` (None when it can)."""
     if node.domain not in ("", "ai.onnx") or node.op_type not in _TABLE:
         return f"no GNA lowering for {node.qualified_op} (the GNA ISA has affine, convolution, diagonal, pooling, " \
                "PWL activation, copy and transpose layers)"
@@ -60,7 +63,15 @@ def node_problem(graph: Graph, node: Node) -> str | None:
             return f"input dtype {value_type.dtype}: the GNA target quantizes float32 tensors only"
         if len(value_type.shape) > 4:
             return f"input of rank {len(value_type.shape)}: GNA tensors have rank 1 to 4"
-    return _TABLE[node.op_type].check(graph, node)
+    return _TABLE[node.op_type].check(graph, node) or _generation_problem(graph, node, generation)
+
+
+def _generation_problem(graph: Graph, node: Node, generation: str) -> str | None:
+    if generation == "GNA2.0" and node.op_type in ("Conv", "MaxPool") and len(_shape(graph, node)) == 4:
+        layer = "CONV2D layer" if node.op_type == "Conv" else "2-D MAXPOOL"
+        return f"a 2-D {node.op_type} over {list(_shape(graph, node))} is the {layer} of generation GNA3.0, " \
+               "which GNA2.0 lacks; compile with generation='GNA3.0'"
+    return None
 
 
 def _constant(graph: Graph, node: Node, index: int) -> np.ndarray | None:
@@ -152,12 +163,12 @@ def _matmul(state: Lowering, node: Node) -> None:
     _affine(state, node, weights, np.zeros(weights.shape[1]))
 
 
-# ----- CONV1D and MAXPOOL ----------------------------------------------------------------
+# ----- CONV1D, CONV2D and MAXPOOL ----------------------------------------------------------
 def _check_conv(graph: Graph, node: Node) -> str | None:
     shape, weights = _shape(graph, node), _constant(graph, node, 1)
-    if len(shape) != 3 or shape[0] != 1:
-        return f"input of shape {list(shape)}: GNA convolutions take [1, channels, length] (2-D needs GNA3.0 " \
-               "CONV2D, not lowered yet)"
+    if len(shape) not in (3, 4) or shape[0] != 1:
+        return f"input of shape {list(shape)}: GNA convolutions take [1, channels, length] (CONV1D) or " \
+               "[1, channels, height, width] (CONV2D, GNA3.0)"
     if weights is None:
         return "the weights (input 1) must be a constant"
     if node.attrs.get("group", 1) != 1:
@@ -174,41 +185,57 @@ def _check_conv(graph: Graph, node: Node) -> str | None:
 
 @_lowers("Conv", check=_check_conv)
 def _conv(state: Lowering, node: Node) -> None:
+    """CONV1D over [length, channels] or CONV2D over [height, width, channels] rows (channels padded to 8 where
+    the filter size kernel · channels would not be a multiple of 8)."""
     graph = state.graph
-    _, channels, length = _shape(graph, node)
+    _, channels, *spatial = _shape(graph, node)
+    problem = _generation_problem(graph, node, state.generation)
+    if problem:
+        raise GnaLoweringError(f"node {node.name!r} (Conv): {problem}")
     weights = _constant(graph, node, 1).astype(np.float64)
-    filters, _, kernel = weights.shape
+    filters, kernel = weights.shape[0], weights.shape[2:]
     bias = _constant(graph, node, 2)
     bias = np.zeros(filters) if bias is None else bias.astype(np.float64)
-    tensor, padded_channels = state.channels_last(node, state.tensor(node), channels, length)
-    fusion = state.fusion(node, lambda c: c.size == 1 or (c.size == filters and c.ndim >= 2 and c.shape[-1] == 1
-                                                          and c.shape[-2] == filters))
-    fusion = Fusion(fusion.bias, fusion.activation, fusion.value, False)  # [length, filters] rows: int16 out
+    pad_channels = (channels * int(np.prod(kernel))) % 8 != 0
+    tensor, padded_channels = state.channels_last(node, state.tensor(node), channels, int(np.prod(spatial)),
+                                                  pad_channels)
+    fusion = state.fusion(node, lambda c: c.size == 1 or (c.size == filters and c.ndim >= 2 and
+                                                          all(d == 1 for d in c.shape[-len(spatial):])
+                                                          and c.shape[-len(spatial) - 1] == filters))
+    fusion = Fusion(fusion.bias, fusion.activation, fusion.value, False)  # [..., filters] rows: int16 out
     extra = state.bias_of(fusion)
     if extra is not None:
         bias = bias + np.broadcast_to(extra.reshape(-1), (filters,))
     padded = pad8(filters)
-    stored = np.zeros((padded, kernel, padded_channels))
-    stored[:filters, :, :channels] = weights.transpose(0, 2, 1)
+    stored = np.zeros((padded, *kernel, padded_channels))
+    stored[:filters, ..., :channels] = np.moveaxis(weights, 1, -1)
     quantized = state.weights_for(stored, tensor.scale, node, fusion)
     table, dtype, out_scale = state.output_stage(node, fusion, tensor.scale, quantized.scale)
     acc_scale = tensor.scale * quantized.scale
-    out_length = graph.node(node.name).outputs[0].shape[2]
-    out = state.buffer(node.name, out_length * padded, dtype)
-    pads = node.attrs.get("pads", [0, 0])
-    state.layers.append(Conv1D(node.name, tensor.buffer, out, quantized.values,
-                               quantize_bias(np.pad(bias, (0, padded - filters)), acc_scale), quantized.multipliers,
-                               table, out_scale, length=length, stride=node.attrs.get("strides", [1])[0],
-                               dilation=node.attrs.get("dilations", [1])[0], pad=(pads[0], pads[1])))
-    where = np.arange(filters)[:, None] + np.arange(out_length)[None, :] * padded
-    state.finish(node, fusion, Tensor(out, where[None], out_scale, dtype))
+    out_spatial = tuple(graph.node(node.name).outputs[0].shape[2:])
+    out_elements = int(np.prod(out_spatial))
+    out = state.buffer(node.name, out_elements * padded, dtype)
+    pads = node.attrs.get("pads", [0] * 2 * len(spatial))
+    strides = node.attrs.get("strides", [1] * len(spatial))
+    dilations = node.attrs.get("dilations", [1] * len(spatial))
+    common = (node.name, tensor.buffer, out, quantized.values,
+              quantize_bias(np.pad(bias, (0, padded - filters)), acc_scale), quantized.multipliers, table, out_scale)
+    if len(spatial) == 1:
+        layer = Conv1D(*common, length=spatial[0], stride=strides[0], dilation=dilations[0], pad=(pads[0], pads[1]))
+    else:
+        layer = Conv2D(*common, height=spatial[0], width=spatial[1], stride=tuple(strides), dilation=tuple(dilations),
+                       pads=(pads[0], pads[1], pads[2], pads[3]))
+    state.layers.append(layer)
+    where = np.arange(filters)[:, None] + np.arange(out_elements)[None, :] * padded
+    state.finish(node, fusion, Tensor(out, where.reshape(1, filters, *out_spatial), out_scale, dtype))
 
 
 def _check_maxpool(graph: Graph, node: Node) -> str | None:
     shape = _shape(graph, node)
-    if len(shape) != 3 or shape[0] != 1:
-        return f"input of shape {list(shape)}: GNA max pooling is lowered for [1, channels, length] (1-D) only"
-    if any(node.attrs.get("pads", [0, 0])) or node.attrs.get("ceil_mode", 0) or \
+    if len(shape) not in (3, 4) or shape[0] != 1:
+        return f"input of shape {list(shape)}: GNA max pooling takes [1, channels, length] or [1, channels, " \
+               "height, width] (GNA3.0)"
+    if any(node.attrs.get("pads", [0])) or node.attrs.get("ceil_mode", 0) or \
             any(d != 1 for d in node.attrs.get("dilations", [1])) or len(node.outputs) > 1:
         return "pads, ceil_mode, dilations and the Indices output have no GNA MAXPOOL equivalent"
     return None
@@ -216,15 +243,22 @@ def _check_maxpool(graph: Graph, node: Node) -> str | None:
 
 @_lowers("MaxPool", check=_check_maxpool)
 def _maxpool(state: Lowering, node: Node) -> None:
-    _, channels, length = _shape(state.graph, node)
-    tensor, padded = state.channels_last(node, state.tensor(node), channels, length)
-    window, stride = node.attrs["kernel_shape"][0], node.attrs.get("strides", [1])[0]
-    out_length = node.outputs[0].shape[2]
-    out = state.buffer(node.name, out_length * padded)
-    state.layers.append(MaxPool(node.name, tensor.buffer, out, height=1, width=length, channels=padded,
-                                window=(1, window), stride=(1, stride)))
-    where = np.arange(channels)[:, None] + np.arange(out_length)[None, :] * padded
-    state.tensors[Value(node.name, 0)] = Tensor(out, where[None], tensor.scale)
+    """MAXPOOL over [length, channels] rows (height 1) or, on GNA3.0, [height, width, channels] rows."""
+    _, channels, *spatial = _shape(state.graph, node)
+    problem = _generation_problem(state.graph, node, state.generation)
+    if problem:
+        raise GnaLoweringError(f"node {node.name!r} (MaxPool): {problem}")
+    height, width = ([1] + spatial)[-2:]
+    tensor, padded = state.channels_last(node, state.tensor(node), channels, height * width, len(spatial) == 2)
+    window = ([1] + list(node.attrs["kernel_shape"]))[-2:]
+    stride = ([1] + list(node.attrs.get("strides", [1] * len(spatial))))[-2:]
+    out_spatial = tuple(node.outputs[0].shape[2:])
+    out_elements = int(np.prod(out_spatial))
+    out = state.buffer(node.name, out_elements * padded)
+    state.layers.append(MaxPool(node.name, tensor.buffer, out, height=height, width=width, channels=padded,
+                                window=tuple(window), stride=tuple(stride)))
+    where = np.arange(channels)[:, None] + np.arange(out_elements)[None, :] * padded
+    state.tensors[Value(node.name, 0)] = Tensor(out, where.reshape(1, channels, *out_spatial), tensor.scale)
 
 
 # ----- DIAGONAL ---------------------------------------------------------------------------
@@ -268,6 +302,7 @@ def _activation(state: Lowering, node: Node) -> None:
 
 # ----- recurrent layers ----------------------------------------------------------------------
 _lowers("RNN", check=check_recurrent)(lower_rnn)
+_lowers("GRU", check=check_recurrent)(lower_gru)
 _lowers("LSTM", check=check_recurrent)(lower_lstm)
 
 
@@ -294,3 +329,7 @@ def _split(state: Lowering, node: Node) -> None:
     bounds = np.cumsum([t.shape[axis] for t in node.outputs])[:-1]
     for index, part in enumerate(np.split(tensor.where, bounds, axis=axis)):
         state.tensors[Value(node.name, index)] = Tensor(tensor.buffer, part, tensor.scale, tensor.dtype)
+
+
+_lowers("Slice", check=check_slice)(lower_slice)
+_lowers("Concat", check=check_concat)(lower_concat)

@@ -30,14 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.codegen.gna import pwl as pwl_design
-from compiler.codegen.gna.layers import Affine, Copy, Diagonal, Place, Recurrent
+from compiler.codegen.gna.layers import Affine, Buffer, Copy, Diagonal, Place, Recurrent
 from compiler.codegen.gna.lowering import GnaLoweringError, Lowering, Tensor
 from compiler.codegen.gna.quantize import INPUT_PEAK, Weights, quantize_bias, quantize_weights
 from compiler.ir.graph import Graph, Node, Value
 
 MARGIN = 1.5  # calibrated cell-state and accumulator ranges are widened by this factor
 SQUARE_BUDGET = 5e-5  # the products' square tables: their error enters every step's state
-DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
+DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
 
 
 def pad32(n: int) -> int:
@@ -54,7 +54,7 @@ def _peak(low: float, high: float) -> float:
 
 # ----- what can be lowered ------------------------------------------------------------------
 def check_recurrent(graph: Graph, node: Node) -> str | None:
-    """Why an RNN/LSTM node cannot be lowered (None when it can)."""
+    """Why an RNN/GRU/LSTM node cannot be lowered (None when it can)."""
     attrs, values = node.attrs, graph.input_values(node)
     shape = tuple(graph.input_types(node)[0].shape)
     if attrs.get("layout", 0) != 0 or len(shape) != 3 or shape[1] != 1:
@@ -67,6 +67,8 @@ def check_recurrent(graph: Graph, node: Node) -> str | None:
         return f"activations {attrs['activations']}: lowered with the defaults {DEFAULT_ACTIVATIONS[node.op_type]} only"
     if attrs.get("clip") is not None or attrs.get("input_forget", 0):
         return "clip and input_forget have no GNA equivalent"
+    if attrs.get("linear_before_reset", 0):
+        return "linear_before_reset=1: lowered with the default (reset gate applied before the recurrence) only"
     for index, role in ((1, "W"), (2, "R"), (3, "B")):
         if index < len(values) and values[index] is not None and graph.constant_value(values[index]) is None:
             return f"{role} (input {index}) must be a constant: GNA layers multiply by stored weights"
@@ -232,8 +234,11 @@ def _lstm_ranges(params: _Params, xs: np.ndarray) -> _LstmRanges:
     return _LstmRanges(tuple(sig), tuple(cand), cell)
 
 
-class _Lstm:
-    """The buffers, scales and stages of one LSTM node; `lower` emits every step."""
+class Cell:
+    """What the LSTM and GRU lowerings share: the node's parameters and input rows, the geometry of rows
+    [x(t) | state] and of 32-element slots, and the gate stages over such a row (`gate_order`: ONNX's letters)."""
+
+    gate_order: dict = {}
 
     def __init__(self, state: Lowering, node: Node):
         self.state, self.node, self.params = state, node, _Params.of(state, node)
@@ -242,6 +247,50 @@ class _Lstm:
         self.hidden, self.slot = self.params.hidden, pad32(self.params.hidden)
         self.x_width = pad32(self.sequence.width)
         self.row = self.x_width + self.slot  # a row of X: [x(t) | h(t-1)]
+
+    def _embed(self, rows: int, columns: int, blocks: dict) -> np.ndarray:
+        """A [rows·slot, columns] matrix holding `blocks` ((row slot, first column) -> [hidden, n] array)."""
+        matrix = np.zeros((rows * self.slot, columns))
+        for (row, column), block in blocks.items():
+            matrix[row * self.slot:row * self.slot + self.hidden, column:column + block.shape[1]] = block
+        return matrix
+
+    def _gates(self, keys: str, fn: str, acc_range: tuple) -> _Stage:
+        """The gates `keys` (ONNX letters) from a row [x(t) | state], one slot each."""
+        blocks, bias = {}, np.zeros(len(keys) * self.slot)
+        for row, key in enumerate(keys):
+            w, r, b = self.params.gate(self.gate_order[key])
+            blocks[(row, 0)] = np.zeros((self.hidden, self.x_width))
+            blocks[(row, 0)][:, self.sequence.columns] = w
+            blocks[(row, self.x_width)] = r
+            bias[row * self.slot:row * self.slot + self.hidden] = b
+        in_scales = np.concatenate([np.full(self.x_width, self.sequence.tensor.scale), np.full(self.slot, INPUT_PEAK)])
+        return _Stage.build(self.state, self._embed(len(keys), self.row, blocks), in_scales, bias,
+                            pwl_design.function(fn), acc_range, INPUT_PEAK, self.state.budget)
+
+    def hidden_outputs(self, rows: Buffer) -> list[Tensor]:
+        """Y and Y_h: h(t) sits in the state part of row t + 1 of `rows`."""
+        where = np.arange(1, self.steps + 1)[:, None] * self.row + self.x_width + np.arange(self.hidden)[None, :]
+        return [Tensor(rows, where.reshape(self.steps, 1, 1, self.hidden), INPUT_PEAK),
+                Tensor(rows, where[-1].reshape(1, 1, self.hidden), INPUT_PEAK)]
+
+    def copy_frames(self, target: Buffer, suffix: str) -> None:
+        """Every x(t) into its row of `target` (rows `self.row` apart)."""
+        sequence = self.sequence
+        if sequence.width > sequence.stride:
+            raise GnaLoweringError(f"node {self.node.name!r} ({self.node.op_type}): its input rows are not 64-byte "
+                                   "aligned; put a layer that writes rows before it")
+        self.state.layers.append(Copy(f"{self.node.name}.{suffix}", sequence.place(), target, rows=self.steps,
+                                      columns=sequence.width, in_stride=sequence.stride, out_stride=self.row))
+
+
+class _Lstm(Cell):
+    """The buffers, scales and stages of one LSTM node; `lower` emits every step."""
+
+    gate_order = ONNX_GATES
+
+    def __init__(self, state: Lowering, node: Node):
+        super().__init__(state, node)
         ranges = _lstm_ranges(self.params, _input_samples(state, node))
         cell = MARGIN * max(ranges.cell, 1e-3)
         # Slot scales: gates in (0, 1) or (-1, 1) and h in (-1, 1) at full range; c within `cell`.
@@ -264,26 +313,6 @@ class _Lstm:
         self.x = state.buffer(f"{name}.rows", (self.steps + 1) * self.row)
         self.u = [state.buffer(f"{name}.u{t}", 6 * self.slot) for t in range(self.steps + 1)]
         self.s1, self.s2 = state.buffer(f"{name}.s1", 4 * self.slot), state.buffer(f"{name}.s2", 2 * self.slot)
-
-    def _embed(self, rows: int, columns: int, blocks: dict) -> np.ndarray:
-        """A [rows·slot, columns] matrix holding `blocks` ((row slot, first column) -> [hidden, n] array)."""
-        matrix = np.zeros((rows * self.slot, columns))
-        for (row, column), block in blocks.items():
-            matrix[row * self.slot:row * self.slot + self.hidden, column:column + block.shape[1]] = block
-        return matrix
-
-    def _gates(self, keys: str, fn: str, acc_range: tuple) -> _Stage:
-        """The gates `keys` (ONNX letters) from a row [x(t) | h(t-1)], one slot each."""
-        blocks, bias = {}, np.zeros(len(keys) * self.slot)
-        for row, key in enumerate(keys):
-            w, r, b = self.params.gate(ONNX_GATES[key])
-            blocks[(row, 0)] = np.zeros((self.hidden, self.x_width))
-            blocks[(row, 0)][:, self.sequence.columns] = w
-            blocks[(row, self.x_width)] = r
-            bias[row * self.slot:row * self.slot + self.hidden] = b
-        in_scales = np.concatenate([np.full(self.x_width, self.sequence.tensor.scale), np.full(self.slot, INPUT_PEAK)])
-        return _Stage.build(self.state, self._embed(len(keys), self.row, blocks), in_scales, bias,
-                            pwl_design.function(fn), acc_range, INPUT_PEAK, self.state.budget)
 
     def _square(self, pairs: list, slots: tuple, acc_range: tuple, out_scale: float) -> _Stage:
         """square([a + b, a - b] for each (a, b) slot pair), reading the consecutive slots `slots`."""
@@ -310,19 +339,12 @@ class _Lstm:
         return self.u[t].at(slot * self.slot * 2)
 
     def lower(self) -> None:
-        state, node, sequence = self.state, self.node, self.sequence
-        if sequence.width > sequence.stride:
-            raise GnaLoweringError(f"node {node.name!r} (LSTM): its input rows are not 64-byte aligned; put a layer "
-                                   "that writes rows before it")
-        state.layers.append(Copy(f"{node.name}.frames", sequence.place(), self.x, rows=self.steps,
-                                 columns=sequence.width, in_stride=sequence.stride, out_stride=self.row))
+        state, node = self.state, self.node
+        self.copy_frames(self.x, "frames")
         for t in range(self.steps):
             self.step(t)
-        rows = np.arange(1, self.steps + 1)[:, None] * self.row + self.x_width + np.arange(self.hidden)[None, :]
         cell = C * self.slot + np.arange(self.hidden)
-        outputs = [Tensor(self.x, rows.reshape(self.steps, 1, 1, self.hidden), INPUT_PEAK),
-                   Tensor(self.x, rows[-1].reshape(1, 1, self.hidden), INPUT_PEAK),
-                   Tensor(self.u[-1], cell.reshape(1, 1, self.hidden), self.scales[C])]
+        outputs = [*self.hidden_outputs(self.x), Tensor(self.u[-1], cell.reshape(1, 1, self.hidden), self.scales[C])]
         for index in range(len(node.outputs)):
             state.tensors[Value(node.name, index)] = outputs[index]
 
