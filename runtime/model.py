@@ -17,7 +17,8 @@ from runtime.state import StateLayout, VariableState
 EXECUTORS = {"ref": "compiler.targets.ref_executor:RefExecutor", "cpu": "runtime.cpu:CpuExecutor",
              "gpu": "runtime.gpu:GpuExecutor", "gna": "runtime.gna.model:GnaExecutor",
              "dispatch": "runtime.dispatch:DispatchExecutor", "hetero": "runtime.hetero:HeteroExecutor",
-             "auto": "runtime.auto:AutoExecutor", "multi": "runtime.auto:MultiExecutor"}
+             "auto": "runtime.auto:AutoExecutor", "multi": "runtime.auto:MultiExecutor",
+             "host": "runtime.host:HostExecutor"}
 COMPOSITE = frozenset({"dispatch", "hetero", "auto", "multi"})  # artifacts of parts: their executors get every
 # target's load options, to pass on to the parts
 

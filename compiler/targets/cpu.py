@@ -16,14 +16,21 @@ from compiler.codegen.llvm.machine import MachineSpec, compile_module
 from compiler.codegen.memory_plan import plan_memory
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
+from compiler.partition import hetero_artifact, split
 from compiler.passes.manager import PassSpec
 from compiler.progress import current
 from compiler.targets.base import Target, Unsupported, register_target
+from compiler.targets.host import HostTarget
 from compiler.targets.ref import RefTarget, signature
 
 
 def _static(value_type) -> bool:
     return isinstance(value_type, TensorType) and value_type.is_static
+
+
+def _host_value(value_type) -> bool:
+    """String tensors (of any shape) live in host parts."""
+    return isinstance(value_type, TensorType) and value_type.dtype == "string"
 
 
 def _node_problem(graph: Graph, node: Node) -> str | None:
@@ -52,7 +59,7 @@ class CpuTarget(Target):
         problems = []
         for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
                 [(n, graph.type_of(v)) for n, v in graph.outputs]:
-            if not _static(value_type):
+            if not _static(value_type) and not _host_value(value_type):
                 problems.append(Unsupported(name, "graph input/output", f"type {value_type} is not a static tensor: "
                                             "give static input shapes (--shape), or several (--specialize)"))
         for node in graph.nodes():
@@ -64,7 +71,9 @@ class CpuTarget(Target):
         return problems
 
     def node_problem(self, graph: Graph, node: Node) -> str | None:
-        return _node_problem(graph, node)
+        """Why neither a kernel nor a host part (the string ops, compiler/targets/host.py) can run `node`."""
+        problem = _node_problem(graph, node)
+        return None if problem and HostTarget().node_problem(graph, node) is None else problem
 
     def pipeline(self, options: dict) -> list[PassSpec]:
         fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
@@ -91,6 +100,16 @@ class CpuTarget(Target):
                 epilogues, normalization, fuse, widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
+        """Native code; with string nodes, a hetero artifact of native and host parts."""
+        on_host = {node.name for node in graph.nodes() if not (node.is_input or node.is_constant)
+                   and _node_problem(graph, node)}
+        if not on_host:
+            return self._emit_native(graph, options)
+        parts = split(graph, lambda node: "host" if node.name in on_host else "cpu")
+        return hetero_artifact(graph, parts, lambda part, sub: HostTarget().emit(sub, options) if part.device == "host"
+                               else self._emit_native(sub, options))
+
+    def _emit_native(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
         progress = current()
         with progress.stage("memory plan"):
