@@ -3,7 +3,7 @@
 Native code has no strings, so a cpu artifact hands its string nodes to a host part (a hetero
 artifact, compiler/partition.py). The ops follow the ONNX definitions as onnx.reference computes
 them: StringNormalizer (accents stripped, case changed, stopwords removed, empty results dropped),
-StringConcat, StringSplit, RegexFullMatch, LabelEncoder, Equal and Identity. String tensors are
+StringConcat, StringSplit, RegexFullMatch, LabelEncoder, Equal, Identity and Cast to or from strings. String tensors are
 numpy object arrays of str.
 """
 
@@ -66,6 +66,19 @@ def regex_full_match(x, pattern):
     return [np.vectorize(lambda text: regex.fullmatch(text) is not None, otypes=[np.bool_])(_strings(x))]
 
 
+# ONNX TensorProto element types a string Cast converts to or from.
+_ONNX_TYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 4: np.uint16, 5: np.int16, 6: np.int32, 7: np.int64,
+               8: object, 9: np.bool_, 10: np.float16, 11: np.float64, 12: np.uint32, 13: np.uint64}
+
+
+def cast(x, to, saturate=1, round_mode="up"):
+    """Cast to or from strings: numbers print as numpy prints them; strings parse as numbers."""
+    x = np.asarray(x)
+    if _ONNX_TYPES[to] is object:
+        return [x.astype(str).astype(object)]
+    return [x.astype(str).astype(_ONNX_TYPES[to])]
+
+
 _VALUE_TYPES = {"floats": np.float32, "int64s": np.int64, "strings": object}
 
 
@@ -90,6 +103,7 @@ OPS = {
     "ai.onnx.ml::LabelEncoder": label_encoder,
     "Equal": lambda a, b: [np.asarray(np.asarray(a) == np.asarray(b), dtype=np.bool_)],
     "Identity": lambda x: [np.array(x, copy=True)],
+    "Cast": cast,
 }
 
 

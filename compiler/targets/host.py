@@ -17,7 +17,7 @@ from compiler.targets.base import Target, Unsupported, register_target
 from compiler.targets.ref import RefTarget, signature
 
 STRING_OPS = frozenset({"StringNormalizer", "StringConcat", "StringSplit", "RegexFullMatch"})
-STRING_AWARE_OPS = frozenset({"ai.onnx.ml::LabelEncoder", "Equal", "Identity"})  # run here when strings flow
+STRING_AWARE_OPS = frozenset({"ai.onnx.ml::LabelEncoder", "Equal", "Identity", "Cast"})  # run here when strings flow
 
 
 def _json(value):

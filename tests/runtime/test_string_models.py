@@ -34,3 +34,14 @@ def test_string_nodes_run_in_host_parts_between_native_ones(tmp_path):
     np.testing.assert_array_equal(outputs["doubled"], np.float32([2, 0]))
     expected = runtime.load(compiler.compile(greet_and_match(), target="ref")).infer({"text": text})
     assert expected["greeting"].tolist() == outputs["greeting"].tolist()
+
+
+def test_cast_to_and_from_strings():
+    nodes = [helper.make_node("Cast", ["number"], ["text"], to=TensorProto.STRING, name="to_text"),
+             helper.make_node("Cast", ["text"], ["back"], to=TensorProto.INT64, name="to_int")]
+    graph = helper.make_graph(nodes, "casts", [helper.make_tensor_value_info("number", TensorProto.INT64, [3])],
+                              [helper.make_tensor_value_info("text", TensorProto.STRING, [3]),
+                               helper.make_tensor_value_info("back", TensorProto.INT64, [3])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    outputs = runtime.load(compiler.compile(model, target="cpu")).infer({"number": np.array([7, -2, 40], np.int64)})
+    assert outputs["text"].tolist() == ["7", "-2", "40"] and outputs["back"].tolist() == [7, -2, 40]
