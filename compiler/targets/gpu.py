@@ -5,10 +5,12 @@ the launch plan (kernels in order with their argument buffers and NDRanges) and 
 plan (compiler/codegen/memory_plan.py). runtime/gpu.py builds the program through pyopencl on
 the device chosen at load and runs the plan.
 
-Options: `precision` "float32" (default) or "float16" (every float tensor stored as half and
-computed in float; the device must report cl_khr_fp16, checked at load, and at compile time
-when `device` is given; float64 tensors likewise need cl_khr_fp64); `device` names the device whose limits (work-group size, local
-memory) the launch planner uses, as runtime.load's `device` does; without it the planner
+float16 and bfloat16 model tensors are stored as 16 bits and computed in float on any device,
+rounded per node as the cpu target's widening does. Options: `precision` "float32" (default) or
+"float16" (every float tensor stored as half and computed in float; the device must report
+cl_khr_fp16, checked at load, and at compile time when `device` is given; float64 tensors likewise
+need cl_khr_fp64); `device` names the device whose limits (work-group size, local memory) the
+launch planner uses, as runtime.load's `device` does; without it the planner
 assumes a conservative OpenCL 1.2 GPU.
 """
 
@@ -35,15 +37,12 @@ PRECISIONS = ("float32", "float16")
 HALF, DOUBLE = "cl_khr_fp16", "cl_khr_fp64"
 
 
-def _storage_problem(value_type, precision: str, double: bool = True) -> str | None:
+def _storage_problem(value_type, double: bool = True) -> str | None:
     """Why a value cannot be stored; `double`: whether the device (when named) has cl_khr_fp64."""
     if not isinstance(value_type, TensorType):
         return f"{value_type} values (sequences/optionals) are not compiled by the gpu target"
     if not value_type.is_static:
         return f"shape {value_type} is not static: give static input shapes (dynamic shapes are not compiled yet)"
-    if value_type.dtype == "float16" and precision != "float16":
-        return ("float16 tensors need half storage: compile with precision='float16' for a device with "
-                f"{HALF} (the gpu target never computes half silently)")
     if value_type.dtype not in STORAGE_TYPES:
         return f"dtype {value_type.dtype} is not compiled by the gpu target"
     if value_type.dtype == "float64" and not double:
@@ -52,12 +51,12 @@ def _storage_problem(value_type, precision: str, double: bool = True) -> str | N
     return None
 
 
-def _node_problem(graph: Graph, node: Node, precision: str, double: bool = True) -> str | None:
+def _node_problem(graph: Graph, node: Node, double: bool = True) -> str | None:
     if graph.subgraphs(node):
         return "control flow with subgraphs is not compiled by the gpu target"
     for value_type in [t for t in graph.input_types(node) if t is not None] + list(node.outputs) + \
             inner_types(graph, node):
-        problem = _storage_problem(value_type, precision, double)
+        problem = _storage_problem(value_type, double)
         if problem:
             return problem
     spec = gpu_kernel_for(node)
@@ -76,6 +75,12 @@ def _stored_in_half(graph: Graph) -> Graph:
         if node.is_constant and np.asarray(node.attrs["value"]).dtype == np.float32:
             node.attrs = {**node.attrs, "value": np.asarray(node.attrs["value"]).astype(np.float16)}
     return graph
+
+
+def _extensions(dialect: OpenCLDialect, precision: str) -> list[str]:
+    """What the device must report: the program's (double) and, for precision='float16', cl_khr_fp16,
+    which that option promises to use even though half storage itself needs no extension."""
+    return sorted({*dialect.extensions(), *([HALF] if precision == "float16" else [])})
 
 
 @functools.lru_cache(maxsize=8)
@@ -104,7 +109,7 @@ class GpuTarget(Target):
         problems = self._option_problems()
         for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
                 [(n, graph.type_of(v)) for n, v in graph.outputs]:
-            problem = _storage_problem(value_type, self.precision, self._device_has(DOUBLE))
+            problem = _storage_problem(value_type, self._device_has(DOUBLE))
             if problem:
                 problems.append(Unsupported(name, "graph input/output", problem))
         for node in graph.nodes():
@@ -134,13 +139,13 @@ class GpuTarget(Target):
         return self.options.get("device") is None or extension in self._limits().extensions
 
     def node_problem(self, graph: Graph, node: Node) -> str | None:
-        return _node_problem(graph, node, self.precision, self._device_has(DOUBLE))
+        return _node_problem(graph, node, self._device_has(DOUBLE))
 
     def pipeline(self, options: dict) -> list[PassSpec]:
         """The cpu target's graph passes that fit the gpu kernels: BatchNormalization folding and the
         fusions (kiln::FusedConv/FusedGemm/FusedMatMul epilogues and kiln::FusedElementwise, each
-        with a gpu kernel). The options are kept: unsupported() judges float16 tensors by the
-        precision asked for."""
+        with a gpu kernel), then widening of half-float nodes whose kernel takes float32 only. The
+        options are kept: unsupported() checks the precision and device asked for."""
         self.options = dict(options)
         fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
                         "and expansion must see which inputs are constant")
@@ -155,7 +160,9 @@ class GpuTarget(Target):
         epilogues = PassSpec("fuse-epilogues", why="bias, activation and residual Add after a Conv/Gemm/MatMul are "
                              "applied in its GEMM kernel before the store (before fuse-elementwise takes them)")
         fuse = PassSpec("fuse-elementwise", why="chains of elementwise ops become one kernel over the elements")
-        return [fold, flex, expand, unroll, select, fold, expand, merge, batch_norm, epilogues, fuse,
+        widen = PassSpec("widen-half-floats", why="float16/bfloat16 ops whose kernel takes float32 only compute "
+                         "in float32 between Casts")
+        return [fold, flex, expand, unroll, select, fold, expand, merge, batch_norm, epilogues, fuse, widen,
                 *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
@@ -170,7 +177,7 @@ class GpuTarget(Target):
             "target": self.name, "compiler_version": compiler_version(),
             "options": {k: v for k, v in sorted(options.items())}, **signature(graph),
             "opencl": {"source": "model.cl", "build_options": dialect.build_options, "precision": precision,
-                       "extensions": dialect.extensions(), "planned_for": limits.to_json()},
+                       "extensions": _extensions(dialect, precision), "planned_for": limits.to_json()},
             "memory_plan": {"workspace_bytes": plan.workspace_bytes, "weights_bytes": len(plan.weights),
                             "kernels": program.kernels,
                             "inputs": _buffer_entries(stored, [Value(n, 0) for n in stored.inputs]),

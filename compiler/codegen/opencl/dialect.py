@@ -5,9 +5,11 @@ C type or a literal themselves. One dialect instance serves one program: it coll
 functions the kernels call and whether half precision is used, and `prelude()` emits them once.
 
 Values are stored in their dtype's C type and computed in a wider "compute" dtype where C would
-otherwise do it implicitly or not at all: half in float (never silently in half), 8/16-bit
-integers in 32 bits (the store truncates, which is the wrap-around numpy gives). float64 is
-double throughout, which needs the device's cl_khr_fp64 (OpenCL 1.2 makes it optional).
+otherwise do it implicitly or not at all: float16 and bfloat16 are stored as their 16 bits in a
+ushort and computed in float (converted by integer bit arithmetic, rounding to nearest even), so
+no device extension is needed; 2/4/8/16-bit integers in 32 bits (the store truncates, which is
+the wrap-around numpy gives). float64 is double throughout, which needs the device's cl_khr_fp64
+(OpenCL 1.2 makes it optional).
 """
 
 from __future__ import annotations
@@ -15,18 +17,47 @@ from __future__ import annotations
 import numpy as np
 
 STORAGE_TYPES = {
-    "float64": "double", "float32": "float", "float16": "half",
+    "float64": "double", "float32": "float", "float16": "ushort", "bfloat16": "ushort",
     "int8": "char", "int16": "short", "int32": "int", "int64": "long",
     "uint8": "uchar", "uint16": "ushort", "uint32": "uint", "uint64": "ulong",
     "bool": "uchar",
+    "int4": "uchar", "uint4": "uchar", "int2": "uchar", "uint2": "uchar",
 }
-COMPUTE_DTYPES = {"float16": "float32", "int8": "int32", "int16": "int32", "uint8": "uint32", "uint16": "uint32"}
-SINGLE = frozenset({"float32", "float16"})  # floats computed in float
+COMPUTE_DTYPES = {"float16": "float32", "bfloat16": "float32", "int8": "int32", "int16": "int32", "uint8": "uint32",
+                  "uint16": "uint32", "int4": "int32", "int2": "int32", "uint4": "uint32", "uint2": "uint32"}
+# int4/uint4/int2/uint2, one element per byte in its low bits as ml_dtypes stores them: dtype -> (bits, signed).
+# Data movement, Cast and Quantize/DequantizeLinear take them; a store wraps into the low bits.
+NARROW_INTS = {"int4": (4, True), "uint4": (4, False), "int2": (2, True), "uint2": (2, False)}
+HALVES = frozenset({"float16", "bfloat16"})  # 16-bit floats stored as ushort bits
+SINGLE = frozenset({"float32"}) | HALVES  # floats computed in float
 FLOATS = SINGLE | {"float64"}
 SIGNED = frozenset({"int8", "int16", "int32", "int64"})
 UNSIGNED = frozenset({"uint8", "uint16", "uint32", "uint64"})
-EXTENSIONS = {"float16": "cl_khr_fp16", "float64": "cl_khr_fp64"}  # what storing the dtype needs
+EXTENSIONS = {"float64": "cl_khr_fp64"}  # what storing the dtype needs
 WIDTHS = {"int8": 8, "int16": 16, "int32": 32, "int64": 64, "uint8": 8, "uint16": 16, "uint32": 32, "uint64": 64}
+
+# Half-float bits <-> float (name, definition) in integer arithmetic, rounding to nearest even and
+# keeping NaN a NaN. Not vload_half/vstore_half through a private variable: PoCL loses such values
+# in kernels with barriers (the GEMM).
+HALF_LOADS = {
+    "float16": ("kiln_half_to_float", "inline float kiln_half_to_float(ushort h) { "
+                "const uint sign = (uint)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF; "
+                "if (exponent == 0x1F) return as_float(sign | 0x7F800000 | (mantissa << 13)); "
+                "if (exponent == 0) return as_float(sign | as_uint((float)mantissa * 0x1p-24f)); "
+                "return as_float(sign | ((exponent + 112) << 23) | (mantissa << 13)); }\n"),
+    "bfloat16": ("kiln_bfloat16_to_float", "inline float kiln_bfloat16_to_float(ushort h) "
+                 "{ return as_float((uint)h << 16); }\n"),
+}
+HALF_STORES = {
+    "float16": ("kiln_float_to_half", "inline ushort kiln_float_to_half(float x) { "
+                "const uint u = as_uint(x), sign = (u >> 16) & 0x8000, a = u & 0x7FFFFFFF; "
+                "if (a > 0x7F800000) return (ushort)(sign | 0x7E00 | ((a >> 13) & 0x3FF)); "
+                "if (a >= 0x477FF000) return (ushort)(sign | 0x7C00); "
+                "if (a < 0x38800000) return (ushort)(sign | (uint)rint(as_float(a) * 0x1p24f)); "
+                "return (ushort)(sign | ((a - 0x38000000 + 0xFFF + ((a >> 13) & 1)) >> 13)); }\n"),
+    "bfloat16": ("kiln_float_to_bfloat16", "inline ushort kiln_float_to_bfloat16(float x) { uint u = as_uint(x); "
+                 "return isnan(x) ? (ushort)((u >> 16) | 0x40) : (ushort)((u + 0x7FFF + ((u >> 16) & 1)) >> 16); }\n"),
+}
 
 
 def kind_of(dtype: str) -> str:
@@ -93,6 +124,16 @@ class OpenCLDialect:
     def convert(self, expr: str, source: str, target: str) -> str:
         """`expr` (of C type for `source`) as `target`: float to integer truncates toward zero and
         saturates (NaN gives 0), anything to bool is `!= 0`."""
+        if source == target:
+            return expr
+        if source in NARROW_INTS:
+            return self.convert(self._widen_narrow(expr, source), compute_dtype(source), target)
+        if target in NARROW_INTS:
+            return f"((uchar)({self.convert(expr, source, 'int32')}) & {(1 << NARROW_INTS[target][0]) - 1})"
+        if source in HALVES:
+            return self.convert(self.call(*HALF_LOADS[source], expr), "float32", target)
+        if target in HALVES:
+            return self.call(*HALF_STORES[target], self.convert(expr, source, "float32"))
         source_type, target_type = STORAGE_TYPES[source], STORAGE_TYPES[target]
         self._uses(target)
         if target == "bool":
@@ -102,6 +143,14 @@ class OpenCLDialect:
         if kind_of(source) == "float" and kind_of(target) in ("signed", "unsigned"):
             return f"convert_{target_type}_sat_rtz({expr})"
         return f"({target_type})({expr})"
+
+    @staticmethod
+    def _widen_narrow(expr: str, dtype: str) -> str:
+        """A narrow int byte as the int32/uint32 of its value, whatever its unused bits hold."""
+        bits, signed = NARROW_INTS[dtype]
+        if signed:
+            return f"((int)((char)(({expr}) << {8 - bits}) >> {8 - bits}))"
+        return f"((uint)({expr}) & {(1 << bits) - 1}U)"
 
     def load(self, pointer: str, index: str, dtype: str) -> str:
         """Element `index` of buffer `pointer` of `dtype`, in its compute type."""

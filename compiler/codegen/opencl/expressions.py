@@ -238,7 +238,8 @@ def _batch_normalization(o: Operands) -> str:
 
 
 # QuantizeLinear output types: their value ranges
-QUANTIZED = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767)}
+QUANTIZED = {"uint8": (0, 255), "int8": (-128, 127), "uint16": (0, 65535), "int16": (-32768, 32767),
+             "uint4": (0, 15), "int4": (-8, 7), "uint2": (0, 3), "int2": (-2, 1)}
 
 
 def _quantize(o: Operands) -> str:
