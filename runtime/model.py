@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import importlib
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Mapping
 
 from runtime.artifact_reader import ArtifactError, read_artifact
+from runtime.batching import Batcher, batch_size
 from runtime.hints import plan_streams
 from runtime.requests import AsyncInferQueue, InferRequest
 from runtime.signature import TensorInfo, validate_inputs
@@ -52,10 +54,13 @@ class CompiledModel:
     `device` (gpu artifacts): the OpenCL device, by index or name (runtime/gpu.py: select_device).
     `performance_hint` "latency" (one stream, every core) or "throughput" (several streams running
     requests at once), and `num_streams`, set `num_streams` x `num_threads` (runtime/hints.py).
+    `auto_batch`: an artifact compiled for batch B takes one sample per call, and concurrent calls
+    arriving within `batch_timeout` seconds run as one batch (runtime/batching.py).
     """
 
     def __init__(self, source, num_threads: int | None = None, verify_all: bool = False, device=None,
-                 performance_hint: str | None = None, num_streams: int | None = None):
+                 performance_hint: str | None = None, num_streams: int | None = None, auto_batch: bool = False,
+                 batch_timeout: float = 0.002):
         files = read_artifact(source, verify_all)
         self.manifest = files.manifest
         self.target = self.manifest["target"]
@@ -73,14 +78,27 @@ class CompiledModel:
         self.num_threads = getattr(self._executor, "threads", 1)
         self._pool: ThreadPoolExecutor | None = None
         self._requests_made = 0
+        self._batcher = self._batching(batch_timeout) if auto_batch else None
 
     def infer(self, feeds: Mapping[str, object]) -> dict:
         """Outputs by name. A stateful model's state here is the model's own default request's: use
         create_infer_request() for separate (or concurrent) state."""
         return self._run(feeds, self._default_states)
 
+    def _batching(self, timeout: float) -> Batcher:
+        """The batcher, and one-sample inputs and outputs in the signature."""
+        size = batch_size(self.inputs, self.outputs)
+        if size is None or self._state:
+            raise ArtifactError("auto_batch needs an artifact compiled for a batch of 2 or more along axis 0 of "
+                                "every input and output, without state; compile with --shape NAME=B,...")
+        self.inputs = [replace(info, shape=(1, *info.shape[1:])) for info in self.inputs]
+        self.outputs = [replace(info, shape=(1, *info.shape[1:])) for info in self.outputs]
+        return Batcher(self._executor.run, size, timeout)
+
     def _run(self, feeds: Mapping[str, object], states: dict[str, VariableState], stream: int = 0) -> dict:
         values = validate_inputs(self.inputs, feeds, self.frozen_inputs)
+        if self._batcher is not None:
+            return {info.name: value for info, value in zip(self.outputs, self._batcher.submit(values))}
         results = self._executors[stream].run(self._state.full_inputs(values, states))
         return {info.name: value for info, value in zip(self.outputs, self._state.take_outputs(results, states))}
 
@@ -145,9 +163,11 @@ class CompiledModel:
 
 
 def load(source, num_threads: int | None = None, verify_all: bool = False, device=None,
-         performance_hint: str | None = None, num_streams: int | None = None) -> CompiledModel:
+         performance_hint: str | None = None, num_streams: int | None = None, auto_batch: bool = False,
+         batch_timeout: float = 0.002) -> CompiledModel:
     """Load an artifact directory (or an in-memory Artifact) for inference. Every file's size and
     every small file's sha256 are checked; `verify_all=True` hashes the weights too. `device`
     picks the OpenCL device of a gpu artifact (default: $KILN_OPENCL_DEVICE, else the first GPU)."""
     return CompiledModel(source, num_threads=num_threads, verify_all=verify_all, device=device,
-                         performance_hint=performance_hint, num_streams=num_streams)
+                         performance_hint=performance_hint, num_streams=num_streams, auto_batch=auto_batch,
+                         batch_timeout=batch_timeout)
