@@ -20,6 +20,7 @@ from compiler.partition import hetero_artifact, split
 from compiler.passes.manager import PassSpec
 from compiler.progress import current
 from compiler.targets.base import Target, Unsupported, register_target
+from compiler.targets.graph_passes import shared_passes
 from compiler.targets.host import HostTarget
 from compiler.targets.ref import RefTarget, signature
 
@@ -76,28 +77,17 @@ class CpuTarget(Target):
         return None if problem and HostTarget().node_problem(graph, node) is None else problem
 
     def pipeline(self, options: dict) -> list[PassSpec]:
-        fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
-                        "and expansion must see which inputs are constant")
-        expand = PassSpec("expand-functions", why="ops with no cpu kernel become their ONNX function bodies")
-        unroll = PassSpec("unroll-loops", why="Scan and constant-count Loop become straight-line code")
-        select = PassSpec("if-to-select", why="an If on a run-time condition computes both branches and selects")
+        p = shared_passes("cpu", kernel="kernel")
         widen = PassSpec("widen-half-floats", why="float16/bfloat16 ops with no half kernel compute in float32")
-        flex = PassSpec("decompose-flex-attention", why="FlexAttention (no ONNX function body) as MatMul/Softmax")
-        merge = PassSpec("eliminate-common-subexpressions", why="duplicates merge before fusion: fused nodes "
-                         "record their original node names, so duplicate fused nodes no longer merge")
-        fuse = PassSpec("fuse-elementwise", why="chains of elementwise ops become one loop over the elements")
         transposes = PassSpec("cancel-transposes", why="Transpose pairs merge and cancel, sunk through elementwise ops")
         reshapes = PassSpec("fold-reshapes", why="Reshape/Flatten/Squeeze chains become one Reshape or none")
-        batch_norm = PassSpec("fold-batch-norm", why="BatchNormalization and constant scale/shift fold into the "
-                              "producing Conv/Gemm/MatMul weights; the rest become Mul+Add for fusion")
-        epilogues = PassSpec("fuse-epilogues", why="bias, activation and residual Add after a Conv/Gemm/MatMul are "
-                             "applied in its kernel before the store (before fuse-elementwise takes them)")
         normalization = PassSpec("fuse-normalization", why="Softmax and LayerNormalization (also written out as "
                                  "ReduceMean/Sub/Pow/...) compute their input from the elementwise ops before them "
                                  "in their own row loop (after fuse-epilogues, before fuse-elementwise takes them)")
         squares = PassSpec("square-powers", why="Pow(x, 2) becomes Mul(x, x): the same bits, and it fuses")
-        return [fold, flex, expand, unroll, select, fold, expand, merge, transposes, reshapes, squares, batch_norm,
-                epilogues, normalization, fuse, widen, *RefTarget().pipeline(options)]
+        return [p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"], p["merge"],
+                transposes, reshapes, squares, p["batch_norm"], p["epilogues"], normalization, p["fuse"], widen,
+                *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         """Native code; with string nodes, a hetero artifact of native and host parts."""

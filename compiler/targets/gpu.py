@@ -31,6 +31,7 @@ from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
 from compiler.targets.base import Target, Unsupported, register_target
+from compiler.targets.graph_passes import shared_passes
 from compiler.targets.ref import RefTarget, signature
 
 PRECISIONS = ("float32", "float16")
@@ -147,23 +148,11 @@ class GpuTarget(Target):
         with a gpu kernel), then widening of half-float nodes whose kernel takes float32 only. The
         options are kept: unsupported() checks the precision and device asked for."""
         self.options = dict(options)
-        fold = PassSpec("fold-constants", why="ops on constants (frozen inputs, shapes) need no kernel, "
-                        "and expansion must see which inputs are constant")
-        expand = PassSpec("expand-functions", why="ops with no gpu kernel become their ONNX function bodies")
-        unroll = PassSpec("unroll-loops", why="Scan and constant-count Loop become straight-line code")
-        select = PassSpec("if-to-select", why="an If on a run-time condition computes both branches and selects")
-        flex = PassSpec("decompose-flex-attention", why="FlexAttention (no ONNX function body) as MatMul/Softmax")
-        merge = PassSpec("eliminate-common-subexpressions", why="duplicates merge before fusion: fused nodes "
-                         "record their original node names, so duplicate fused nodes no longer merge")
-        batch_norm = PassSpec("fold-batch-norm", why="BatchNormalization and constant scale/shift fold into the "
-                              "producing Conv/Gemm/MatMul weights; the rest become Mul+Add for fusion")
-        epilogues = PassSpec("fuse-epilogues", why="bias, activation and residual Add after a Conv/Gemm/MatMul are "
-                             "applied in its GEMM kernel before the store (before fuse-elementwise takes them)")
-        fuse = PassSpec("fuse-elementwise", why="chains of elementwise ops become one kernel over the elements")
+        p = shared_passes("gpu", kernel="GEMM kernel")
         widen = PassSpec("widen-half-floats", why="float16/bfloat16 ops whose kernel takes float32 only compute "
                          "in float32 between Casts")
-        return [fold, flex, expand, unroll, select, fold, expand, merge, batch_norm, epilogues, fuse, widen,
-                *RefTarget().pipeline(options)]
+        return [p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"], p["merge"],
+                p["batch_norm"], p["epilogues"], p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         precision = options.get("precision", "float32")
