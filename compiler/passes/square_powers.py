@@ -31,7 +31,8 @@ def square_powers(graph: Graph, ctx: PassContext | None = None) -> Graph:
         if _squares(graph, node):
             base, exponent = graph.input_values(node)
             log.info("square-powers: %s (Pow by 2) becomes a multiply", node.name)
-            graph.replace_node(node, "Mul", [base, base], {}, version=14)
+            node.op_type, node.version, node.attrs = "Mul", 14, {}  # in place: the node keeps its name
+            graph.set_input(node, 1, base)
             if not graph.uses(exponent) and not graph.is_graph_output(exponent):
                 graph.remove_node(exponent.node)
     return graph
