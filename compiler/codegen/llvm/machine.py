@@ -22,6 +22,12 @@ def _initialize() -> None:
         _initialized = True
 
 
+def _full_width(features: str) -> str:
+    """On AVX-512 hosts LLVM's tuning keeps auto-vectorized loops at 256 bits; let them use all 512 (measured:
+    BERT encoder 8.56 -> 8.13 ms, MobileNetV2 12.09 -> 11.87 ms at 1 thread; conv-bound models unchanged)."""
+    return features + ",-prefer-256-bit" if "+avx512f" in features.split(",") else features
+
+
 @dataclass(frozen=True)
 class MachineSpec:
     """What to compile for; empty fields mean the host's."""
@@ -35,7 +41,7 @@ class MachineSpec:
         if self.triple and self.triple != llvm.get_process_triple():
             return MachineSpec(self.triple, self.cpu or "generic", self.features)
         return MachineSpec(llvm.get_process_triple(), self.cpu or llvm.get_host_cpu_name(),
-                           self.features or llvm.get_host_cpu_features().flatten())
+                           self.features or _full_width(llvm.get_host_cpu_features().flatten()))
 
     @property
     def vector_bits(self) -> int:
