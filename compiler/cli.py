@@ -515,6 +515,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="kiln: %(message)s")
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader of our output went away (`kiln ... | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except _user_errors() as error:
         if args.debug:
             raise
