@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.ir.graph import Graph, Value
+from compiler.ir.graph import Graph
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassContext, log, register_pass
 
