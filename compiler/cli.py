@@ -280,7 +280,12 @@ def cmd_info(args) -> int:
           f"format {manifest['format_version']}")
     for kind in ("inputs", "outputs"):
         for entry in manifest[kind]:
-            print(f"  {kind[:-1]:6} {entry['name']}: {json.dumps(entry['type'])}")
+            bounds = f", bounds {entry['bounds']}" if entry.get("bounds") else ""
+            print(f"  {kind[:-1]:6} {entry['name']}: {json.dumps(entry['type'])}{bounds}")
+    for index, part in enumerate(manifest.get("parts", [])):  # dispatch, hetero, auto and multi artifacts
+        what = (f"reads {', '.join(part['inputs'])}; writes {', '.join(part['outputs'])}" if "inputs" in part else
+                f"input shapes {json.dumps(part['input_shapes'])}" if "input_shapes" in part else "the whole model")
+        print(f"  part   {index} on {part['target']}: {what}")
     plan = manifest.get("memory_plan")
     if plan:
         print(f"  memory plan: peak workspace {plan['workspace_bytes']} bytes, weights {plan['weights_bytes']} bytes, "

@@ -35,6 +35,9 @@ def test_cli(tmp_path, capsys):
     path.write_bytes(relu_det_neg().SerializeToString())
     assert main(["compile", str(path), "-t", "hetero:gpu,cpu", "-o", str(tmp_path / "m.kiln"), "--quiet"]) == EXIT_OK
     assert runtime.load(tmp_path / "m.kiln").target == "hetero"
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "m.kiln")]) == EXIT_OK
+    assert "part   1 on cpu: reads r; writes d" in capsys.readouterr().out
     for bad in ("hetero", "hetero:gpu,gpu", "hetero:tpu"):
         with pytest.raises(SystemExit) as stop:
             main(["compile", str(path), "-t", bad, "-o", str(tmp_path / "x.kiln")])
