@@ -23,6 +23,12 @@ class Unsupported:
     reason: str
 
 
+def boundary_types(graph: Graph) -> list[tuple[str, object]]:
+    """(name, type) of every graph input, then every graph output: what the caller's buffers hold."""
+    return [(name, graph.node(name).outputs[0]) for name in graph.inputs] + \
+        [(name, graph.type_of(value)) for name, value in graph.outputs]
+
+
 class Target:
     name: str = ""
     description: str = ""
@@ -35,6 +41,11 @@ class Target:
     def node_problem(self, graph: Graph, node) -> str | None:
         """Why this target cannot compile `node` as it is (None when it can)."""
         return None
+
+    def node_problems(self, graph: Graph) -> list[Unsupported]:
+        """Every operation node of `graph` that `node_problem` refuses, with the reason."""
+        return [Unsupported(node.name, node.qualified_op, problem) for node in graph.nodes()
+                if not (node.is_input or node.is_constant) and (problem := self.node_problem(graph, node))]
 
     def pipeline(self, options: dict) -> list[PassSpec]:
         raise NotImplementedError

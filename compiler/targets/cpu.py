@@ -19,7 +19,7 @@ from compiler.ir.types import TensorType
 from compiler.partition import hetero_artifact, split
 from compiler.passes.manager import PassSpec
 from compiler.progress import current
-from compiler.targets.base import Target, Unsupported, register_target
+from compiler.targets.base import Target, Unsupported, boundary_types, register_target
 from compiler.targets.graph_passes import shared_passes
 from compiler.targets.host import HostTarget
 from compiler.targets.ref import RefTarget, signature
@@ -58,18 +58,11 @@ class CpuTarget(Target):
 
     def unsupported(self, graph: Graph) -> list[Unsupported]:
         problems = []
-        for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
-                [(n, graph.type_of(v)) for n, v in graph.outputs]:
+        for name, value_type in boundary_types(graph):
             if not _static(value_type) and not _host_value(value_type):
                 problems.append(Unsupported(name, "graph input/output", f"type {value_type} is not a static tensor: "
                                             "give static input shapes (--shape), or several (--specialize)"))
-        for node in graph.nodes():
-            if node.is_input or node.is_constant:
-                continue
-            reason = self.node_problem(graph, node)
-            if reason:
-                problems.append(Unsupported(node.name, node.qualified_op, reason))
-        return problems
+        return problems + self.node_problems(graph)
 
     def node_problem(self, graph: Graph, node: Node) -> str | None:
         """Why neither a kernel nor a host part (the string ops, compiler/targets/host.py) can run `node`."""

@@ -65,8 +65,7 @@ class GnaTarget(Target):
         layouts, and the ISA's limits on the layers each node becomes."""
         inputs = [Unsupported(name, "graph input", _input_problem(value_type))
                   for name in graph.inputs if not _quantizable(value_type := graph.node(name).outputs[0])]
-        problems = inputs + [Unsupported(node.name, node.qualified_op, reason) for node in graph.nodes()
-                             if not (node.is_input or node.is_constant) and (reason := self.node_problem(graph, node))]
+        problems = inputs + self.node_problems(graph)
         return problems or self._emit_problems(graph)
 
     def _emit_problems(self, graph: Graph) -> list[Unsupported]:

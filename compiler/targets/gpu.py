@@ -30,7 +30,7 @@ from compiler.codegen.opencl.steps import inner_types
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
-from compiler.targets.base import Target, Unsupported, register_target
+from compiler.targets.base import Target, Unsupported, boundary_types, register_target
 from compiler.targets.graph_passes import shared_passes
 from compiler.targets.ref import RefTarget, signature
 
@@ -108,18 +108,11 @@ class GpuTarget(Target):
 
     def unsupported(self, graph: Graph) -> list[Unsupported]:
         problems = self._option_problems()
-        for name, value_type in [(n, graph.node(n).outputs[0]) for n in graph.inputs] + \
-                [(n, graph.type_of(v)) for n, v in graph.outputs]:
+        for name, value_type in boundary_types(graph):
             problem = _storage_problem(value_type, self._device_has(DOUBLE))
             if problem:
                 problems.append(Unsupported(name, "graph input/output", problem))
-        for node in graph.nodes():
-            if node.is_input or node.is_constant:
-                continue
-            reason = self.node_problem(graph, node)
-            if reason:
-                problems.append(Unsupported(node.name, node.qualified_op, reason))
-        return problems
+        return problems + self.node_problems(graph)
 
     def _option_problems(self) -> list[Unsupported]:
         if self.precision not in PRECISIONS:

@@ -50,8 +50,7 @@ class HostTarget(Target):
         return f"{node.qualified_op} is not one of the host target's string ops"
 
     def unsupported(self, graph: Graph) -> list[Unsupported]:
-        return [Unsupported(node.name, node.qualified_op, problem) for node in graph.nodes()
-                if not (node.is_input or node.is_constant) and (problem := self.node_problem(graph, node))]
+        return self.node_problems(graph)
 
     def pipeline(self, options: dict) -> list[PassSpec]:
         return RefTarget().pipeline(options)
