@@ -14,10 +14,10 @@ from typing import Callable
 
 from llvmlite import ir
 
+from compiler.codegen.kernel_table import KernelTable
 from compiler.codegen.tensor_operand import TensorOperand
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
-from compiler.submodules import import_submodules
 
 
 @dataclass
@@ -63,34 +63,22 @@ class KernelSpec:
     in_place: Callable[[Graph, Node], int | None] | None = None
 
 
-_KERNELS: dict[str, KernelSpec] = {}
+_TABLE = KernelTable("cpu", "compiler.codegen.llvm.kernels", frozenset({"registry", "common"}))
 
 
 def register_kernel(spec: KernelSpec) -> KernelSpec:
-    for op_type in spec.op_types:
-        if op_type in _KERNELS:
-            raise ValueError(f"two cpu kernels claim op {op_type}")
-        _KERNELS[op_type] = spec
-    return spec
+    return _TABLE.register(spec)
 
 
 def kernel_for(node: Node) -> KernelSpec | None:
-    """The kernel for `node`: ops of the default domain register by op type, others by
-    their qualified name ("ai.onnx.ml::Binarizer")."""
-    _load_kernel_modules()
-    return _KERNELS.get(node.op_type if node.domain == "" else node.qualified_op)
+    """The kernel for `node` (default-domain ops by op type, others by qualified name)."""
+    return _TABLE.lookup(node)
 
 
 def supported_op_types() -> list[str]:
-    _load_kernel_modules()
-    return sorted(_KERNELS)
-
-
-def _load_kernel_modules() -> None:
-    import_submodules("compiler.codegen.llvm.kernels", frozenset({"registry", "common"}))
+    return _TABLE.op_types()
 
 
 def in_place_input(graph: Graph, node: Node) -> int | None:
     """The memory plan's question for the cpu target: which input may `node`'s output overwrite."""
-    spec = kernel_for(node)
-    return spec.in_place(graph, node) if spec is not None and spec.in_place is not None else None
+    return _TABLE.in_place_input(graph, node)

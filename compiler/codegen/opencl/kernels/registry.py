@@ -17,12 +17,12 @@ from typing import Callable
 
 import jinja2
 
+from compiler.codegen.kernel_table import KernelTable
 from compiler.codegen.opencl.dialect import OpenCLDialect
 from compiler.codegen.opencl.launch import Launch, LaunchPlanner
 from compiler.codegen.tensor_operand import TensorOperand
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
-from compiler.submodules import import_submodules
 
 NAME = "KILN_KERNEL_NAME"
 INT_LIMIT = 2 ** 31 - 1  # element indices above this need 64-bit index arithmetic
@@ -106,35 +106,24 @@ class GpuKernelSpec:
     in_place: Callable[[Graph, Node], "int | None"] | None = None
 
 
-_KERNELS: dict[str, GpuKernelSpec] = {}
+_TABLE = KernelTable("gpu", "compiler.codegen.opencl.kernels", frozenset({"registry"}))
 
 
 def register_gpu_kernel(spec: GpuKernelSpec) -> GpuKernelSpec:
-    for op_type in spec.op_types:
-        if op_type in _KERNELS:
-            raise ValueError(f"two gpu kernels claim op {op_type}")
-        _KERNELS[op_type] = spec
-    return spec
+    return _TABLE.register(spec)
 
 
 def gpu_kernel_for(node: Node) -> GpuKernelSpec | None:
-    _load_families()
-    return _KERNELS.get(node.op_type if node.domain == "" else node.qualified_op)
+    return _TABLE.lookup(node)
 
 
 def supported_op_types() -> list[str]:
-    _load_families()
-    return sorted(_KERNELS)
+    return _TABLE.op_types()
 
 
 def in_place_input(graph: Graph, node: Node) -> int | None:
     """The memory plan's question: which input may `node`'s output overwrite."""
-    spec = gpu_kernel_for(node)
-    return spec.in_place(graph, node) if spec is not None and spec.in_place is not None else None
-
-
-def _load_families() -> None:
-    import_submodules("compiler.codegen.opencl.kernels", frozenset({"registry"}))
+    return _TABLE.in_place_input(graph, node)
 
 
 def dtype_problem(node: Node, dtype: str, handled) -> str | None:
