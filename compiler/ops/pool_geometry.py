@@ -90,6 +90,8 @@ def pool_problem(graph: Graph, node: Node) -> str | None:
     attrs = node.attrs
     if attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
         return f"{node.op_type} auto_pad={attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
+    if node.op_type == "LpPool" and attrs.get("p", 2) < 1:
+        return f"LpPool p={attrs['p']} is not compiled (p >= 1 only)"
     if attrs.get("storage_order", 0) not in (0, 1):
         return f"MaxPool storage_order={attrs['storage_order']} is not 0 (row major) or 1 (column major)"
     # attribute: (values per spatial dim, default value, smallest value)

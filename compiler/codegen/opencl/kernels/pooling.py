@@ -23,8 +23,6 @@ def _check(graph: Graph, node: Node) -> str | None:
     problem = dtype_problem(node, graph.input_types(node)[0].dtype, POOL_DTYPES[node.op_type])
     if problem:
         return problem
-    if node.op_type == "LpPool" and node.attrs.get("p", 2) < 1:
-        return f"LpPool p={node.attrs['p']} is not compiled by the gpu target (p >= 1 only)"
     return pool_problem(graph, node)
 
 
