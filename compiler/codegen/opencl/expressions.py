@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from functools import reduce
 from typing import Callable
 
+from compiler.codegen.elementwise_support import elementwise_problem
 from compiler.codegen.opencl.dialect import FLOATS, SIGNED, SINGLE, STORAGE_TYPES, UNSIGNED, WIDTHS, OpenCLDialect, \
     compute_dtype, kind_of
 from compiler.ir.graph import Node
@@ -319,12 +320,7 @@ OPS: dict[str, Elementwise] = {
 def op_problem(node: Node, dtypes: list) -> str | None:
     """Why `node` (an OPS op) with input storage dtypes `dtypes` (None where absent) is not
     rendered; None when it is."""
-    op = OPS[node.op_type]
-    if dtypes[0] not in op.dtypes:
-        return f"{node.op_type} on {dtypes[0]} is not compiled by the gpu target (it handles {', '.join(sorted(op.dtypes))})"
-    if node.op_type == "Pow" and dtypes[1] not in NUMBERS:
-        return f"Pow with a {dtypes[1]} exponent is not compiled by the gpu target"
-    return None
+    return elementwise_problem(node, dtypes, OPS[node.op_type].dtypes, NUMBERS, "gpu")
 
 
 def result_dtype(node: Node, dtypes: list) -> str:

@@ -9,6 +9,7 @@ from typing import Callable
 from llvmlite import ir
 
 from compiler.codegen.broadcast_dims import same_shape_input
+from compiler.codegen.elementwise_support import elementwise_problem
 from compiler.codegen.llvm.irhelpers import I8, convert, kind_of
 from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
 from compiler.codegen.llvm.kernels.elementwise_math import bit_shift, divide, is_inf, is_nan, mod, power, shrink, sign
@@ -218,12 +219,7 @@ OPS: dict[str, Elementwise] = {
 
 def op_problem(node: Node, dtypes: list) -> str | None:
     """Why `node` (an OPS op) with input dtypes `dtypes` (None where absent) is not compiled; None when it is."""
-    op = OPS[node.op_type]
-    if dtypes[0] not in op.dtypes:
-        return f"{node.op_type} on {dtypes[0]} is not compiled by the cpu target (it handles {', '.join(sorted(op.dtypes))})"
-    if node.op_type == "Pow" and dtypes[1] not in NUMBERS:
-        return f"Pow with a {dtypes[1]} exponent is not compiled by the cpu target"
-    return None
+    return elementwise_problem(node, dtypes, OPS[node.op_type].dtypes, NUMBERS, "cpu")
 
 
 def _check(graph: Graph, node: Node) -> str | None:
