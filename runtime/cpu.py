@@ -100,6 +100,7 @@ class CpuExecutor:
             self.weights = aligned
         self.workspace_bytes = self.manifest["memory_plan"]["workspace_bytes"]
         self.threads = self.library.kiln_set_num_threads(int(num_threads or 0))
+        self._precompute()
         self._local = threading.local()
 
     def _check_layout(self, weights_bytes: int) -> None:
@@ -107,14 +108,28 @@ class CpuExecutor:
         self.layout.restype = ctypes.POINTER(ctypes.c_int64)
         header = self.layout()
         n_in, n_out = header[2], header[3]
-        built = [header[i] for i in range(4 + n_in + n_out)]
+        built = [header[i] for i in range(6 + n_in + n_out)]
         dtype_bytes = [numpy_dtype(e["type"]["tensor"]).itemsize * int(np.prod(e["type"]["shape"], dtype=np.int64))
                        for e in self.manifest["inputs"] + self.manifest["outputs"]]
-        described = [weights_bytes, self.manifest["memory_plan"]["workspace_bytes"],
-                     len(self.manifest["inputs"]), len(self.manifest["outputs"]), *dtype_bytes]
+        plan = self.manifest["memory_plan"]
+        described = [weights_bytes, plan["workspace_bytes"], len(self.manifest["inputs"]), len(self.manifest["outputs"]),
+                     *dtype_bytes, plan.get("precomputed_offset"), plan.get("precomputed_bytes")]
         if built != described:
             raise ArtifactError("the manifest or weights.bin does not match the native library (buffer sizes differ); "
                                 "the artifact is damaged or mixed from two compiles: recompile it")
+
+    def _precompute(self) -> None:
+        """Values the plan computes once from constants (too large to store in weights.bin) go after
+        the weights blob: copy the weights into a buffer with room for them and compute them now."""
+        plan = self.manifest["memory_plan"]
+        if not plan.get("precomputed_bytes"):
+            return
+        buffer = aligned_empty(plan["precomputed_offset"] + plan["precomputed_bytes"])
+        buffer[:len(self.weights)] = self.weights
+        self.weights = buffer
+        status = self.library.kiln_precompute(ctypes.c_void_p(buffer.ctypes.data))
+        if status != 0:
+            raise RuntimeError(f"the native model's kiln_precompute returned error status {status}")
 
     def _workspace(self) -> np.ndarray:
         workspace = getattr(self._local, "workspace", None)

@@ -6,6 +6,11 @@ once the last reader of its tensor has run (first fit, 64-byte aligned). View op
 (Reshape and friends) alias their input's storage instead of copying, and a kernel that
 reads each input element only to write the same output element (elementwise ops) writes
 its result in place over an input that nobody reads afterwards.
+
+With `precompute=True`, nodes computed from constants alone that constant folding left to run
+time (their results are too large to store in the artifact, e.g. ConstantOfShape weights) are
+planned as precomputed: computed once when the model loads, into the weights buffer after the
+weights blob (`precomputed_offset`, `precomputed_bytes`), and never again per inference.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import numpy as np
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.serialize import ALIGNMENT, WeightsWriter
 from compiler.ir.types import TensorType, numpy_dtype
+from compiler.passes.common import is_random
 
 VIEW_OPS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 
@@ -46,6 +52,7 @@ class Step:
     node: Node | None
     copy_source: Value | None = None
     output_index: int = -1
+    precompute: bool = False  # run once at load (kiln_precompute), not per inference
 
 
 @dataclass
@@ -55,6 +62,16 @@ class MemoryPlan:
     workspace_bytes: int = 0
     weights: bytes = b""
     in_place: dict[str, int] = field(default_factory=dict)  # node name -> input its output overwrites
+    precomputed_offset: int = 0  # where precomputed values start in the weights buffer
+    precomputed_bytes: int = 0
+
+    @property
+    def run_steps(self) -> list[Step]:
+        return [step for step in self.steps if not step.precompute]
+
+    @property
+    def precompute_steps(self) -> list[Step]:
+        return [step for step in self.steps if step.precompute]
 
 
 def is_view(node: Node) -> bool:
@@ -89,8 +106,22 @@ InPlace = Callable[[Graph, Node], "int | None"]
 to write the same output element), or None."""
 
 
-def plan_memory(graph: Graph, in_place: InPlace | None = None) -> MemoryPlan:
+def precomputable(graph: Graph) -> set[str]:
+    """Nodes whose inputs all come from constants or from other such nodes (and that draw no random
+    numbers): their results are the same for every inference."""
+    found: set[str] = set()
+    for node in graph.topological_order():
+        if node.is_input or node.is_constant or graph.subgraphs(node) or is_random(graph, node):
+            continue
+        producers = [graph.node(value.node) for value in graph.input_values(node) if value is not None]
+        if producers and all(p.is_constant or p.name in found for p in producers):
+            found.add(node.name)
+    return found
+
+
+def plan_memory(graph: Graph, in_place: InPlace | None = None, precompute: bool = False) -> MemoryPlan:
     plan = MemoryPlan()
+    precomputed = precomputable(graph) if precompute else set()
     order = [n for n in graph.topological_order()]
     weights = WeightsWriter()
     for index, name in enumerate(graph.inputs):
@@ -99,11 +130,12 @@ def plan_memory(graph: Graph, in_place: InPlace | None = None) -> MemoryPlan:
         if node.is_constant:
             plan.locations[Value(node.name, 0)] = Location("weights", weights.add(np.asarray(node.attrs["value"]))["offset"])
     plan.weights = bytes(weights.blob)
+    plan.precomputed_offset = _align(len(plan.weights))
 
-    output_slot: dict[Value, int] = {}
+    output_slot: dict[Value, int] = {}  # outputs a kernel writes directly; the others are copied there
     for index, (_, value) in enumerate(graph.outputs):
         producer = graph.node(value.node)
-        if value not in output_slot and not (producer.is_input or producer.is_constant):
+        if value not in output_slot and not (producer.is_input or producer.is_constant or producer.name in precomputed):
             output_slot[value] = index
 
     root: dict[Value, Value] = {}  # value -> the value whose storage it shares
@@ -122,6 +154,12 @@ def plan_memory(graph: Graph, in_place: InPlace | None = None) -> MemoryPlan:
             continue
         if is_view(node) and Value(node.name, 0) in root:
             plan.locations[Value(node.name, 0)] = plan.locations[root[Value(node.name, 0)]]
+        elif node.name in precomputed:
+            for index, value_type in enumerate(node.outputs):
+                plan.locations[Value(node.name, index)] = Location(
+                    "weights", plan.precomputed_offset + plan.precomputed_bytes)
+                plan.precomputed_bytes += _align(tensor_bytes(value_type))
+            plan.steps.append(Step(node, precompute=True))
         else:
             taken = _taken_input(graph, node, step, in_place, plan, root, last_use, output_slot)
             for index, value_type in enumerate(node.outputs):

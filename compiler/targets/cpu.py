@@ -96,7 +96,7 @@ class CpuTarget(Target):
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
         progress = current()
         with progress.stage("memory plan"):
-            plan = plan_memory(graph, in_place_input)
+            plan = plan_memory(graph, in_place_input, precompute=True)
         with progress.stage("kernels"):
             module = build_module(graph, plan)
         with progress.stage("llvm"):
@@ -109,7 +109,10 @@ class CpuTarget(Target):
             "machine": {"triple": machine.triple, "cpu": machine.cpu},
             "entry": ENTRY, "profiled_entry": PROFILED_ENTRY, "kernels": kernel_table(graph, plan),
             "memory_plan": {"workspace_bytes": plan.workspace_bytes, "weights_bytes": len(plan.weights),
-                            "kernels": sum(1 for s in plan.steps if s.node is not None)},
+                            "kernels": sum(1 for s in plan.run_steps if s.node is not None),
+                            "precomputed_offset": plan.precomputed_offset,
+                            "precomputed_bytes": plan.precomputed_bytes,
+                            "precomputed": [s.node.name for s in plan.precompute_steps]},
         }
         header = c_header(graph, plan).encode()
         return Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": plan.weights})

@@ -1,5 +1,5 @@
 /* Run a Kiln cpu artifact from C, no Python: read the weights and the inputs from raw files,
- * call kiln_run once, write the outputs to raw files (dense row-major, native byte order).
+ * call kiln_precompute and kiln_run once, write the outputs to raw files (dense row-major, native byte order).
  *
  * Build (ARTIFACT is the directory `kiln compile --target cpu` wrote):
  *   cc -O2 -I ARTIFACT examples/c/run_model.c ARTIFACT/model.so -Wl,-rpath,ARTIFACT -o run_model
@@ -22,13 +22,14 @@ static void *aligned_buffer(size_t size) {
     return buffer;
 }
 
-static void *read_file(const char *path, size_t expected) {
+/* Exactly `expected` bytes of `path` at the start of a new buffer of `capacity` bytes. */
+static void *read_file(const char *path, size_t expected, size_t capacity) {
     FILE *file = fopen(path, "rb");
     if (!file) {
         fprintf(stderr, "cannot open %s\n", path);
         exit(2);
     }
-    void *buffer = aligned_buffer(expected);
+    void *buffer = aligned_buffer(capacity);
     size_t got = fread(buffer, 1, expected, file);
     int extra = fgetc(file) != EOF;
     fclose(file);
@@ -45,11 +46,20 @@ int main(int argc, char **argv) {
                 KILN_NUM_OUTPUTS);
         return 2;
     }
-    void *weights = read_file(argv[1], KILN_WEIGHTS_BYTES);
+    /* Room after the weights for the values kiln_precompute derives from them. */
+    size_t capacity = KILN_PRECOMPUTED_BYTES ? KILN_PRECOMPUTED_OFFSET + KILN_PRECOMPUTED_BYTES : KILN_WEIGHTS_BYTES;
+    void *weights = read_file(argv[1], KILN_WEIGHTS_BYTES, capacity);
+    if (kiln_precompute(weights) != 0) {
+        fprintf(stderr, "kiln_precompute failed\n");
+        return 1;
+    }
     void *workspace = aligned_buffer(KILN_WORKSPACE_BYTES);
     void *inputs[KILN_NUM_INPUTS > 0 ? KILN_NUM_INPUTS : 1];
     void *outputs[KILN_NUM_OUTPUTS];
-    for (int i = 0; i < KILN_NUM_INPUTS; i++) inputs[i] = read_file(argv[2 + i], (size_t)KILN_INPUT_BYTES[i]);
+    for (int i = 0; i < KILN_NUM_INPUTS; i++) {
+        size_t bytes = (size_t)KILN_INPUT_BYTES[i];
+        inputs[i] = read_file(argv[2 + i], bytes, bytes);
+    }
     for (int i = 0; i < KILN_NUM_OUTPUTS; i++) outputs[i] = aligned_buffer((size_t)KILN_OUTPUT_BYTES[i]);
     int status = kiln_run(weights, workspace, inputs, outputs);
     if (status != 0) {

@@ -10,6 +10,11 @@ through kiln_parallel_for (support/parallel.c) with its operand pointers in an a
 does the same and, when `nanoseconds` is not NULL, stores each kernel's wall time (read with
 kiln_clock_ns, support/profile.c) in nanoseconds[k], k in the order of `kernel_table`.
 kiln_run is kiln_run_profiled with NULL: one predictable branch per kernel, no clock reads.
+
+    int kiln_precompute(void *weights)
+
+computes the plan's precomputed values (memory_plan.precomputable) into the weights buffer, after
+the weights blob; a runtime calls it once, after loading the weights and before the first kiln_run.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from compiler.progress import current
 
 ENTRY = "kiln_run"
 PROFILED_ENTRY = "kiln_run_profiled"
+PRECOMPUTE = "kiln_precompute"
 LAYOUT = "kiln_layout"
 VOID = ir.VoidType()
 TASK_TYPE = ir.FunctionType(VOID, [PTR, I64, I64])
@@ -48,7 +54,7 @@ def kernel_table(graph: Graph, plan: MemoryPlan) -> list[dict]:
              "nodes": list(step.node.attrs.get("fused_nodes", [step.node.name])),
              "input_shapes": [None if t is None else list(t.shape) for t in graph.input_types(step.node)],
              "output_shapes": [list(t.shape) for t in step.node.outputs]}
-            for index, step in enumerate(plan.steps) if step.node is not None]
+            for index, step in enumerate(plan.steps) if step.node is not None and not step.precompute]
 
 
 def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int | None) -> ir.Function:
@@ -76,10 +82,12 @@ def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int 
 
 
 def layout_table(graph: Graph, plan: MemoryPlan) -> list[int]:
-    """[weights bytes, workspace bytes, #inputs, #outputs, each input's bytes, each output's bytes]."""
+    """[weights bytes, workspace bytes, #inputs, #outputs, each input's bytes, each output's bytes,
+    precomputed offset, precomputed bytes]."""
     inputs = [tensor_bytes(graph.type_of(Value(name, 0))) for name in graph.inputs]
     outputs = [tensor_bytes(graph.type_of(value)) for _, value in graph.outputs]
-    return [len(plan.weights), plan.workspace_bytes, len(inputs), len(outputs), *inputs, *outputs]
+    return [len(plan.weights), plan.workspace_bytes, len(inputs), len(outputs), *inputs, *outputs,
+            plan.precomputed_offset, plan.precomputed_bytes]
 
 
 def _emit_layout(module: ir.Module, table: list[int]) -> None:
@@ -96,18 +104,24 @@ def _emit_layout(module: ir.Module, table: list[int]) -> None:
 
 
 class _Launcher:
-    """Emits kernel launches through kiln_parallel_for; launch k stores its wall time in
-    profile[k] when the entry's profile pointer is not NULL."""
+    """Emits kernel launches through kiln_parallel_for; with a `profile` pointer (kiln_run_profiled),
+    launch k stores its wall time in profile[k] when that pointer is not NULL."""
 
-    def __init__(self, module: ir.Module, builder: ir.IRBuilder, profile: ir.Value):
-        self.parallel_for = ir.Function(module, ir.FunctionType(VOID, [PTR, PTR, I64]), name="kiln_parallel_for")
-        self.clock = ir.Function(module, ir.FunctionType(I64, []), name="kiln_clock_ns")
+    def __init__(self, module: ir.Module, builder: ir.IRBuilder, profile: ir.Value | None):
+        self.parallel_for = module.globals.get("kiln_parallel_for") or ir.Function(
+            module, ir.FunctionType(VOID, [PTR, PTR, I64]), name="kiln_parallel_for")
+        self.clock = module.globals.get("kiln_clock_ns") or ir.Function(module, ir.FunctionType(I64, []),
+                                                                         name="kiln_clock_ns")
         self.profile = profile
-        self.enabled = builder.icmp_unsigned("!=", profile, ir.Constant(PTR, None), name="profiling")
+        if profile is not None:
+            self.enabled = builder.icmp_unsigned("!=", profile, ir.Constant(PTR, None), name="profiling")
         self.launched = 0
 
     def launch(self, builder: ir.IRBuilder, task: ir.Function, operands: ir.Value, work: int) -> None:
         call_args = [task, operands, const_i64(work)]
+        if self.profile is None:
+            builder.call(self.parallel_for, call_args)
+            return
         with builder.if_else(self.enabled, likely=False) as (timed, plain):
             with timed:
                 start = builder.call(self.clock, [])
@@ -127,19 +141,17 @@ def _emit_entry(module: ir.Module, profiled: ir.Function) -> None:
     builder.ret(builder.call(profiled, [*entry.args, ir.Constant(PTR, None)]))
 
 
-def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
-    module = ir.Module(name="kiln_model")
-    _emit_layout(module, layout_table(graph, plan))
+def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: MemoryPlan, bases: dict,
+                launcher: _Launcher, precompute: bool) -> None:
+    """The launches (and output copies) of the plan's steps that run per inference, or of those
+    precomputed at load; task names keep the step's index in the whole plan."""
     memcpy = module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
-    entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 5), name=PROFILED_ENTRY)
-    weights, workspace, inputs, outputs, profile = entry.args
-    bases = {"weights": weights, "workspace": workspace, "input": inputs, "output": outputs}
-    builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    launcher = _Launcher(module, builder, profile)
     slots = max([len(graph.input_values(s.node)) + len(s.node.outputs) for s in plan.steps if s.node] + [1])
     operand_array = builder.alloca(ir.ArrayType(PTR, slots), name="operands")
     progress = current()
     for index, step in enumerate(plan.steps):
+        if step.precompute != precompute:
+            continue
         if step.node is None:
             source = _operand_pointer(builder, bases, plan.locations[step.copy_source])
             target = _operand_pointer(builder, bases, Location("output", step.output_index))
@@ -156,5 +168,19 @@ def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
         work = kernel_for(node).work_items(graph, node)
         launcher.launch(builder, task, operand_array, work)
     builder.ret(ir.Constant(I32, 0))
+
+
+def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
+    module = ir.Module(name="kiln_model")
+    _emit_layout(module, layout_table(graph, plan))
+    entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 5), name=PROFILED_ENTRY)
+    weights, workspace, inputs, outputs, profile = entry.args
+    builder = ir.IRBuilder(entry.append_basic_block("entry"))
+    bases = {"weights": weights, "workspace": workspace, "input": inputs, "output": outputs}
+    _emit_steps(module, builder, graph, plan, bases, _Launcher(module, builder, profile), precompute=False)
     _emit_entry(module, entry)
+    precompute = ir.Function(module, ir.FunctionType(I32, [PTR]), name=PRECOMPUTE)
+    builder = ir.IRBuilder(precompute.append_basic_block("entry"))
+    bases = {"weights": precompute.args[0]}
+    _emit_steps(module, builder, graph, plan, bases, _Launcher(module, builder, None), precompute=True)
     return module
