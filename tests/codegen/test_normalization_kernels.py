@@ -63,7 +63,7 @@ def test_instance_normalization(shape, dtype):
 
 
 @pytest.mark.parametrize("shape, size, dtype", [((2, 5, 3, 4), 3, np.float32), ((1, 4, 2, 3), 2, np.float64),
-                                                ((3, 7, 1, 5), 5, np.float32)])
+                                                ((3, 7, 1, 5), 5, np.float32), ((1, 9, 13, 17), 5, np.float32)])
 def test_lrn(shape, size, dtype):
     x = random(shape, dtype)
     model = node_model("LRN", {"x": x}, attrs={"size": size, "alpha": 0.01, "beta": 0.7, "bias": 1.5})
