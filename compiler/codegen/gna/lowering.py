@@ -302,8 +302,10 @@ def lower(graph: Graph, ranges: dict, weights: str = "int16", budget: float = pw
           generation: str = "GNA2.0", samples: dict | None = None) -> tuple[Program, Lowering]:
     """The Program for `graph` (already through the gna pipeline and checked by `unsupported`)."""
     from compiler.codegen.gna.ops import lowering_for
+    from compiler.codegen.gna.recurrent import state_input_ranges
 
-    state = Lowering(graph, ranges, weights, budget, generation=generation, samples=samples or {})
+    state = Lowering(graph, {**ranges, **state_input_ranges(graph)}, weights, budget, generation=generation,
+                     samples=samples or {})
     inputs = tuple(state.add_input(name) for name in graph.inputs)
     for node in graph.topological_order():
         if node.is_input or node.is_constant or node.name in state.absorbed:

@@ -76,11 +76,28 @@ def check_recurrent(graph: Graph, node: Node) -> str | None:
     if len(values) > 4 and values[4] is not None and (lens is None or np.any(lens != shape[0])):
         return "sequence_lens must be absent or a constant equal to the sequence length"
     for index, role in ((5, "initial_h"), (6, "initial_c"), (7, "P")):
-        if index < len(values) and values[index] is not None:
+        if index < len(values) and values[index] is not None and not (index == 5 and _state_input(graph, node)):
             constant = graph.constant_value(values[index])
             if constant is None or np.any(constant != 0):
-                return f"{role} (input {index}) must be absent or zeros: the state starts at zero on GNA"
+                return f"{role} (input {index}) must be absent or zeros (an RNN's initial_h may also be a model " \
+                       "input, e.g. a state variable): GNA layers start the recurrence from stored zeros"
     return None
+
+
+def _state_input(graph: Graph, node: Node) -> Value | None:
+    """The model input an RNN node's initial_h is, if it is one: the RECURRENT layer then takes that
+    input's buffer as its state buffer, so the recurrence starts from the value the caller (or a state
+    variable, compile(state=...)) gives."""
+    values = graph.input_values(node)
+    initial = values[5] if node.op_type == "RNN" and len(values) > 5 else None
+    return initial if initial is not None and graph.node(initial.node).is_input else None
+
+
+def state_input_ranges(graph: Graph) -> dict[Value, tuple[float, float]]:
+    """The range of every model input that is an RNN's initial_h: the tanh range, so the input is
+    quantized at the recurrent state's scale (INPUT_PEAK for 1.0)."""
+    nodes = [node for node in graph.nodes() if node.op_type == "RNN" and node.domain == ""]
+    return {value: (-1.0, 1.0) for value in (_state_input(graph, node) for node in nodes) if value is not None}
 
 
 @dataclass(frozen=True)
@@ -184,7 +201,10 @@ def lower_rnn(state: Lowering, node: Node) -> None:
     steps, hidden = tensor.where.shape[0], params.hidden
     padded = -(-hidden // 8) * 8
     xs = _input_samples(state, node)
-    h, low, high = np.zeros((len(xs), hidden)), np.inf, -np.inf
+    initial = _state_input(state.graph, node)
+    h = np.zeros((len(xs), hidden)) if initial is None else \
+        np.clip(state.sample_values(initial).reshape(len(xs), hidden), -1.0, 1.0)
+    low, high = np.inf, -np.inf
     for t in range(steps):
         z = xs[:, t] @ params.w.T + h @ params.r.T + params.b
         low, high, h = min(low, z.min()), max(high, z.max()), np.tanh(z)
@@ -194,7 +214,8 @@ def lower_rnn(state: Lowering, node: Node) -> None:
     in_scales = np.concatenate([np.full(stride, tensor.scale), np.full(padded, INPUT_PEAK)])
     stage = _Stage.build(state, matrix, in_scales, np.pad(params.b, (0, padded - hidden)),
                          pwl_design.function("Tanh"), (low, high), INPUT_PEAK, state.budget)
-    out, last = state.buffer(node.name, steps * padded), state.buffer(f"{node.name}.state", padded)
+    out = state.buffer(node.name, steps * padded)
+    last = state.buffer(f"{node.name}.state", padded) if initial is None else state.tensors[initial].buffer
     state.layers.append(Recurrent(node.name, sequence.place(), out, stage.weights.values, stage.bias,
                                   stage.weights.multipliers, stage.design.pwl, INPUT_PEAK, state=last, frames=steps))
     state.notes[node.name] = {"value": Value(node.name, 0), "in_scale": tensor.scale,
