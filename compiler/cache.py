@@ -2,7 +2,7 @@
 
 `compile(model, target, cache_dir=DIR)` (CLI: `--cache-dir`, or $KILN_CACHE_DIR) keys an artifact
 by a content hash of its fields: the model's bytes, the target and every compile option (arrays
-by their bytes), the target machine (for cpu: triple, CPU name and features) and the compiler
+by their bytes; a `calibration` path by the bytes of its files too), the target machine (for cpu: triple, CPU name and features) and the compiler
 (its version and a hash of its own source files). A hit loads the stored artifact; a miss compiles,
 then logs (logger `kiln.cache`, INFO) which fields differ from the closest stored entry. Entries are
 written to a private temporary directory and renamed into place, so concurrent compiles of the same
@@ -67,6 +67,19 @@ def _canonical(value):
     return repr(value)
 
 
+def _file_digest(path) -> dict | str:
+    """A calibration path keyed by what it holds (an .npz, or a directory's .npy files), so new data
+    under the same name misses; an unreadable path is keyed by name (the compile reports the error)."""
+    path = Path(path)
+    files = sorted(path.glob("*.npy")) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
+        return str(path)
+    digest = hashlib.sha256()
+    for file in files:
+        digest.update(file.name.encode() + b"\0" + file.read_bytes())
+    return {"path": str(path), "sha256": digest.hexdigest()}
+
+
 def _machine(target: str, options: dict) -> dict:
     if target != "cpu":
         return {}
@@ -81,6 +94,7 @@ def cache_fields(model, target: str, options: dict) -> dict | None:
     data = _model_bytes(model)
     if data is None:
         return None
+    options = {**options, "calibration": _file_digest(options["calibration"])} if options.get("calibration") else options
     return {"model": hashlib.sha256(data).hexdigest(), "target": target, "options": _canonical(options),
             "machine": _machine(target, options), "compiler": {"version": compiler_version(),
                                                                "source": compiler_digest()}}

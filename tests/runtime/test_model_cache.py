@@ -76,3 +76,14 @@ def test_cli_cache_dir_from_the_environment(tmp_path, monkeypatch):
         assert main(["compile", str(path), "-t", "cpu", "-o", str(tmp_path / output), "--quiet"]) == EXIT_OK
     assert len(list((tmp_path / "cache" / "artifacts").glob("*.json"))) == 1
     assert (tmp_path / "a.kiln" / "model.so").read_bytes() == (tmp_path / "b.kiln" / "model.so").read_bytes()
+
+
+def test_new_calibration_data_under_the_same_name_misses(tmp_path):
+    """The key holds the calibration files' bytes, not only their path."""
+    data = tmp_path / "calibration.npz"
+    fields = []
+    for seed in (0, 1):
+        np.savez(data, x=np.random.default_rng(seed).standard_normal((4, 2, 4)).astype(np.float32))
+        fields.append(cache.cache_fields(mlp_model(batch=2).SerializeToString(), "cpu", {"calibration": str(data)}))
+    assert fields[0]["options"]["calibration"]["path"] == str(data)
+    assert fields[0]["options"] != fields[1]["options"]
