@@ -1,5 +1,6 @@
 """Conv with 1 to 3 spatial dims: direct convolution on register tiles; 1x1 convolutions that read no
-padding run as a GEMM (strided ones read their columns at tabled offsets).
+padding run as a GEMM (strided ones read their columns at tabled offsets); depthwise convolutions
+that depthwise_conv.py specialises run its kernel.
 
 A work item is (image, group, block of output channels, outer output position (depth), block
 of output rows, tile of output columns); it owns whole output elements, so results are the
@@ -32,6 +33,7 @@ import numpy as np
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
+from compiler.codegen.llvm.kernels import depthwise_conv
 from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, choose_tile, emit_register_tile,
                                                             round_up, split_cycles, vector_lanes)
 from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, Epilogue, GemmProblem, Layout,
@@ -506,6 +508,8 @@ def conv_work_items(graph: Graph, node: Node) -> int:
     """Work items of a Conv-like node (inputs X, W, optional B)."""
     x_type, w_type = graph.input_types(node)[:2]
     geometry = conv_geometry(node, x_type, w_type)
+    if depthwise_conv.specialised(geometry):
+        return depthwise_conv.work_items(geometry)
     if geometry.pointwise and not node.attrs.get("transposed_weights", 0):
         return geometry.gemm(bias=False).work_items
     return math.prod(_plan(node, geometry, w_type).item_dims)
@@ -520,6 +524,9 @@ def emit_conv(ctx: KernelContext, epilogue_for: Callable[[int], Epilogue] | None
     geometry = conv_geometry(node, x_type, w_type)
     transposed = node.attrs.get("transposed_weights", 0)
     spatial = len(ctx.outputs[0].shape) - 2
+    if depthwise_conv.specialised(geometry):
+        depthwise_conv.emit(ctx, geometry, epilogue_for(spatial) if epilogue_for else None)
+        return
     if geometry.pointwise and not transposed:
         bias = ctx.inputs[2] if len(ctx.inputs) > 2 else None
         emit_gemm(ctx.builder, ctx.begin, ctx.end, geometry.gemm(bias is not None), ctx.inputs[1].ptr,

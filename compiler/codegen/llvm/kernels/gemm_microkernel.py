@@ -187,6 +187,18 @@ def masked_load(builder: ir.IRBuilder, base: ir.Value, dtype: str, index: ir.Val
     return masked_gather(builder, base, dtype, index, offsets, lanes, count)
 
 
+def masked_store(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, dtype: str, index: ir.Value,
+                 count: ir.Value) -> None:
+    """base[index + lane] = value[lane] for the first `count` (i64, may be <= 0 or > lanes) lanes; the
+    elements past them are not touched (llvm.masked.store)."""
+    vector_type, lanes = value.type, value.type.count
+    mask_type = ir.VectorType(ir.IntType(1), lanes)
+    function = _declared(builder, f"llvm.masked.store.{_vector_suffix(vector_type)}.p0",
+                         ir.FunctionType(ir.VoidType(), [vector_type, PTR, I32, mask_type]))
+    pointer = builder.gep(base, [index], source_etype=element_type(dtype))  # not inbounds: it may hang past
+    builder.call(function, [value, pointer, ir.Constant(I32, np.dtype(dtype).itemsize), _mask(builder, count, lanes)])
+
+
 def masked_gather(builder: ir.IRBuilder, base: ir.Value, dtype: str, index: ir.Value, offsets: ir.Value,
                   lanes: int, count: ir.Value) -> ir.Value:
     """masked_load of base[index + offsets[lane]] (offsets: a vector of i32, so one gather instruction
