@@ -2,6 +2,7 @@
 
     python bench/compare.py [--models light_resnet50 bert_encoder ...] [--threads 1 all]
                             [--iterations 20] [--first-inference] [--gflops] [--out DIR]
+    python bench/compare.py --precision int8 ...   (bench/int8_compare.py: Kiln int8 vs fp32 vs ORT int8)
 
 Models: the 9 light model-zoo models inside the onnx wheel, plus MobileNetV2 and a BERT-style
 encoder built by bench/models.py. For each model and thread count it measures the median latency
@@ -225,7 +226,14 @@ def markdown(report: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    precision = argparse.ArgumentParser(add_help=False)
+    precision.add_argument("--precision", choices=("fp32", "int8"), default="fp32")
+    chosen, rest = precision.parse_known_args()
+    if chosen.precision == "int8":  # Kiln int8 vs Kiln fp32 vs ORT's quantize_static: bench/int8_compare.py
+        from bench.int8_compare import main as int8_main
+
+        return int8_main(rest)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], parents=[precision])
     parser.add_argument("--models", nargs="+", default=list(LIGHT) + list(BUILT), choices=list(LIGHT) + list(BUILT))
     parser.add_argument("--threads", nargs="+", default=["1", "all"],
                         help="thread counts to measure; 'all' means every core (default: 1 all)")

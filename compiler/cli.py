@@ -26,7 +26,7 @@ class UsageError(ValueError):
 
 
 def _user_errors() -> tuple:
-    from compiler.codegen.gna.calibration import CalibrationError
+    from compiler.calibration_data import CalibrationError
     from compiler.codegen.gna.encoder import GnaEncodeError
     from compiler.codegen.gna.lowering import GnaLoweringError
     from compiler.driver import UnsupportedByTargetError
@@ -36,6 +36,8 @@ def _user_errors() -> tuple:
     from compiler.passes.manager import PassError
     from compiler.specialize import SpecializationError
     from compiler.preprocess import PreprocessError
+    from compiler.quantization.driver import QuantizationTargetError
+    from compiler.quantization.ranges import RangeError
     from compiler.state import StateError
     from compiler.viz import VizError
     from frontends.onnx.importer import ModelImportError
@@ -44,7 +46,7 @@ def _user_errors() -> tuple:
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
             OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, StateError,
             PreprocessError, VizError, FileNotFoundError, FileExistsError, CalibrationError, GnaEncodeError,
-            GnaLoweringError)
+            GnaLoweringError, QuantizationTargetError, RangeError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -69,7 +71,8 @@ def cmd_compile(args) -> int:
     instruments, timing = _instruments(args)
     start = time.perf_counter()
     machine = {key: value for key in ("triple", "cpu", "features", "calibration", "gna_weights", "generation",
-                                      "fallback")
+                                      "fallback", "precision", "calibration_size", "calibration_method",
+                                      "calibration_percentile", "ignore")
                if (value := getattr(args, key))}
     artifact = compile(args.model, args.target, disable=args.disable, instruments=instruments,
                        shapes=_parse_shapes(args.shape), freeze=_parse_inputs(args.freeze, "--freeze"),
@@ -78,18 +81,34 @@ def cmd_compile(args) -> int:
                        progress=not args.quiet,
                        specialize=[_parse_shapes(group, "--specialize") for group in args.specialize] or None,
                        cache_dir=args.cache_dir or os.environ.get("KILN_CACHE_DIR") or None,
-                       preprocess=_parse_preprocess(args) or None,
+                       preprocess=_parse_preprocess(args) or None, report=args.report,
                        **machine)
     path = artifact.save(args.output)
     if not args.quiet:
         print(f"compiled {args.model} for {args.target} in {time.perf_counter() - start:.2f} s -> {path}")
         if "report.json" in artifact.files:
-            from compiler.codegen.gna.report import format_report
-
-            print(format_report(json.loads(artifact.files["report.json"])))
+            report = json.loads(artifact.files["report.json"])
+            if report.get("kind") == "fp16":
+                from compiler.precision.fp16_report import format_report
+            elif report.get("kind") == "int8":
+                from compiler.quantization.report import format_report
+            else:
+                from compiler.codegen.gna.report import format_report
+            print(format_report(report))
     if timing:
         print("pass timings:\n" + timing.summary())
     return EXIT_OK
+
+
+def _positive_int(text: str) -> int:
+    """argparse type of counts that must be at least 1 (0 would silently mean "the default")."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count: give an integer >= 1")
+    return value
 
 
 def _parse_shapes(pairs: list[str], flag: str = "--shape") -> dict:
@@ -421,8 +440,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--triple", help="cpu target: LLVM target triple to cross-compile for (default: this machine)")
     p.add_argument("--cpu", help="cpu target: CPU name, e.g. skylake-avx512 (default: this machine's)")
     p.add_argument("--features", help="cpu target: LLVM feature string, e.g. +avx2,+fma (default: this machine's)")
-    p.add_argument("--calibration", metavar="PATH", help="gna target: calibration inputs, an .npz or a directory of "
-                   "NAME.npy (default: ranges computed from seeded normal inputs)")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8", "float32", "float16"),
+                   help="cpu/gpu: fp16 stores weights (gpu: all tensors) as float16, keeping what overflows in "
+                        "float32, and reports it; int8 quantizes (QDQ, per-channel int8 weights, uint8 activations) "
+                        "with ranges measured on --calibration and reports the error per layer (default: fp32)")
+    p.add_argument("--calibration", metavar="PATH", help="gna target and --precision fp16/int8: calibration inputs, an "
+                   ".npz or a directory of NAME.npy (default: seeded normal inputs)")
+    p.add_argument("--calibration-size", type=_positive_int, metavar="N", help="use the first N calibration samples "
+                   "(without --calibration: N seeded inputs; default 16)")
+    p.add_argument("--calibration-method", choices=("minmax", "percentile", "entropy", "mse"),
+                   help="--precision int8: how activation ranges are estimated (default: minmax)")
+    p.add_argument("--calibration-percentile", type=float, metavar="P",
+                   help="--calibration-method percentile: the percentile kept (default: 99.999)")
+    p.add_argument("--ignore", nargs="+", default=[], metavar="NODE", help="--precision int8: nodes kept float")
+    p.add_argument("--report", metavar="PATH", help="also write the compile's report.json (precision fp16/int8, "
+                   "gna) to PATH")
     p.add_argument("--gna-weights", choices=("int16", "int8"), help="gna target: weight width (default: int16)")
     p.add_argument("--gna-generation", dest="generation", choices=("GNA2.0", "GNA3.0"),
                    help="gna target: hardware generation; GNA3.0 adds CONV2D and 2-D pooling (default: GNA2.0)")

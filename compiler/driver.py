@@ -10,6 +10,8 @@ from compiler.cache import cached_compile
 from compiler.dispatch import DispatchError, dispatch_artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
+from compiler.precision.fp16_check import precision_of, precision_problem
+from compiler.precision.fp16_report import REPORT
 from compiler.preprocess import Preprocess, apply_preprocessing
 from compiler.progress import CompileProgress
 from compiler.specialize import specialize_inputs
@@ -62,7 +64,7 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
             state: Mapping[str, str] | None = None, initial_state: Mapping[str, object] | None = None,
             progress: TextIO | bool = False, specialize: Sequence[Mapping[str, Sequence[int]]] | None = None,
             cache_dir: str | os.PathLike | None = None, preprocess: Mapping[str, Preprocess] | None = None,
-            **options) -> Artifact:
+            report: str | os.PathLike | None = None, **options) -> Artifact:
     """Compile `model` (ONNX path, bytes, ModelProto or IR Graph) for `target`; `.save(path)` the result.
 
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
@@ -79,10 +81,23 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     machine and compiler (compiler/cache.py).
     `preprocess={"image": Preprocess(element_type="uint8", layout="NHWC", ...)}` compiles input
     preprocessing into the model's first kernels (compiler/preprocess.py).
+    `precision="fp16"` (cpu, gpu) stores weights as float16, keeps what overflows in float32
+    (checked on `calibration` data or seeded random inputs) and adds report.json (compiler/precision);
+    `precision="int8"` (ref, cpu, gpu) quantizes to a QDQ graph with ranges measured on `calibration`
+    (`calibration_size`, `calibration_method`; `ignore` keeps nodes float) and adds report.json
+    (compiler/quantization/driver.py);
+    `report` also writes the artifact's report.json to that path.
     """
     arguments = {"pipeline": pipeline, "disable": disable, "instruments": instruments, "shapes": shapes,
                  "freeze": freeze, "state": state, "initial_state": initial_state, "progress": progress,
                  "specialize": specialize, "preprocess": preprocess}
+    if report is not None:
+        artifact = compile(model, target, **arguments, cache_dir=cache_dir, **options)
+        _save_report(artifact, target, report)
+        return artifact
+    problem = precision_problem(options, target)
+    if problem:
+        raise UnsupportedByTargetError(target, [Unsupported("(options)", "precision", problem)])
     if cache_dir is not None:
         keyed = {name: value for name, value in arguments.items() if name not in ("instruments", "progress")}
         keyed["disable"] = sorted(disable)
@@ -98,12 +113,18 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
         if freeze:
             artifact.manifest["frozen_inputs"] = sorted(freeze)
         return artifact
+    inputs_setup, quantization = {"shapes": shapes, "freeze": freeze, "preprocess": preprocess}, None
+    if precision_of(options) == "int8":  # the specialised float graph becomes a QDQ graph the target compiles
+        from compiler.quantization.driver import quantize_model
+
+        model, quantization = quantize_model(apply_preprocessing(specialize_inputs(to_graph(model), shapes, freeze),
+                                                                 preprocess), target, options)
+        inputs_setup = {}
     chosen = get_target(target)
     steps = chosen.pipeline(options) if pipeline is None else list(pipeline)
     tracker = CompileProgress(len(steps), None if progress is True else progress) if progress else None
     graph = optimize(model, target, pipeline=steps, disable=disable,
-                     instruments=[*instruments, *([tracker] if tracker else [])], shapes=shapes, freeze=freeze,
-                     preprocess=preprocess, **options)
+                     instruments=[*instruments, *([tracker] if tracker else [])], **inputs_setup, **options)
     if tracker:
         with tracker.active():
             artifact = chosen.emit(graph, options)
@@ -115,4 +136,14 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     if state or initial_state:
         artifact.manifest["state"], files = state_files(artifact.manifest, state or {}, initial_state)
         artifact.files.update(files)
+    if quantization:
+        artifact.files[REPORT] = quantization
     return artifact
+
+
+def _save_report(artifact: Artifact, target: str, path: str | os.PathLike) -> None:
+    if REPORT not in artifact.files:
+        raise UnsupportedByTargetError(target, [Unsupported("(options)", "report", "this compile makes no report: "
+                                                            "reports come with precision fp16 or int8, or target gna")])
+    with open(path, "wb") as out:
+        out.write(artifact.files[REPORT])

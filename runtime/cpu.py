@@ -12,6 +12,7 @@ import weakref
 import numpy as np
 
 from runtime.artifact_reader import ArtifactError
+from runtime.weights import widen_weights
 
 _ALIGNMENT = 64
 ENTRY = "kiln_run"
@@ -92,6 +93,9 @@ class CpuExecutor:
             self.profiled_entry.restype = ctypes.c_int
             self.profiled_entry.argtypes = [ctypes.c_void_p] * 5
         weights = files.read("weights.bin")
+        storage = self.manifest.get("weights_storage")  # precision fp16: float16 weights, widened once here
+        if storage is not None:
+            weights = widen_weights(weights, storage, aligned_empty(storage["bytes"]))
         self._check_layout(len(weights))
         self.weights = np.frombuffer(weights, dtype=np.uint8) if len(weights) else aligned_empty(1)
         if self.weights.ctypes.data % _ALIGNMENT:  # in-memory bytes: copy to an aligned buffer (a mmap is page-aligned)

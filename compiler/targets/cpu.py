@@ -17,6 +17,8 @@ from compiler.codegen.memory_plan import plan_memory
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.partition import hetero_artifact, split
+from compiler.precision.fp16_report import add_report
+from compiler.precision.weights_fp16 import cpu_weights
 from compiler.passes.manager import PassSpec
 from compiler.progress import current
 from compiler.targets.base import Target, Unsupported, boundary_types, register_target
@@ -114,5 +116,9 @@ class CpuTarget(Target):
                             "precomputed_bytes": plan.precomputed_bytes,
                             "precomputed": [s.node.name for s in plan.precompute_steps]},
         }
-        header = c_header(graph, plan).encode()
-        return Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": plan.weights})
+        weights, storage, fp16 = cpu_weights(graph, plan, options)  # precision fp16: float16 weights
+        if storage is not None:
+            manifest["weights_storage"] = storage
+        header = c_header(graph, plan, storage).encode()
+        artifact = Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": weights})
+        return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

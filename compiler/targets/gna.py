@@ -2,12 +2,12 @@
 run bit-exactly in software by runtime/gna.
 
 The float graph is simplified by the shared passes, its value ranges are measured on calibration
-data (compiler/codegen/gna/calibration.py), and it is lowered layer by layer to a quantized
+data (compiler/calibration_data.py), and it is lowered layer by layer to a quantized
 Program (lowering.py, ops.py) that the encoder writes as model.gna. The artifact also holds
 report.json: per layer the scale factors, PWL design, saturation count and SQNR (report.py).
 
 Options: `calibration` (an .npz or a directory of NAME.npy; default: computed ranges from seeded
-normal inputs), `gna_weights` "int16" (default) or "int8", `pwl_budget` (max relative PWL error,
+normal inputs), `calibration_size` (the first N samples), `gna_weights` "int16" (default) or "int8", `pwl_budget` (max relative PWL error,
 default 0.01), `generation` "GNA2.0" (default) or "GNA3.0", `fallback` "cpu": what the GNA cannot run goes to
 the cpu target in one split artifact (partition.py).
 """
@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 
 from compiler.artifact import Artifact
-from compiler.codegen.gna.calibration import load_calibration, sample_values, synthetic_samples, value_ranges
+from compiler.calibration_data import calibration_samples, sample_values, synthetic_samples, value_ranges
 from compiler.codegen.gna.encoder import GnaEncodeError, encode, gna_artifact
 from compiler.codegen.gna.lowering import GnaLoweringError, lower
 from compiler.codegen.gna.ops import node_problem
@@ -112,8 +112,7 @@ class GnaTarget(Target):
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         self._choices(options)
-        calibration = options.get("calibration")
-        samples = load_calibration(calibration, graph) if calibration else synthetic_samples(graph)
+        samples = calibration_samples(graph, options.get("calibration"), options.get("calibration_size"))
         if options.get("fallback"):
             parts = assign(graph, self.problems)
             if any(part.device != "gna" for part in parts):
@@ -123,7 +122,7 @@ class GnaTarget(Target):
 
     def _emit_part(self, graph: Graph, part, sub: Graph, options: dict, samples: dict) -> Artifact:
         """A part of a fallback compile: gna parts calibrated with the float values at their inputs."""
-        options = {k: v for k, v in options.items() if k not in ("fallback", "calibration")}
+        options = {k: v for k, v in options.items() if k not in ("fallback", "calibration", "calibration_size")}
         if part.device == "cpu":
             from compiler.driver import compile
 

@@ -6,10 +6,12 @@ plan (compiler/codegen/memory_plan.py). runtime/gpu.py builds the program throug
 the device chosen at load and runs the plan.
 
 float16 and bfloat16 model tensors are stored as 16 bits and computed in float on any device,
-rounded per node as the cpu target's widening does. Options: `precision` "float32" (default) or
-"float16" (every float tensor stored as half and computed in float; the device must report
-cl_khr_fp16, checked at load, and at compile time when `device` is given; float64 tensors likewise
-need cl_khr_fp64); `device` names the device whose limits (work-group size, local memory) the
+rounded per node as the cpu target's widening does. Options: `precision` "fp32" (default) or
+"fp16" (aliases "float32", "float16"; fp16: every float tensor stored as half and computed in float,
+except the nodes and weights the fp16 check (compiler/precision/fp16_check.py) finds overflowing
+on `calibration` data or seeded random inputs, which stay float32 and are listed in report.json;
+the device must report cl_khr_fp16, checked at load, and at compile time when `device` is given;
+float64 tensors likewise need cl_khr_fp64); `device` names the device whose limits (work-group size, local memory) the
 launch planner uses, as runtime.load's `device` does; without it the planner
 assumes a conservative OpenCL 1.2 GPU.
 """
@@ -17,8 +19,6 @@ assumes a conservative OpenCL 1.2 GPU.
 from __future__ import annotations
 
 import functools
-
-import numpy as np
 
 from compiler.artifact import Artifact, compiler_version
 from compiler.codegen.memory_plan import plan_memory
@@ -30,11 +30,13 @@ from compiler.codegen.opencl.steps import inner_types
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
+from compiler.precision.fp16_check import plan_fp16, precision_of, precision_problem
+from compiler.precision.fp16_report import add_report
+from compiler.precision.half_storage import stored_in_half
 from compiler.targets.base import Target, Unsupported, boundary_types, register_target
 from compiler.targets.graph_passes import shared_passes
 from compiler.targets.ref import RefTarget, signature
 
-PRECISIONS = ("float32", "float16")
 HALF, DOUBLE = "cl_khr_fp16", "cl_khr_fp64"
 
 
@@ -66,22 +68,10 @@ def _node_problem(graph: Graph, node: Node, double: bool = True) -> str | None:
     return spec.check(graph, node)
 
 
-def _stored_in_half(graph: Graph) -> Graph:
-    """A copy of `graph` whose float32 tensors are float16: constants converted, types rewritten.
-    Kernels compute half values in float, so only storage (and bandwidth) halves."""
-    graph = graph.copy()
-    for node in graph.nodes():
-        node.outputs = [TensorType("float16", t.shape) if isinstance(t, TensorType) and t.dtype == "float32" else t
-                        for t in node.outputs]
-        if node.is_constant and np.asarray(node.attrs["value"]).dtype == np.float32:
-            node.attrs = {**node.attrs, "value": np.asarray(node.attrs["value"]).astype(np.float16)}
-    return graph
-
-
 def _extensions(dialect: OpenCLDialect, precision: str) -> list[str]:
-    """What the device must report: the program's (double) and, for precision='float16', cl_khr_fp16,
+    """What the device must report: the program's (double) and, for precision 'fp16', cl_khr_fp16,
     which that option promises to use even though half storage itself needs no extension."""
-    return sorted({*dialect.extensions(), *([HALF] if precision == "float16" else [])})
+    return sorted({*dialect.extensions(), *([HALF] if precision == "fp16" else [])})
 
 
 @functools.lru_cache(maxsize=8)
@@ -104,7 +94,7 @@ class GpuTarget(Target):
 
     @property
     def precision(self) -> str:
-        return self.options.get("precision", "float32")
+        return self.options.get("precision", "fp32")
 
     def unsupported(self, graph: Graph) -> list[Unsupported]:
         problems = self._option_problems()
@@ -115,11 +105,12 @@ class GpuTarget(Target):
         return problems + self.node_problems(graph)
 
     def _option_problems(self) -> list[Unsupported]:
-        if self.precision not in PRECISIONS:
-            return [Unsupported("(options)", "precision", f"precision {self.precision!r} is not one of {PRECISIONS}")]
-        if self.precision == "float16" and not self._device_has(HALF):
-            return [Unsupported("(options)", "precision", f"precision 'float16' needs {HALF}, which device "
-                                f"{self._limits().name!r} does not report; compile with precision='float32'")]
+        problem = precision_problem(self.options)
+        if problem:
+            return [Unsupported("(options)", "precision", problem)]
+        if precision_of(self.options) == "fp16" and not self._device_has(HALF):
+            return [Unsupported("(options)", "precision", f"precision {self.precision!r} needs {HALF}, which device "
+                                f"{self._limits().name!r} does not report; compile with precision='fp32'")]
         return []
 
     def _limits(self) -> DeviceLimits:
@@ -148,10 +139,11 @@ class GpuTarget(Target):
                 p["batch_norm"], p["epilogues"], p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
-        precision = options.get("precision", "float32")
+        precision = options.get("precision", "fp32")
         device = options.get("device")
         limits = _device_limits(device) if device is not None else DeviceLimits()
-        stored = _stored_in_half(graph) if precision == "float16" else graph
+        fp16 = plan_fp16(graph, options, keep_weights_of_kept_nodes=True) if precision_of(options) == "fp16" else None
+        stored = stored_in_half(graph, fp16) if fp16 else graph
         plan = plan_memory(stored, in_place_input)
         dialect = OpenCLDialect()
         program = build_program(stored, plan, dialect, LaunchPlanner(limits))
@@ -159,11 +151,12 @@ class GpuTarget(Target):
             "target": self.name, "compiler_version": compiler_version(),
             "options": {k: v for k, v in sorted(options.items())}, **signature(graph),
             "opencl": {"source": "model.cl", "build_options": dialect.build_options, "precision": precision,
-                       "extensions": _extensions(dialect, precision), "planned_for": limits.to_json()},
+                       "extensions": _extensions(dialect, precision_of(options)), "planned_for": limits.to_json()},
             "memory_plan": {"workspace_bytes": plan.workspace_bytes, "weights_bytes": len(plan.weights),
                             "kernels": program.kernels,
                             "inputs": _buffer_entries(stored, [Value(n, 0) for n in stored.inputs]),
                             "outputs": _buffer_entries(stored, [v for _, v in stored.outputs])},
             "launches": program.steps,
         }
-        return Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})
+        artifact = Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})
+        return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

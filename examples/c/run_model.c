@@ -48,7 +48,10 @@ int main(int argc, char **argv) {
     }
     /* Room after the weights for the values kiln_precompute derives from them. */
     size_t capacity = KILN_PRECOMPUTED_BYTES ? KILN_PRECOMPUTED_OFFSET + KILN_PRECOMPUTED_BYTES : KILN_WEIGHTS_BYTES;
-    void *weights = read_file(argv[1], KILN_WEIGHTS_BYTES, capacity);
+    void *stored = read_file(argv[1], KILN_STORED_WEIGHTS_BYTES, KILN_STORED_WEIGHTS_BYTES);
+    void *weights = aligned_buffer(capacity);
+    kiln_widen_weights(stored, weights); /* precision fp16: float16 weights become float32; else a copy */
+    free(stored);
     if (kiln_precompute(weights) != 0) {
         fprintf(stderr, "kiln_precompute failed\n");
         return 1;

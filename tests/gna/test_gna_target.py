@@ -11,7 +11,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import runtime
 from compiler.cli import main
-from compiler.codegen.gna.calibration import CalibrationError
+from compiler.calibration_data import CalibrationError
 from compiler.codegen.gna.report import format_report, sqnr_db
 from compiler.driver import UnsupportedByTargetError, compile
 from frontends.onnx.backend import get_backend

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.codegen.gna import pwl as pwl_design
-from compiler.codegen.gna.calibration import sample_values
+from compiler.calibration_data import sample_values
 from compiler.codegen.gna.layers import Buffer, Copy, Diagonal, Endpoint, Program, Transpose
 from compiler.codegen.gna.quantize import (ACTIVATION_SCALE, activation_scale, input_scale, quantize_bias,
                                            quantize_weights)

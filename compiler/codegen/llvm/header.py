@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from compiler.codegen.memory_plan import MemoryPlan, tensor_bytes
 from compiler.ir.graph import Graph, Value
+from compiler.precision.weights_fp16 import c_widen_lines
 
 
 def _c_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def c_header(graph: Graph, plan: MemoryPlan) -> str:
+def c_header(graph: Graph, plan: MemoryPlan, storage: dict | None = None) -> str:
+    """`storage`: the manifest's "weights_storage" when weights.bin stores some weights as float16."""
     inputs = [(name, graph.type_of(Value(name, 0))) for name in graph.inputs]
     outputs = [(name, graph.type_of(value)) for name, value in graph.outputs]
     lines = [
@@ -18,6 +20,7 @@ def c_header(graph: Graph, plan: MemoryPlan) -> str:
         "#ifndef KILN_MODEL_H",
         "#define KILN_MODEL_H",
         "#include <stdint.h>",
+        "#include <string.h>",
         "",
         "/* Run one inference. weights: the weights buffer (64-byte aligned): weights.bin, then, when",
         " * KILN_PRECOMPUTED_BYTES > 0, room up to KILN_PRECOMPUTED_OFFSET + KILN_PRECOMPUTED_BYTES that",
@@ -47,6 +50,7 @@ def c_header(graph: Graph, plan: MemoryPlan) -> str:
         f"#define KILN_NUM_INPUTS {len(inputs)}",
         f"#define KILN_NUM_OUTPUTS {len(outputs)}",
         "",
+        *c_widen_lines(storage, len(plan.weights)),
     ]
     for kind, tensors in (("INPUT", inputs), ("OUTPUT", outputs)):
         names = ", ".join(_c_string(name) for name, _ in tensors)
