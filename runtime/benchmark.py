@@ -96,12 +96,13 @@ def _shapes(kernel: dict) -> str:
 
 def kernel_flops(kernel: dict) -> int | None:
     """Floating-point operations (2 per multiply-add) of a Conv, ConvTranspose, Gemm or MatMul kernel (fused
-    epilogues included), from its operand shapes; None for other ops."""
+    epilogues included; the int8 kiln::QuantizedConv/MatMul count their integer ones, a packed Conv's padded
+    channels included), from its operand shapes; None for other ops."""
     inputs, outputs = kernel.get("input_shapes", []), kernel.get("output_shapes", [])
     if len(inputs) < 2 or None in inputs[:2] or not outputs:
         return None
     x, w, y = inputs[0], inputs[1], outputs[0]
-    op_type = kernel["op_type"].removeprefix("kiln::Fused")  # an epilogue adds no multiply-adds
+    op_type = kernel["op_type"].removeprefix("kiln::Fused").removeprefix("kiln::Quantized")
     if op_type == "Conv":  # W holds M * C/group * taps weights (in whatever blocking): C/group * taps MACs per output
         return 2 * math.prod(y) * math.prod(w) // max(y[1], 1)
     if op_type == "ConvTranspose":  # W holds C * M/group * taps: one input element feeds M/group * taps

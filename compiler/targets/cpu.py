@@ -80,8 +80,15 @@ class CpuTarget(Target):
                                  "ReduceMean/Sub/Pow/...) compute their input from the elementwise ops before them "
                                  "in their own row loop (after fuse-epilogues, before fuse-elementwise takes them)")
         squares = PassSpec("square-powers", why="Pow(x, 2) becomes Mul(x, x): the same bits, and it fuses")
-        return [p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"], p["merge"],
-                transposes, reshapes, squares, p["batch_norm"], p["epilogues"], normalization, p["fuse"], widen,
+        sink = PassSpec("sink-dequantize", why="MaxPool/Reshape/Transpose/... run on 8-bit values inside QDQ chains "
+                        "and Q(DQ(x)) cancels, so int8 flows between the fused int8 kernels")
+        int8 = PassSpec("fuse-quantized-linear", {"qlinear": bool(options.get("fast_qlinear"))},
+                        why="DequantizeLinear -> Conv/MatMul/Gemm [-> Relu/Clip] -> QuantizeLinear (and with "
+                        "fast_qlinear, QLinearConv/MatMul) become int8 kernels (before fold-constants dequantizes "
+                        "the weights)")
+        add = PassSpec("fuse-quantized-add", why="Q(DQ(a) + DQ(b)) (residual additions) is one 8-bit pass")
+        return [sink, int8, add, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"],
+                p["merge"], transposes, reshapes, squares, p["batch_norm"], p["epilogues"], normalization, p["fuse"], widen,
                 *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:

@@ -226,7 +226,7 @@ def _row_major(dims) -> tuple[int, ...]:
     return tuple(math.prod(dims[axis + 1:]) for axis in range(len(dims)))
 
 
-def _inside(b: ir.IRBuilder, first: ir.Value, stride: int, size: int, count: int) -> tuple[ir.Value, ir.Value]:
+def inside_steps(b: ir.IRBuilder, first: ir.Value, stride: int, size: int, count: int) -> tuple[ir.Value, ir.Value]:
     """The steps [low, high) of first + step * stride that fall inside [0, size), within [0, count)."""
     def steps_to(distance):  # ceil(max(distance, 0) / stride)
         distance = smax(b, distance, const_i64(0))
@@ -268,7 +268,7 @@ def _emit_conv(ctx: KernelContext) -> None:
             for coord, size in zip(outer, g.in_size):
                 valid = b.and_(valid, b.icmp_unsigned("<", coord, const_i64(size)))  # negatives wrap
             plane = linear(b, [image, b.add(b.mul(group, const_i64(g.in_group)), channel), *outer], x_strides[:-2])
-            low, high = _inside(b, column_start, g.strides[-1], g.in_size[-1], tiling.columns)
+            low, high = inside_steps(b, column_start, g.strides[-1], g.in_size[-1], tiling.columns)
             with rolled_range(b, 0, tiling.rows, name="im_row") as r:
                 row = b.add(row_start, b.mul(r, const_i64(g.strides[-2])))
                 inside = b.and_(valid, b.icmp_unsigned("<", row, const_i64(g.in_size[-2])))
