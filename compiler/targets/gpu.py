@@ -127,15 +127,18 @@ class GpuTarget(Target):
         return _node_problem(graph, node, self._device_has(DOUBLE))
 
     def pipeline(self, options: dict) -> list[PassSpec]:
-        """The cpu target's graph passes that fit the gpu kernels: BatchNormalization folding and the
-        fusions (kiln::FusedConv/FusedGemm/FusedMatMul epilogues and kiln::FusedElementwise, each
-        with a gpu kernel), then widening of half-float nodes whose kernel takes float32 only. The
-        options are kept: unsupported() checks the precision and device asked for."""
+        """QDQ layers as QLinearConv/QLinearMatMul (qdq-to-qlinear), then the cpu target's graph passes
+        that fit the gpu kernels: BatchNormalization folding and the fusions (kiln::FusedConv/
+        FusedGemm/FusedMatMul epilogues and kiln::FusedElementwise, each with a gpu kernel), then
+        widening of half-float nodes whose kernel takes float32 only. The options are kept:
+        unsupported() checks the precision and device asked for."""
         self.options = dict(options)
         p = shared_passes("gpu", kernel="GEMM kernel")
         widen = PassSpec("widen-half-floats", why="float16/bfloat16 ops whose kernel takes float32 only compute "
                          "in float32 between Casts")
-        return [p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"], p["merge"],
+        int8 = PassSpec("qdq-to-qlinear", why="DequantizeLinear -> Conv/MatMul/Gemm [-> Relu/Clip] -> QuantizeLinear "
+                        "become QLinearConv/QLinearMatMul, int8 kernels (before fold-constants dequantizes the weights)")
+        return [int8, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"], p["merge"],
                 p["batch_norm"], p["epilogues"], p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:

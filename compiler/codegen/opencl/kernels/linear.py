@@ -11,6 +11,7 @@ number of spatial dims, strides, dilations, pads (auto_pad too) and groups.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec,
 from compiler.codegen.opencl.steps import steps_problem
 from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
+from compiler.ir.types import TensorType
 from compiler.ops.fused_linear import BASES, epilogue_steps, epilogue_types
 from compiler.ops.pool_geometry import AUTO_PADS
 
@@ -63,14 +65,21 @@ def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, i
                       bases=[{"name": key, "value": text} for key, text in bases.items()])
 
 
-def _matmul(ctx: GpuContext) -> list[KernelLaunch]:
-    a, b = ctx.input(0, "a"), ctx.input(1, "b")
-    a_shape = (1,) + a.shape if len(a.shape) == 1 else a.shape
-    b_shape = b.shape + (1,) if len(b.shape) == 1 else b.shape
+def matmul_shape(a_shape, b_shape) -> tuple[tuple[int, int, int], list[int], dict]:
+    """((rows m, columns n, depth k), the broadcast batch dims, the batch bases of A, B and Y) of
+    A @ B, a 1-D operand promoted as numpy does."""
+    a_shape = (1,) + tuple(a_shape) if len(a_shape) == 1 else tuple(a_shape)
+    b_shape = tuple(b_shape) + (1,) if len(b_shape) == 1 else tuple(b_shape)
     (m, k), n = a_shape[-2:], b_shape[-1]
     batch = list(np.broadcast_shapes(a_shape[:-2], b_shape[:-2]))
     bases = {"a_batch": _base(_batch_strides(a_shape, batch)), "b_batch": _base(_batch_strides(b_shape, batch)),
              "y_batch": _base(list(dense_strides(batch + [m, n]))[:-2])}
+    return (m, n, k), batch, bases
+
+
+def _matmul(ctx: GpuContext) -> list[KernelLaunch]:
+    a, b = ctx.input(0, "a"), ctx.input(1, "b")
+    (m, n, k), batch, bases = matmul_shape(a.shape, b.shape)
     return [_gemm_kernel(ctx, [a, b], (m, n, k), batch, _operand(ctx, a, "m", k, "k", 1),
                          _operand(ctx, b, "k", n, "n", 1), bases, f"base + m * {n} + n", "sum")]
 
@@ -117,41 +126,90 @@ def leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> l
     return list(node.attrs.get("pads", [0] * 2 * len(in_size))[:len(in_size)])
 
 
-def _conv(ctx: GpuContext) -> list[KernelLaunch]:
-    node, d = ctx.node, ctx.dialect
-    x, w, y = ctx.input(0, "b"), ctx.input(1, "a"), ctx.output(0, "y")
-    images, channels, *in_size = x.shape
-    out_channels, in_group, *kernel = _weights_shape(node, w.shape)
-    out_size = list(y.shape[2:])
+@dataclass(frozen=True)
+class ConvShape:
+    """A Conv as an implicit GEMM per group: rows are the group's output channels, depth its input
+    channels times the kernel taps, columns the images times the output positions."""
+
+    images: int
+    channels: int
+    in_size: list[int]
+    out_channels: int
+    in_group: int
+    kernel: list[int]
+    out_size: list[int]
+    group: int
+    strides: list[int]
+    dilations: list[int]
+    pads: list[int]
+
+    @property
+    def out_group(self) -> int:
+        return self.out_channels // self.group
+
+    @property
+    def depth(self) -> int:
+        return self.in_group * math.prod(self.kernel)
+
+    @property
+    def positions(self) -> int:
+        return math.prod(self.out_size)
+
+    @property
+    def template(self) -> dict:
+        """What gemm.cl.j2 and integer_gemm.cl.j2 unravel the im2col view with."""
+        return {"in_group": self.in_group, "kernel": self.kernel, "images": self.images, "out_size": self.out_size,
+                "strides": self.strides, "pads": self.pads, "dilations": self.dilations, "in_size": self.in_size}
+
+    def image_offset(self) -> str:
+        """The input element at im2col (k, n), from the template's unravelled p*, t* and i*."""
+        plane = math.prod(self.in_size)
+        return " + ".join([f"p0 * {self.channels * plane}", f"t0 * {plane}"] +
+                          [f"i{axis} * {stride}" for axis, stride in enumerate(dense_strides(self.in_size))])
+
+    def bases(self) -> dict:
+        """The group's first weight row, input channel and output element."""
+        plane = math.prod(self.in_size)
+        return {"a_batch": f"q0 * {self.out_group * self.depth}", "b_batch": f"q0 * {self.in_group * plane}",
+                "y_batch": f"q0 * {self.out_group * self.positions}"}
+
+    def y_offset(self) -> str:
+        positions = self.positions
+        return f"base + (n / {positions}) * {self.out_channels * positions} + m * {positions} + n % {positions}"
+
+
+def conv_shape(node: Node, x_shape, w_shape, y_shape) -> ConvShape:
+    images, channels, *in_size = x_shape
+    out_channels, in_group, *kernel = w_shape
+    out_size = list(y_shape[2:])
     spatial = len(in_size)
-    group = int(node.attrs.get("group", 1))
     strides = list(node.attrs.get("strides", [1] * spatial))
     dilations = list(node.attrs.get("dilations", [1] * spatial))
     pads = leading_pads(node, in_size, kernel, out_size, strides, dilations)
-    out_group, taps, plane, positions = out_channels // group, math.prod(kernel), math.prod(in_size), math.prod(out_size)
-    depth = in_group * taps
-    image_offset = " + ".join([f"p0 * {channels * plane}", f"t0 * {plane}"] +
-                              [f"i{axis} * {stride}" for axis, stride in enumerate(dense_strides(in_size))])
-    conv = {"in_group": in_group, "kernel": kernel, "images": images, "out_size": out_size, "strides": strides,
-            "pads": pads, "dilations": dilations, "in_size": in_size}
-    b = {"ctype": x.ctype, "load": d.load("b", f"base + {image_offset}", x.dtype), "k_fast": False, "vector": False,
-         "vector_load": ""}
-    bases = {"a_batch": f"q0 * {out_group * depth}", "b_batch": f"q0 * {in_group * plane}",
-             "y_batch": f"q0 * {out_group * positions}"}
-    a = _operand(ctx, w, "m", depth, "k", 1)
+    return ConvShape(images, channels, in_size, out_channels, in_group, kernel, out_size,
+                     int(node.attrs.get("group", 1)), strides, dilations, pads)
+
+
+def _conv(ctx: GpuContext) -> list[KernelLaunch]:
+    node, d = ctx.node, ctx.dialect
+    x, w, y = ctx.input(0, "b"), ctx.input(1, "a"), ctx.output(0, "y")
+    g = conv_shape(node, x.shape, _weights_shape(node, w.shape), y.shape)
+    b = {"ctype": x.ctype, "load": d.load("b", f"base + {g.image_offset()}", x.dtype), "k_fast": False,
+         "vector": False, "vector_load": ""}
+    bases = g.bases()
+    a = _operand(ctx, w, "m", g.depth, "k", 1)
     if node.attrs.get("transposed_weights", 0):  # blocks of B output channels, each [depth, B]
-        block, bases["a_batch"] = w.shape[2], f"q0 * {out_group}"  # the group's first row
-        a = {**a, "load": d.load("a", f"((base + m) / {block}) * {depth * block} + k * {block} + (base + m) % {block}",
-                                 w.dtype), "k_fast": False, "vector": False}
+        block, bases["a_batch"] = w.shape[2], f"q0 * {g.out_group}"  # the group's first row
+        at = f"((base + m) / {block}) * {g.depth * block} + k * {block} + (base + m) % {block}"
+        a = {**a, "load": d.load("a", at, w.dtype), "k_fast": False, "vector": False}
     params, value = [w, x], "sum"
     if ctx.input_type(2) is not None:
         bias = ctx.input(2, "c")
         params.append(bias)
-        bases["c_batch"] = f"q0 * {out_group}"
+        bases["c_batch"] = f"q0 * {g.out_group}"
         value = f"sum + {d.load('c', 'c_batch + m', bias.dtype)}"
-    y_offset = f"base + (n / {positions}) * {out_channels * positions} + m * {positions} + n % {positions}"
-    return [_gemm_kernel(ctx, params, (out_group, images * positions, depth), [group], a, b, bases, y_offset, value,
-                         conv)]
+    return [_gemm_kernel(ctx, params, (g.out_group, g.images * g.positions, g.depth), [g.group], a, b, bases,
+                         g.y_offset(), value, g.template)]
 
 
 def _check_floats(graph: Graph, node: Node) -> str | None:
@@ -169,14 +227,19 @@ def _check_conv(graph: Graph, node: Node) -> str | None:
     problem = _check_floats(graph, node)
     if problem or node.attrs.get("transposed_weights", 0):  # fuse-epilogues laid out a checked Conv's weights
         return problem
-    x, w = graph.input_types(node)[:2]
+    return conv_problem(node, *graph.input_types(node)[:2])
+
+
+def conv_problem(node: Node, x: TensorType, w: TensorType) -> str | None:
+    """Why a convolution of input `x` by weights `w` does not fit the implicit GEMM (None when it does)."""
+    op = node.op_type
     if len(x.shape) < 3:
-        return "Conv needs an input of rank >= 3 (N, C, spatial...)"
+        return f"{op} needs an input of rank >= 3 (N, C, spatial...), not {list(x.shape)}"
     group = int(node.attrs.get("group", 1))
     if x.shape[1] != w.shape[1] * group or w.shape[0] % group:
-        return f"Conv input channels {x.shape[1]} / weights {list(w.shape)} do not match group={group}"
+        return f"{op} input channels {x.shape[1]} / weights {list(w.shape)} do not match group={group}"
     if node.attrs.get("auto_pad", "NOTSET") not in AUTO_PADS:
-        return f"Conv auto_pad={node.attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
+        return f"{op} auto_pad={node.attrs['auto_pad']!r} is not one of {', '.join(AUTO_PADS)}"
     return None
 
 
