@@ -17,6 +17,17 @@ def test_binary_float_broadcasting(op, shapes):
     assert_cpu_matches_ref(node_model(op, {"a": a, "b": b}), {"a": a, "b": b})
 
 
+@pytest.mark.parametrize("shapes", [((3, 10001), (3, 10001)), ((2, 20000), (20000,)), ((8200,), ())])
+def test_long_rows_split_into_pieces(shapes):
+    """Rows longer than broadcast.PIECE are computed in pieces by several work items (one shape
+    coalesces into a single row): the partial last piece and broadcast operands included."""
+    from compiler.codegen.llvm.kernels.broadcast import PIECE, row_count
+
+    assert row_count(shapes[0], shapes) > 1 and max(map(np.prod, shapes)) > PIECE
+    a, b = random(shapes[0], seed=1), random(shapes[1], seed=2)
+    assert_cpu_matches_ref(node_model("Add", {"a": a, "b": b}), {"a": a, "b": b})
+
+
 def test_prelu_slope_per_channel():
     x, slope = random((2, 3, 5)), random((3, 1), seed=3)
     assert_cpu_matches_ref(node_model("PRelu", {"x": x, "slope": slope}), {"x": x, "slope": slope})

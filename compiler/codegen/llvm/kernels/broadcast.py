@@ -3,7 +3,9 @@
 The output is viewed as rows of its (coalesced) innermost dimension (compiler/codegen/broadcast_dims.py):
 dims are merged while every input either spans both or broadcasts both, so the inner loop is as long as possible
 and each input moves through it with a constant stride (0 or 1) that LLVM vectorizes. One
-work item is one row; row offsets come from a div/mod walk done once per row.
+work item is one row, or a piece of PIECE elements of it when rows are longer (tensors of one
+shape coalesce into a single row, which would otherwise run on one thread); row offsets come from
+a div/mod walk done once per item.
 """
 
 from __future__ import annotations
@@ -15,22 +17,36 @@ from llvmlite import ir
 
 from compiler.codegen.broadcast_dims import broadcast_strides, coalesce
 from compiler.codegen.llvm.irhelpers import const_i64, for_range, load, store
+from compiler.codegen.llvm.kernels.linear_algebra import smin
 from compiler.codegen.llvm.kernels.registry import KernelContext, TensorArg
 
 
+PIECE = 8192  # elements of a row one work item computes at most
+
+
+def _pieces(inner: int) -> int:
+    return -(-inner // PIECE)
+
+
 def row_count(out_shape: Sequence[int], in_shapes: Sequence[Sequence[int]]) -> int:
+    """Work items of the loop: rows times the pieces of a row."""
     out_dims, _ = coalesce(out_shape, in_shapes)
-    return math.prod(out_dims[:-1])
+    return math.prod(out_dims[:-1]) * _pieces(out_dims[-1])
 
 
 def emit_broadcast_loop(ctx: KernelContext, operands: Sequence[TensorArg], output: TensorArg,
                         body: Callable[[ir.IRBuilder, list[ir.Value]], ir.Value]) -> None:
-    """output[i] = body(operand values at i) over work items [ctx.begin, ctx.end) (rows)."""
+    """output[i] = body(operand values at i) over work items [ctx.begin, ctx.end) (pieces of rows)."""
     builder = ctx.builder
     out_dims, in_dims = coalesce(output.shape, [op.shape for op in operands])
-    inner = out_dims[-1]
+    inner, pieces = out_dims[-1], _pieces(out_dims[-1])
     strides = [broadcast_strides(dims) for dims in in_dims]
-    with for_range(builder, ctx.begin, ctx.end, name="row") as row:
+    with for_range(builder, ctx.begin, ctx.end, name="item") as item:
+        row, start, stop = item, const_i64(0), const_i64(inner)
+        if pieces > 1:
+            row = builder.udiv(item, const_i64(pieces))
+            start = builder.mul(builder.urem(item, const_i64(pieces)), const_i64(PIECE))
+            stop = smin(builder, builder.add(start, const_i64(PIECE)), const_i64(inner))
         bases = []
         for operand_strides in strides:
             offset, remaining = const_i64(0), row
@@ -41,7 +57,7 @@ def emit_broadcast_loop(ctx: KernelContext, operands: Sequence[TensorArg], outpu
                     offset = builder.add(offset, builder.mul(coordinate, const_i64(operand_strides[axis])))
             bases.append(offset)
         out_base = builder.mul(row, const_i64(inner))
-        with for_range(builder, 0, inner, name="col") as col:
+        with for_range(builder, start, stop, name="col") as col:
             values = []
             for operand, base, operand_strides in zip(operands, bases, strides):
                 index = builder.add(base, col) if operand_strides[-1] else base
