@@ -98,6 +98,10 @@ CONV_CASES = {  # (x dtype, C, M, H, W, kernel, stride, pad, dilation, group, ou
     "float_relu": ("uint8", 5, 6, 7, 7, 3, 1, 1, 1, 1, "float32"),
     "int32_sums": ("int8", 7, 5, 6, 9, 3, 2, 1, 1, 1, "int32"),
     "depthwise_int32": ("uint8", 4, 4, 7, 7, 3, 1, 1, 1, 4, "int32"),
+    "depthwise_wide_rows": ("int8", 4, 4, 6, 45, 3, 1, 1, 1, 4, "int8"),  # whole vectors, then the row's edge
+    "depthwise_wide_stride2": ("uint8", 3, 6, 7, 71, 3, 2, 1, 1, 3, "uint8"),
+    "depthwise_stride3": ("uint8", 2, 2, 7, 100, 3, 3, 0, 1, 2, "uint8"),  # the last input column is not read
+    "depthwise_9x9": ("uint8", 3, 3, 12, 12, 9, 1, 4, 1, 3, "uint8"),  # too many taps: the GEMM form
     "wide": ("uint8", 64, 70, 14, 14, 3, 1, 1, 1, 1, "uint8"),
     "channel_chunks": ("uint8", 8, 301, 5, 5, 3, 1, 1, 1, 1, "uint8"),  # items split the output channels
 }

@@ -21,6 +21,7 @@ Kernels of more than MAX_TAPS taps, or rows too wide to stage, take the direct f
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -53,8 +54,12 @@ FALSE = ir.Constant(I1, 0)  # llvm.memset/memcpy: not volatile
 
 def specialised(g: ConvGeometry) -> bool:
     """Whether this kernel computes the conv (else the direct form does)."""
-    return (len(g.kernel) == 2 and g.group == g.channels == g.out_channels and math.prod(g.kernel) <= MAX_TAPS
-            and g.phase_count * (1 + _reach(g, -2)) * _pitch(g) <= MAX_STAGE)
+    return len(g.kernel) == 2 and g.group == g.channels == g.out_channels and fits(g)
+
+
+def fits(g: ConvGeometry) -> bool:
+    """Whether the kernel's taps unroll and a row's stage fits (2-D, one input channel per group)."""
+    return math.prod(g.kernel) <= MAX_TAPS and g.phase_count * (1 + _reach(g, -2)) * _pitch(g) <= MAX_STAGE
 
 
 def _reach(g: ConvGeometry, axis: int) -> int:
@@ -152,7 +157,7 @@ class DepthwisePlan:
     @property
     def item_dims(self) -> tuple[int, int, int]:
         g = self.g
-        return g.batch, g.channels, math.ceil(g.out_size[-2] / self.rows)
+        return g.batch, g.out_channels, math.ceil(g.out_size[-2] / self.rows)
 
     def block_loads(self) -> int:
         """Vector loads of one register block: one per distinct staged vector its (output, tap) pairs read."""
@@ -200,12 +205,16 @@ def work_items(g: ConvGeometry) -> int:
     return math.prod(depthwise_plan(g).item_dims)
 
 
-class _DepthwiseConv:
-    """Emits the plan; see the module docstring."""
+class DepthwiseConv:
+    """Emits the plan; see the module docstring. The stage, the register blocks and the item's output buffer
+    hold g.dtype; the input (`x_dtype`) is converted to it while staging (_convert), the weights by _weight,
+    and _finisher maps the sums to what is stored (`y_dtype`), so integer convs reuse the loops
+    (int8_depthwise.py). An output channel reads input channel channel // (out_channels / channels)."""
 
-    def __init__(self, ctx: KernelContext, g: ConvGeometry, epilogue: Epilogue | None):
+    def __init__(self, ctx: KernelContext, g: ConvGeometry, epilogue: Epilogue | None = None):
         self.b, self.g, self.plan = ctx.builder, g, depthwise_plan(g)
         self.x, self.w, self.y = ctx.inputs[0].ptr, ctx.inputs[1].ptr, ctx.outputs[0].ptr
+        self.x_dtype, self.y_dtype = ctx.inputs[0].dtype, ctx.outputs[0].dtype
         self.bias = ctx.inputs[2].ptr if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
         self.epilogue = epilogue
         self.stage = stack_buffer(self.b, g.dtype, self.plan.stage_size)
@@ -220,12 +229,31 @@ class _DepthwiseConv:
         with rolled_range(b, begin, end, name="item") as item:
             image, channel, row_block = unravel(b, item, plan.item_dims)
             row0 = b.mul(row_block, const_i64(plan.rows))
-            plane = linear(b, [image, channel], [g.channels * math.prod(g.in_size), math.prod(g.in_size)])
+            source = channel if g.out_channels == g.channels else \
+                b.udiv(channel, const_i64(g.out_channels // g.channels))
+            plane = linear(b, [image, source], [g.channels * math.prod(g.in_size), math.prod(g.in_size)])
             self._stage(plane, row0)
-            weights = [splat(b, load(b, self.w, g.dtype, linear(b, [channel], [taps], const_i64(tap))), plan.lanes)
-                       for tap in range(taps)]
-            self._sweep(weights)
+            self._sweep([splat(b, self._weight(channel, tap), plan.lanes) for tap in range(taps)])
             self._store(image, channel, row0)
+
+    def _weight(self, channel: ir.Value, tap: int) -> ir.Value:
+        """Tap `tap` of the channel's kernel, as g.dtype."""
+        return load(self.b, self.w, self.g.dtype, linear(self.b, [channel], [math.prod(self.g.kernel)],
+                                                         const_i64(tap)))
+
+    def _convert(self, value: ir.Value) -> ir.Value:
+        """A loaded input vector (x_dtype) as staged (g.dtype)."""
+        return value
+
+    def _finisher(self, channel: ir.Value) -> Callable[[ir.Value, ir.Value, ir.Value], ir.Value]:
+        """What maps a sum (g.dtype) at output (plane, column) of `channel` to the value stored: bias, epilogue."""
+        b, epilogue = self.b, self.epilogue
+        bias = None if self.bias is None else load(b, self.bias, self.g.dtype, channel)
+
+        def finish(value: ir.Value, plane: ir.Value, column: ir.Value) -> ir.Value:
+            value = value if bias is None else b.fadd(value, bias)
+            return value if epilogue is None else epilogue(b, value, plane, column)
+        return finish
 
     def _stage(self, plane: ir.Value, row0: ir.Value) -> None:
         """Each row phase's staged rows, in order: the input row's columns of each column phase, or zeros for
@@ -241,7 +269,7 @@ class _DepthwiseConv:
                     source = linear(b, [b.add(first, b.mul(i, const_i64(stride)))], [g.in_size[-1]], plane)
                     targets = {phase: linear(b, [i], [plan.pitch], const_i64(block * plan.block_size))
                                for (row, phase), block in blocks.items() if row == row_phase}
-                    if copy and g.strides[-1] > 1:
+                    if copy and (g.strides[-1] > 1 or self.x_dtype != g.dtype):
                         self._deinterleave_row(source, targets)
                     else:
                         for phase, target in targets.items():
@@ -268,14 +296,15 @@ class _DepthwiseConv:
 
     def _stage_row(self, source: ir.Value, target: ir.Value, phase: int, copy: bool) -> None:
         """stage[target + j] = x[source + column(j)] for the positions j of column phase `phase` inside the
-        input row, or zeros there; the other positions (padding) are left as they are."""
+        input row (unstrided, unconverted columns), or zeros there; the other positions (padding) are left as
+        they are."""
         b, g = self.b, self.g
         low, high = self._columns(phase)
         if high <= low:
             return
         size = const_i64((high - low) * np.dtype(g.dtype).itemsize)
         start = self._address(self.stage, b.add(target, const_i64(low)))
-        if copy:  # unstrided columns
+        if copy:
             first_column = low + phase - g.pads[-1]
             b.call(b.module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64]),
                    [start, self._address(self.x, b.add(source, const_i64(first_column))), size, FALSE])
@@ -283,26 +312,43 @@ class _DepthwiseConv:
             b.call(b.module.declare_intrinsic("llvm.memset", [PTR, I64]), [start, ir.Constant(I8, 0), size, FALSE])
 
     def _deinterleave_row(self, source: ir.Value, targets: dict[int, ir.Value]) -> None:
-        """Every column phase of a strided input row from the same loads: per `stride` x lanes input columns,
-        `stride` masked loads (zeros past the row), then for each staged phase its lanes (shufflevector) stored
-        as one vector, lanes past the phase's last position zeroed. Those zeros land on padding, on positions
-        of the following rows (staged later) or in the room after the block."""
+        """Every column phase of a strided (or converted) input row from the same loads: per `stride` x lanes
+        input columns, `stride` loads, then for each staged phase its lanes (shufflevector), converted, stored
+        as one vector. Past the last column some phase stages, loads are masked (zeros past the row) and the
+        phases' lanes past their last position zeroed; those zeros land on padding, on positions of the
+        following rows (staged later) or in the room after the block. Before it, no lane needs either mask
+        (both cost shuffle-port uops)."""
         b, g, plan = self.b, self.g, self.plan
-        stride, pad, width, lanes = g.strides[-1], g.pads[-1], g.in_size[-1], plan.lanes
-        last = max((self._columns(phase)[1] - 1) * stride + phase - pad for phase in targets)  # last column read
+        stride, width, lanes = g.strides[-1], g.in_size[-1], plan.lanes
+        lasts = [(self._columns(phase)[1] - 1) * stride + phase - g.pads[-1] for phase in targets]  # last read
+        last, step = max(lasts), stride * lanes
+        split = max(0, (min(lasts) + 1) // step * step)  # columns whose loads and positions all lie inside
+        for start, stop, edge in ((0, split, False), (split, last + 1, True)):
+            with rolled_range(b, start, stop, step, name="stage_columns") as column:
+                firsts = [b.add(column, const_i64(k * lanes)) for k in range(stride)]
+                loaded = [masked_load(b, self.x, self.x_dtype, b.add(source, first), lanes,
+                                      b.sub(const_i64(width), first)) if edge else
+                          load_vector(b, self.x, self.x_dtype, b.add(source, first), lanes) for first in firsts]
+                self._store_phases(loaded, column, targets, edge)
+
+    def _store_phases(self, loaded: list[ir.Value], column: ir.Value, targets: dict[int, ir.Value],
+                      edge: bool) -> None:
+        """Each staged phase's lanes of the `stride` vectors loaded from input column `column` on, converted, at
+        its position; at the row's edge, lanes past the phase's last position are zeroed."""
+        b, g, lanes = self.b, self.g, self.plan.lanes
+        stride, pad = g.strides[-1], g.pads[-1]
         lane_ids = ir.Constant(ir.VectorType(I64, lanes), list(range(lanes)))
-        with rolled_range(b, 0, last + 1, stride * lanes, name="stage_columns") as column:
-            loaded = [masked_load(b, self.x, g.dtype, b.add(source, b.add(column, const_i64(k * lanes))), lanes,
-                                  b.sub(const_i64(width), b.add(column, const_i64(k * lanes)))) for k in range(stride)]
-            for residue in range(stride):
-                phase = (residue + pad) % stride
-                if phase not in targets:
-                    continue
-                position = b.udiv(b.add(column, const_i64(residue + pad - phase)), const_i64(stride))
+        for residue in range(stride):
+            phase = (residue + pad) % stride
+            if phase not in targets:
+                continue
+            position = b.udiv(b.add(column, const_i64(residue + pad - phase)), const_i64(stride))
+            value = self._convert(_every(b, loaded, stride, residue))
+            if edge:
                 inside = b.icmp_signed("<", lane_ids, splat(b, b.sub(const_i64(self._columns(phase)[1]), position),
                                                              lanes))
-                value = b.select(inside, _every(b, loaded, stride, residue), ir.Constant(loaded[0].type, None))
-                store_vector(b, value, self.stage, g.dtype, b.add(targets[phase], position))
+                value = b.select(inside, value, ir.Constant(value.type, None))
+            store_vector(b, value, self.stage, g.dtype, b.add(targets[phase], position))
 
     def _address(self, base: ir.Value, index: ir.Value) -> ir.Value:
         return self.b.gep(base, [index], source_etype=element_type(self.g.dtype), inbounds=True)
@@ -341,7 +387,7 @@ class _DepthwiseConv:
         columns)."""
         b, g, plan = self.b, self.g, self.plan
         width, size = g.out_size[-1], np.dtype(g.dtype).itemsize
-        bias = None if self.bias is None else load(b, self.bias, g.dtype, channel)
+        finish = self._finisher(channel)
         rows = smin(b, const_i64(plan.rows), b.sub(const_i64(g.out_size[-2]), row0))
         if self.compact is not self.out:
             with rolled_range(b, 0, rows, name="compact_row") as row:
@@ -349,20 +395,19 @@ class _DepthwiseConv:
                        [self._address(self.compact, b.mul(row, const_i64(width))),
                         self._address(self.out, b.mul(row, const_i64(plan.out_pitch))), const_i64(width * size),
                         FALSE])
-        plane = linear(b, [image, channel], [g.channels * math.prod(g.out_size), math.prod(g.out_size)])
+        plane = linear(b, [image, channel], [g.out_channels * math.prod(g.out_size), math.prod(g.out_size)])
         first = b.mul(row0, const_i64(width))
         with rolled_range(b, 0, b.mul(rows, const_i64(width)), name="out_position") as position:
-            value = load(b, self.compact, g.dtype, position)
-            value = value if bias is None else b.fadd(value, bias)
             column = b.add(first, position)
-            if self.epilogue is not None:
-                value = self.epilogue(b, value, plane, column)
-            store(b, value, self.y, g.dtype, b.add(plane, column))
+            value = finish(load(b, self.compact, g.dtype, position), plane, column)
+            store(b, value, self.y, self.y_dtype, b.add(plane, column))
 
 
 def _every(builder: ir.IRBuilder, vectors: list[ir.Value], stride: int, first: int) -> ir.Value:
-    """Lanes first, first + stride, first + 2 * stride, ... of the (at least two) vectors laid end to end: a
-    deinterleave, one shufflevector over the first two, then one more per further vector."""
+    """Lanes first, first + stride, first + 2 * stride, ... of the vectors laid end to end: a deinterleave, one
+    shufflevector over the first two, then one more per further vector (stride 1: the one vector)."""
+    if stride == 1:
+        return vectors[0]
     lanes = vectors[0].type.count
     sources = [first + lane * stride for lane in range(lanes)]
 
@@ -379,4 +424,4 @@ def _every(builder: ir.IRBuilder, vectors: list[ir.Value], stride: int, first: i
 def emit(ctx: KernelContext, g: ConvGeometry, epilogue: Epilogue | None) -> None:
     """The kernel of a depthwise Conv-like node (inputs X, W, optional B) whose geometry is specialised;
     the epilogue's columns span the output's spatial dims."""
-    _DepthwiseConv(ctx, g, epilogue).run(ctx.begin, ctx.end)
+    DepthwiseConv(ctx, g, epilogue).run(ctx.begin, ctx.end)

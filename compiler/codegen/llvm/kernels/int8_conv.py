@@ -152,8 +152,8 @@ def _store_word(b: ir.IRBuilder, panel: ir.Value, position: ir.Value, word: ir.V
 
 def _emit(ctx: KernelContext) -> None:
     b, plan = ctx.builder, conv_plan(ctx.graph, ctx.node)
-    if int8_depthwise.is_depthwise(plan.channels):
-        int8_depthwise.emit(ctx)
+    if int8_depthwise.is_depthwise(plan):
+        int8_depthwise.emit(ctx, plan)
         return
     isa, node = plan.isa, ctx.node
     _, weights, offsets, multipliers = ctx.inputs
@@ -210,15 +210,15 @@ def _check(graph: Graph, node: Node) -> str | None:
     if len(x.shape) != 4:
         return f"{node.qualified_op} on a {len(x.shape)}-D input is not compiled by the cpu target (2-D convs only)"
     plan = conv_plan(graph, node)
-    if int8_depthwise.is_depthwise(plan.channels):
+    if int8_depthwise.is_depthwise(plan):
         return None
     return panel_problem(node, plan.steps * plan.tile * 4, "im2col tile (input channels x kernel taps)")
 
 
 def _work_items(graph: Graph, node: Node) -> int:
     plan = conv_plan(graph, node)
-    if int8_depthwise.is_depthwise(plan.channels):
-        return int8_depthwise.work_items(plan.batch, plan.group * plan.out_group, plan.out_height)
+    if int8_depthwise.is_depthwise(plan):
+        return int8_depthwise.work_items(plan)
     return math.prod(plan.item_dims)
 
 
