@@ -92,20 +92,29 @@ class CpuExecutor:
         if self.profiled_entry is not None:
             self.profiled_entry.restype = ctypes.c_int
             self.profiled_entry.argtypes = [ctypes.c_void_p] * 5
-        weights = files.read("weights.bin")
-        storage = self.manifest.get("weights_storage")  # precision fp16: float16 weights, widened once here
-        if storage is not None:
-            weights = widen_weights(weights, storage, aligned_empty(storage["bytes"]))
-        self._check_layout(len(weights))
-        self.weights = np.frombuffer(weights, dtype=np.uint8) if len(weights) else aligned_empty(1)
-        if self.weights.ctypes.data % _ALIGNMENT:  # in-memory bytes: copy to an aligned buffer (a mmap is page-aligned)
-            aligned = aligned_empty(len(weights))
-            aligned[:] = self.weights
-            self.weights = aligned
+        self.weights = self._weights(files.read("weights.bin"))
         self.workspace_bytes = self.manifest["memory_plan"]["workspace_bytes"]
         self.threads = self.library.kiln_set_num_threads(int(num_threads or 0))
         self._precompute()
         self._local = threading.local()
+
+    def _weights(self, stored) -> np.ndarray:
+        """The buffer kiln_run reads as its weights: weights.bin itself when it can be (a mmap is
+        page-aligned), else one aligned copy, with room after the blob for the precomputed values,
+        into which float16-stored weights (precision fp16) are widened directly."""
+        plan, storage = self.manifest["memory_plan"], self.manifest.get("weights_storage")
+        blob_bytes = len(stored) if storage is None else storage["bytes"]
+        self._check_layout(blob_bytes)
+        size = plan["precomputed_offset"] + plan["precomputed_bytes"] if plan.get("precomputed_bytes") else blob_bytes
+        mapped = np.frombuffer(stored, dtype=np.uint8)
+        if storage is None and size == blob_bytes and size and mapped.ctypes.data % _ALIGNMENT == 0:
+            return mapped
+        buffer = aligned_empty(max(size, 1))
+        if storage is not None:
+            widen_weights(stored, storage, buffer[:blob_bytes])
+        else:
+            buffer[:blob_bytes] = mapped
+        return buffer
 
     def _check_layout(self, weights_bytes: int) -> None:
         """The library states the buffer sizes it was built for; the manifest and files must agree."""
@@ -124,14 +133,10 @@ class CpuExecutor:
 
     def _precompute(self) -> None:
         """Values the plan computes once from constants (too large to store in weights.bin) go after
-        the weights blob: copy the weights into a buffer with room for them and compute them now."""
-        plan = self.manifest["memory_plan"]
-        if not plan.get("precomputed_bytes"):
+        the weights blob, in the room _weights left for them: compute them now."""
+        if not self.manifest["memory_plan"].get("precomputed_bytes"):
             return
-        buffer = aligned_empty(plan["precomputed_offset"] + plan["precomputed_bytes"])
-        buffer[:len(self.weights)] = self.weights
-        self.weights = buffer
-        status = self.library.kiln_precompute(ctypes.c_void_p(buffer.ctypes.data))
+        status = self.library.kiln_precompute(ctypes.c_void_p(self.weights.ctypes.data))
         if status != 0:
             raise RuntimeError(f"the native model's kiln_precompute returned error status {status}")
 
