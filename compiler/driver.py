@@ -10,7 +10,7 @@ from compiler.cache import cached_compile
 from compiler.dispatch import DispatchError, dispatch_artifact
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
-from compiler.precision.fp16_check import precision_of, precision_problem
+from compiler.precision.options import precision_of, precision_problem
 from compiler.precision.fp16_report import REPORT
 from compiler.preprocess import Preprocess, apply_preprocessing
 from compiler.progress import CompileProgress

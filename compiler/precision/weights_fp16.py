@@ -13,7 +13,8 @@ import numpy as np
 from compiler.codegen.memory_plan import MemoryPlan
 from compiler.ir.graph import Graph, Value
 from compiler.ir.serialize import WeightsWriter
-from compiler.precision.fp16_check import Fp16Plan, plan_fp16, precision_of
+from compiler.precision.fp16_check import Fp16Plan, plan_fp16
+from compiler.precision.options import precision_of
 
 
 def compress_weights(graph: Graph, plan: MemoryPlan, half: set[str]) -> tuple[bytes, dict]:

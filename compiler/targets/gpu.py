@@ -30,7 +30,8 @@ from compiler.codegen.opencl.steps import inner_types
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
-from compiler.precision.fp16_check import plan_fp16, precision_of, precision_problem
+from compiler.precision.fp16_check import plan_fp16
+from compiler.precision.options import precision_of, precision_problem
 from compiler.precision.fp16_report import add_report
 from compiler.precision.half_storage import stored_in_half
 from compiler.targets.base import Target, Unsupported, boundary_types, register_target

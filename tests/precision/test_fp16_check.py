@@ -6,7 +6,8 @@ import pytest
 
 from compiler.calibration_data import CalibrationError, calibration_samples
 from compiler.driver import optimize
-from compiler.precision.fp16_check import FP16_MAX, plan_fp16, precision_of, precision_problem, weight_problem
+from compiler.precision.fp16_check import FP16_MAX, plan_fp16, weight_problem
+from compiler.precision.options import precision_of, precision_problem
 from tests.precision.fp16_models import conv_model, overflow_model
 
 
