@@ -2,7 +2,7 @@
 
 A QDQ graph (ours or onnxruntime.quantization.quantize_static's) computes a quantized layer in
 float: DequantizeLinear(x_q) and DequantizeLinear(w_q) [+ DequantizeLinear(b_q)] -> Conv | MatMul |
-Gemm [-> Relu | Clip] -> QuantizeLinear. This pass turns each into one int8 node: x_q stays 8-bit,
+Gemm [-> Add of a constant bias] [-> Relu | Clip] -> QuantizeLinear. This pass turns each into one int8 node: x_q stays 8-bit,
 the weights are packed for the kernels at compile time, the bias and the input zero point's
 correction (its product with each channel's weight sum) become one int32 offset, and the scales one
 float32 multiplier per channel. A Relu or Clip becomes the clamp in the quantized domain (exact:
@@ -11,7 +11,8 @@ quantization is monotone). Without a QuantizeLinear after it the node gives floa
 What it takes: x per-tensor uint8/int8 with constant scale and zero point; weights constant int8,
 symmetric (zero points 0), per tensor or per output channel (Conv axis 0, MatMul [K, N] axis 1,
 Gemm transB=1 axis 0); a bias as a constant int32 DequantizeLinear or a float constant (rounded to
-the accumulator's units, s_x * s_w[c], as quantizers do); 2-D Conv; Gemm with transA=0, beta=1.
+the accumulator's units, s_x * s_w[c], as quantizers do), and a float constant that an Add after
+the op adds per output channel, rounded the same way; 2-D Conv; Gemm with transA=0, beta=1.
 Anything else stays the float QDQ graph, which the other kernels run as it is.
 
 ConvInteger / MatMulInteger with such weights (and a constant input zero point) become the same ops
@@ -107,7 +108,7 @@ class Match:
     weight_scale: np.ndarray  # per output channel
     bias: np.ndarray | None  # per channel, in the accumulator's units (s_x * s_w[c] * alpha)
     alpha: float
-    members: list[Node]  # the nodes replaced: linear op, [activation], [QuantizeLinear]
+    members: list[Node]  # the nodes replaced: linear op, [bias Add], [activation], [QuantizeLinear]
     clamp: tuple[float, float]
     output: tuple[np.ndarray, np.ndarray, str] | None  # (scale, zero point, dtype) of the QuantizeLinear
     integer: bool = False  # ConvInteger / MatMulInteger: int32 sums out
@@ -127,7 +128,8 @@ def _weights(graph: Graph, linear: Node, channels_axis: int) -> tuple[np.ndarray
 
 
 def _bias(graph: Graph, value: Value | None, unit: np.ndarray) -> np.ndarray | None | bool:
-    """The bias in accumulator units (unit = s_x * s_w * alpha per channel); None when absent, False when unusable."""
+    """The bias in accumulator units (unit = s_x * s_w * alpha per channel), not yet rounded; None when absent,
+    False when unusable."""
     if value is None:
         return None
     quantized = dequantized(graph, value)
@@ -143,7 +145,27 @@ def _bias(graph: Graph, value: Value | None, unit: np.ndarray) -> np.ndarray | N
         floats = array.astype(np.float64)
     if floats.size not in (1, unit.size):
         return False
-    return np.rint(np.broadcast_to(floats.ravel(), unit.shape) / unit)
+    return np.broadcast_to(floats.ravel(), unit.shape) / unit
+
+
+def _bias_add(graph: Graph, linear: Node, user: Node | None, channels: int) -> np.ndarray | None:
+    """The float32 constant per output channel (or one value) that `user` adds to the linear op's output, if
+    it is such an Add: a MatMul's bias as exporters write it (MatMul then Add), or a Conv's [C, 1, 1]."""
+    if user is None or user.domain != "" or user.op_type != "Add":
+        return None
+    values = graph.input_values(user)
+    mine = Value(linear.name)
+    if values.count(mine) != 1:
+        return None
+    array = graph.constant_value(values[1] if values[0] == mine else values[0])
+    rank = len(linear.outputs[0].shape)
+    if array is None or array.dtype != np.float32 or array.ndim > rank:
+        return None
+    shape = (1,) * (rank - array.ndim) + array.shape
+    axis = 1 if linear.op_type == "Conv" else rank - 1
+    if any(size != 1 for i, size in enumerate(shape) if i != axis) or shape[axis] not in (1, channels):
+        return None
+    return array.astype(np.float64).ravel()
 
 
 def _linear(graph: Graph, node: Node) -> tuple[tuple[np.ndarray, np.ndarray], Value | None, float] | None:
@@ -187,11 +209,18 @@ def match(graph: Graph, node: Node) -> Match | None:
     if x is None or x.dtype not in EIGHT_BITS or x.scale.size != 1 or found is None:
         return None
     (weights, weight_scale), bias_value, alpha = found
-    bias = _bias(graph, bias_value, x.scale[0] * weight_scale * alpha)
+    unit = x.scale[0] * weight_scale * alpha
+    bias = _bias(graph, bias_value, unit)
     if bias is False:
         return None
     members, clamp, output = [node], (-np.inf, np.inf), None
     user = _single_user(graph, node)
+    added = _bias_add(graph, node, user, unit.size)
+    if added is not None:
+        members.append(user)
+        bias = (0 if bias is None else bias) + np.broadcast_to(added, unit.shape) / unit
+        user = _single_user(graph, user)
+    bias = None if bias is None else np.rint(bias)
     interval = user and _activation_clamp(graph, user)
     if interval:
         members.append(user)

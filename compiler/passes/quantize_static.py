@@ -3,14 +3,19 @@
 The graph written is the one ONNX Runtime's quantize_static writes (QDQ format, per_channel=True,
 QUInt8 activations, QInt8 weights), so the cpu fusion that turns QDQ patterns into int8 kernels
 takes ours and ORT's alike, and every target runs it as a float graph before that fusion:
-- Conv, MatMul and Gemm read their activation inputs through QuantizeLinear -> DequantizeLinear
-  (uint8, per tensor), their constant weights as int8 per output channel through
+- Conv, MatMul and Gemm with constant weights read their activation inputs through QuantizeLinear
+  -> DequantizeLinear (uint8, per tensor), their weights as int8 per output channel through
   DequantizeLinear (Conv axis 0, MatMul B [.., K, N] its last axis, Gemm B axis 0 with transB=1
   else 1), their constant bias (Conv B, Gemm C of one value per channel) as int32 at scale
-  s_x * s_w (MatMul with two activations quantizes both as activations).
-- Add, Sum, MaxPool, AveragePool, GlobalAveragePool and Concat are wrapped the same way so the
-  int8 chain is not broken; MaxPool's output keeps its input's scale and zero point (max commutes
-  with quantization), as ORT does. Constant operands of Add/Sum stay float (a bias stays exact).
+  s_x * s_w. Unlike ORT, a MatMul of two activations (attention's scores and context) stays
+  float: no kernel multiplies two 8-bit activations faster than float, so the pairs would only
+  add launches and rounding.
+- MaxPool, AveragePool, GlobalAveragePool and Concat are wrapped the same way so the int8 chain is
+  not broken; MaxPool's output keeps its input's scale and zero point (max commutes with
+  quantization), as ORT does. Add and Sum are wrapped only where they join two activations and a
+  quantized op reads the result (a residual between convs): an Add of a constant (a MatMul's bias,
+  Gelu's + 1) stays float, and the int8 kernels fuse a bias Add into their epilogue; a sum only
+  float ops read (BERT's residual before LayerNormalization) would be quantized for nothing.
 - A Relu, or a Clip whose lower bound is 0, that alone reads a quantized op's output is removed:
   its output's range (from calibration) sets the output's scale with zero point 0, so the uint8
   quantization clamps exactly as it did.
@@ -36,6 +41,7 @@ from compiler.quantization.params import ActivationParams, activation_params, qu
 LINEAR = frozenset({"Conv", "MatMul", "Gemm"})
 WRAPPED = frozenset({"Add", "Sum", "MaxPool", "AveragePool", "GlobalAveragePool", "Concat"})
 SHARES_INPUT_PARAMS = frozenset({"MaxPool"})
+JOINS = frozenset({"Add", "Sum"})  # quantized only where they join activations that a quantized op reads
 QDQ_VERSION = 19  # per-axis since 13; 19 is the first onnx.reference implements
 MAXPOOL_8BIT_VERSION = 12  # the first MaxPool on uint8/int8 tensors; the same op on floats as before
 
@@ -90,12 +96,16 @@ def _quantizable(graph: Graph, node: Node) -> bool:
     inputs = graph.input_values(node)
     if node.domain != "" or not node.outputs or not _float32(graph, Value(node.name, 0)):
         return False
-    if node.op_type in LINEAR:  # Conv needs constant weights; MatMul and Gemm may multiply two activations
-        weights_ok = node.op_type != "Conv" or graph.constant_value(inputs[1]) is not None
-        return _activation(graph, inputs[0]) and _float32(graph, inputs[1]) and weights_ok
+    if node.op_type in LINEAR:
+        return _activation(graph, inputs[0]) and _float32(graph, inputs[1]) and \
+            graph.constant_value(inputs[1]) is not None
     if node.op_type == "MaxPool" and len(node.outputs) > 1 and graph.uses(Value(node.name, 1)):
         return False  # the Indices output is not a quantized value
     return node.op_type in WRAPPED and any(_activation(graph, v) for v in inputs)
+
+
+def _joins_activations(graph: Graph, node: Node) -> bool:
+    return sum(_activation(graph, value) for value in graph.input_values(node)) >= 2
 
 
 def _zero_lower_bound(graph: Graph, node: Node) -> bool:
@@ -133,13 +143,23 @@ def plan_quantization(graph: Graph, ignore=()) -> Plan:
     check_ignore(graph, ignore)
     ignore = set(ignore)
     plan = Plan()
-    order = [node for node in graph.topological_order() if node.name not in ignore and _quantizable(graph, node)]
-    quantized = {node.name for node in order}
+    candidates = [node for node in graph.topological_order()
+                  if node.name not in ignore and _quantizable(graph, node)]
+    quantized: set[str] = set()
     read = lambda value: any(reader in quantized for reader, _ in graph.uses(value))  # noqa: E731
-    outputs = {}
-    for node in order:
+    absorbed = {}
+    for node in reversed(candidates):  # readers first: whether a sum is worth quantizing depends on them
         output = Value(node.name, 0)
         activation = None if node.op_type in SHARES_INPUT_PARAMS else _absorbed(graph, output, ignore)
+        observed = output if activation is None else Value(activation.name)
+        if node.op_type in JOINS and not (_joins_activations(graph, node) and read(observed)):
+            continue
+        quantized.add(node.name)
+        absorbed[node.name] = activation
+    order = [node for node in candidates if node.name in quantized]
+    outputs = {}
+    for node in order:
+        output, activation = Value(node.name, 0), absorbed[node.name]
         if activation is not None and read(Value(activation.name)):
             plan.removed[activation.name] = output
             outputs[node.name] = Value(activation.name)
@@ -226,8 +246,6 @@ def _quantize_weights(graph: Graph, node: Node, input_scale: np.float32) -> None
     """int8 weights (and int32 bias) of a quantized Conv/MatMul/Gemm with constant weights."""
     inputs = graph.input_values(node)
     weights = graph.constant_value(inputs[1])
-    if weights is None:
-        return  # MatMul/Gemm of two activations: both already quantized as activations
     if node.op_type == "Conv":
         axis = 0
     elif node.op_type == "Gemm":

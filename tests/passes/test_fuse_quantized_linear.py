@@ -159,8 +159,8 @@ def test_matmul_models_from_quantize_static(build, most_lsb, adds, tmp_path):
 
 # ---- hand-written QDQ graphs (as a quantizer that keeps the activation writes them) ----
 
-def _qdq_conv(tail: list, output: str, clip: tuple | None = None) -> onnx.ModelProto:
-    """x -> Q -> DQ -> Conv(DQ(w int8 per channel), DQ(b int32)) -> `tail`."""
+def _qdq_conv(tail: list, output: str, clip: tuple | None = None, extra: dict | None = None) -> onnx.ModelProto:
+    """x -> Q -> DQ -> Conv(DQ(w int8 per channel), DQ(b int32)) -> `tail` (`extra`: its initializers)."""
     weights = _weights(6, 4, 3, 3)
     w_scale = (np.abs(weights).reshape(6, -1).max(axis=1) / 127).astype(np.float32)
     x_scale = np.float32(4 / 255)
@@ -174,6 +174,7 @@ def _qdq_conv(tail: list, output: str, clip: tuple | None = None) -> onnx.ModelP
     }
     if clip:
         initializers.update(low=np.float32(clip[0]), high=np.float32(clip[1]))
+    initializers.update(extra or {})
     nodes = [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
              helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
              helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], axis=0),
@@ -210,6 +211,56 @@ def test_float_output_without_quantize():
     for feeds in _samples({"x": [1, 4, 9, 9]}, 3, 3):
         want = session.run(None, feeds)[0]
         np.testing.assert_allclose(runtime.load(artifact).infer(feeds)["y"], want, rtol=1e-5, atol=1e-5)
+
+
+def _qdq_matmul(tail: list, output: str) -> onnx.ModelProto:
+    """x[3,5,20] -> Q -> DQ -> MatMul(DQ(w int8 per column)) "m" -> Add(m, bias [1,1,12]) "a" -> `tail`."""
+    weights = _weights(20, 12)
+    w_scale = (np.abs(weights).max(axis=0) / 127).astype(np.float32)
+    initializers = {"x_scale": np.float32(6 / 255), "x_zero": np.uint8(128),
+                    "w_q": np.rint(weights / w_scale).astype(np.int8), "w_scale": w_scale,
+                    "w_zero": np.zeros(12, np.int8), "bias": _weights(1, 1, 12, scale=0.5),
+                    "y_scale": np.float32(0.02), "y_zero": np.uint8(0)}
+    nodes = [helper.make_node("QuantizeLinear", ["x", "x_scale", "x_zero"], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", "x_scale", "x_zero"], ["xd"]),
+             helper.make_node("DequantizeLinear", ["w_q", "w_scale", "w_zero"], ["w"], axis=1),
+             helper.make_node("MatMul", ["xd", "w"], ["m"]), helper.make_node("Add", ["m", "bias"], ["a"]), *tail]
+    return _model(nodes, {"x": [3, 5, 20]}, output, initializers)
+
+
+@pytest.mark.parametrize("quantized_output", [False, True])
+def test_bias_add_after_matmul_joins_the_epilogue(quantized_output):
+    """MatMul then Add(bias), as exporters write a dense layer and our quantizer leaves it: one int8 node,
+    its bias rounded to the accumulator's units (s_x * s_w, as a quantized bias is)."""
+    tail = [helper.make_node("Relu", ["a"], ["r"]), helper.make_node("QuantizeLinear", ["r", "y_scale", "y_zero"],
+            ["yq"]), helper.make_node("DequantizeLinear", ["yq", "y_scale", "y_zero"], ["y"])] if quantized_output else []
+    model = _qdq_matmul(tail, "y" if quantized_output else "a")
+    graph = optimize(model, target="cpu")
+    fused = next(node for node in graph.nodes() if node.op_type == "QuantizedMatMul")
+    assert fused.attrs["output_dtype"] == ("uint8" if quantized_output else "float32")
+    assert not {"Add", "MatMul", "Relu"} & set(_op_types(model))
+    if quantized_output:
+        _compare(model, {"x": [3, 5, 20]}, 0.02)
+        return
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    artifact = runtime.load(compiler.compile(model, target="cpu"))
+    for feeds in _samples({"x": [3, 5, 20]}, 3, 3):
+        np.testing.assert_allclose(artifact.infer(feeds)["a"], session.run(None, feeds)[0], rtol=1e-5, atol=2e-4)
+
+
+def test_bias_add_after_conv_sums_with_its_bias():
+    tail = [helper.make_node("Add", ["more_bias", "c"], ["a"]), helper.make_node("Relu", ["a"], ["r"])]
+    model = _qdq_conv(_quantized_tail(tail), "y", extra={"more_bias": _weights(6, 1, 1)})
+    assert _op_types(model).count("kiln::QuantizedConv") == 1 and "Add" not in _op_types(model)
+    _compare(model, {"x": [1, 4, 9, 9]}, 0.05)
+
+
+def test_an_add_that_broadcasts_beyond_the_channels_stays_float():
+    tail = [helper.make_node("Add", ["c", "rows"], ["a"]), helper.make_node("Relu", ["a"], ["r"])]
+    model = _qdq_conv(_quantized_tail(tail), "y", extra={"rows": _weights(6, 9, 1)})
+    fused = next(node for node in optimize(model, target="cpu").nodes() if node.op_type == "QuantizedConv")
+    assert fused.attrs["output_dtype"] == "float32" and len(fused.attrs["fused_nodes"]) == 1
+    _compare(model, {"x": [1, 4, 9, 9]}, 0.05)
 
 
 @pytest.mark.parametrize("op_type", ["QLinearConv", "QLinearMatMul"])

@@ -151,10 +151,12 @@ def test_small_cnn_wraps_pools_add_and_concat(tmp_path):
     np.testing.assert_allclose(fc["b_scale"], fc["x_scale"] * fc["w_scale"], rtol=1e-6)
 
 
-def test_matmul_of_two_activations_quantizes_both(tmp_path):
+def test_matmul_of_two_activations_stays_float(tmp_path):
+    """x reaches scores through the pair the key MatMul reads it by; the key it multiplies stays float."""
     graph = _quantized(attention(), tmp_path)
     scores = graph.node("scores")
-    assert [_producer(graph, v).op_type for v in graph.input_values(scores)] == ["DequantizeLinear"] * 2
+    assert [_producer(graph, v).op_type for v in graph.input_values(scores)] == ["DequantizeLinear", "Transpose"]
+    assert _producer(graph, graph.input_values(graph.node("transpose"))[0]).op_type == "MatMul"
     assert [_producer(graph, v).op_type for v in graph.input_values(graph.node("softmax"))] == ["MatMul"]  # float
     assert _producer(graph, graph.input_values(graph.node("mix"))[0]).op_type == "DequantizeLinear"
     mix = _linear_parameters(graph, "mix")
