@@ -30,6 +30,7 @@ def _user_errors() -> tuple:
     from compiler.codegen.gna.encoder import GnaEncodeError
     from compiler.codegen.gna.lowering import GnaLoweringError
     from compiler.driver import UnsupportedByTargetError
+    from compiler.dynamic_batch import DynamicBatchError
     from compiler.ir.verifier import VerificationError
     from compiler.ops.interpreter import KernelError, UnsupportedOpError
     from compiler.ops.onnx_semantics import OpInferenceError
@@ -46,7 +47,7 @@ def _user_errors() -> tuple:
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
             OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, StateError,
             PreprocessError, VizError, FileNotFoundError, FileExistsError, CalibrationError, GnaEncodeError,
-            GnaLoweringError, QuantizationTargetError, RangeError)
+            GnaLoweringError, QuantizationTargetError, RangeError, DynamicBatchError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -111,16 +112,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _parse_dim(dim: str, bounds_allowed: bool) -> int | str:
+    """An integer size, or (--shape) LOW..HIGH bounds of a dynamic batch (compiler/dynamic_batch.py)."""
+    if bounds_allowed and ".." in dim:
+        low, _, high = dim.partition("..")
+        return f"{int(low)}..{int(high)}"
+    return int(dim)
+
+
 def _parse_shapes(pairs: list[str], flag: str = "--shape") -> dict:
     shapes = {}
     for pair in pairs:
         name, sep, dims = pair.partition("=")
         try:
-            shapes[name] = [int(dim) for dim in dims.split(",")] if sep and dims else None
+            shapes[name] = [_parse_dim(dim, flag == "--shape") for dim in dims.split(",")] if sep and dims else None
         except ValueError:
             shapes[name] = None
         if not sep or shapes[name] is None:
-            raise UsageError(f"{flag} {pair!r}: use NAME=D0,D1,... with integer sizes, e.g. input=1,3,224,224")
+            raise UsageError(f"{flag} {pair!r}: use NAME=D0,D1,... with integer sizes, e.g. input=1,3,224,224"
+                             + (" (a leading LOW..HIGH for a dynamic batch, e.g. ids=1..8,128)" if flag == "--shape"
+                                else ""))
     return shapes
 
 
@@ -187,14 +198,17 @@ def _random_inputs(model, given: dict, seed: int) -> dict:
     for info in model.inputs:
         if info.name in feeds:
             continue
-        if info.kind != "tensor" or info.shape is None or not all(isinstance(d, int) for d in info.shape):
+        bounds = info.bounds or [None] * len(info.shape or ())
+        shape = None if info.shape is None else [dim if isinstance(dim, int) else bound and bound[1]
+                                                 for dim, bound in zip(info.shape, bounds)]
+        if info.kind != "tensor" or shape is None or not all(isinstance(d, int) for d in shape):
             raise UsageError(f"input {info.name!r} has shape {info.shape}: give it with --input {info.name}=FILE.npy")
         if info.dtype.startswith("float"):
-            feeds[info.name] = rng.standard_normal(info.shape).astype(info.dtype)
+            feeds[info.name] = rng.standard_normal(shape).astype(info.dtype)
         elif info.dtype == "bool":
-            feeds[info.name] = rng.integers(0, 2, info.shape).astype(bool)
+            feeds[info.name] = rng.integers(0, 2, shape).astype(bool)
         elif info.dtype.startswith(("int", "uint")):
-            feeds[info.name] = rng.integers(0, 10, info.shape).astype(info.dtype)
+            feeds[info.name] = rng.integers(0, 10, shape).astype(info.dtype)
         else:
             raise UsageError(f"input {info.name!r} has dtype {info.dtype}: give it with --input {info.name}=FILE.npy")
     return feeds
@@ -412,7 +426,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "multi:T1,T2,... (calls spread over all) (default: ref)")
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
-                   help="compile for these static input shapes (symbolic dims become these sizes)")
+                   help="compile for these static input shapes (symbolic dims become these sizes); a leading "
+                        "LOW..HIGH makes a dynamic batch with those bounds (cpu), e.g. input_ids=1..8,128")
     pre = p.add_argument_group("input preprocessing, compiled into the model (OpenVINO's PrePostProcessor order)")
     pre.add_argument("--input-type", nargs="+", default=[], metavar="NAME=TYPE",
                      help="the element type callers give (uint8/u8, int8, float16, float32), converted first")

@@ -8,6 +8,7 @@ from typing import Iterable, Mapping, Sequence, TextIO
 from compiler.artifact import Artifact
 from compiler.cache import cached_compile
 from compiler.dispatch import DispatchError, dispatch_artifact
+from compiler.dynamic_batch import BatchBounds, DynamicBatchError, check_batch_arithmetic, split_bounds
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
 from compiler.precision.options import precision_of, precision_problem
@@ -69,7 +70,9 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
 
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
     insert your own passes); `disable` skips passes by name; `instruments` watch each pass.
-    `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes;
+    `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes; a leading dim given as
+    "1..8" (or (1, 8)) is a dynamic batch with those bounds, one cpu artifact for every size
+    (compiler/dynamic_batch.py);
     `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
     `state={"h_in": "h_out"}` makes the pair a state variable each infer request carries from one
     inference to the next, starting from `initial_state["h_in"]` or zeros (compiler/state.py).
@@ -113,6 +116,11 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
         if freeze:
             artifact.manifest["frozen_inputs"] = sorted(freeze)
         return artifact
+    shapes, bounds = split_bounds(shapes)
+    if bounds:
+        options = {**options, "dynamic_batch": bounds.option()}
+        model = to_graph(model)
+        _check_dynamic_batch(model, target, options, bounds)
     inputs_setup, quantization = {"shapes": shapes, "freeze": freeze, "preprocess": preprocess}, None
     if precision_of(options) == "int8":  # the specialised float graph becomes a QDQ graph the target compiles
         from compiler.quantization.driver import quantize_model
@@ -139,6 +147,15 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     if quantization:
         artifact.files[REPORT] = quantization
     return artifact
+
+
+def _check_dynamic_batch(graph: Graph, target: str, options: dict, bounds: BatchBounds) -> None:
+    if target != "cpu":
+        raise DynamicBatchError(f"a dynamic batch ({bounds.low}..{bounds.high}) is compiled for the cpu target, not "
+                                f"{target!r}; compile one part per batch size with specialize= instead")
+    if precision_of(options) == "int8":
+        raise DynamicBatchError("precision int8 calibrates at one static shape: give the batch as a number")
+    check_batch_arithmetic(graph, bounds)
 
 
 def _save_report(artifact: Artifact, target: str, path: str | os.PathLike) -> None:

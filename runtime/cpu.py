@@ -89,6 +89,11 @@ class CpuExecutor:
                                 f"{self.manifest.get('machine')}; recompile for this machine.") from None
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.c_void_p] * 4
+        self.batch = self.manifest.get("dynamic_batch")
+        if self.batch:
+            self.batch_entry = self.library.kiln_run_batch
+            self.batch_entry.restype = ctypes.c_int
+            self.batch_entry.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64]
         if self.profiled_entry is not None:
             self.profiled_entry.restype = ctypes.c_int
             self.profiled_entry.argtypes = [ctypes.c_void_p] * 5
@@ -122,7 +127,7 @@ class CpuExecutor:
         header = self.layout()
         n_in, n_out = header[2], header[3]
         built = [header[i] for i in range(6 + n_in + n_out)]
-        dtype_bytes = [numpy_dtype(e["type"]["tensor"]).itemsize * int(np.prod(e["type"]["shape"], dtype=np.int64))
+        dtype_bytes = [numpy_dtype(e["type"]["tensor"]).itemsize * int(np.prod(self._buffer_shape(e), dtype=np.int64))
                        for e in self.manifest["inputs"] + self.manifest["outputs"]]
         plan = self.manifest["memory_plan"]
         described = [weights_bytes, plan["workspace_bytes"], len(self.manifest["inputs"]), len(self.manifest["outputs"]),
@@ -130,6 +135,13 @@ class CpuExecutor:
         if built != described:
             raise ArtifactError("the manifest or weights.bin does not match the native library (buffer sizes differ); "
                                 "the artifact is damaged or mixed from two compiles: recompile it")
+
+    def _buffer_shape(self, entry: dict) -> list[int]:
+        """The shape the library's buffer for a signature entry holds: a dynamic batch at its upper bound."""
+        shape = entry["type"]["shape"]
+        if shape and isinstance(shape[0], str) and self.batch:
+            return [entry["bounds"][0][1], *shape[1:]]
+        return shape
 
     def _precompute(self) -> None:
         """Values the plan computes once from constants (too large to store in weights.bin) go after
@@ -159,16 +171,51 @@ class CpuExecutor:
         return self._call(inputs, nanoseconds), nanoseconds.tolist()
 
     def _call(self, inputs: list, nanoseconds: np.ndarray | None) -> list:
-        outputs = [np.empty(entry["type"]["shape"], dtype=numpy_dtype(entry["type"]["tensor"]))
+        outputs = [np.empty(self._buffer_shape(entry), dtype=numpy_dtype(entry["type"]["tensor"]))
                    for entry in self.manifest["outputs"]]
         inputs = [np.ascontiguousarray(value) for value in inputs]
+        batch = self._batch_of(inputs)
+        if batch is not None:
+            inputs = self._staged(inputs, batch)
         input_pointers = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
         output_pointers = (ctypes.c_void_p * max(len(outputs), 1))(*[a.ctypes.data for a in outputs])
         buffers = (self.weights.ctypes.data, self._workspace().ctypes.data, input_pointers, output_pointers)
-        if nanoseconds is None:
+        timing = None if nanoseconds is None else nanoseconds.ctypes.data
+        if batch is not None:
+            status = self.batch_entry(*buffers, timing, batch)
+        elif nanoseconds is None:
             status = self.entry(*buffers)
         else:
-            status = self.profiled_entry(*buffers, nanoseconds.ctypes.data)
+            status = self.profiled_entry(*buffers, timing)
         if status != 0:
             raise RuntimeError(f"the native model returned error status {status}")
-        return outputs
+        if batch is None:
+            return outputs
+        factors = self.batch["outputs"]
+        return [output[:factors[entry["name"]] * batch] if entry["name"] in factors else output
+                for entry, output in zip(self.manifest["outputs"], outputs)]
+
+    def _batch_of(self, inputs: list) -> int | None:
+        """The batch size of a call to a dynamic-batch artifact (the caller checked it against the bounds)."""
+        if not self.batch:
+            return None
+        names = [entry["name"] for entry in self.manifest["inputs"]]
+        return next(value.shape[0] for name, value in zip(names, inputs) if name in self.batch["inputs"])
+
+    def _staged(self, inputs: list, batch: int) -> list:
+        """Batched inputs in buffers of the upper bound (kernels that run every item read all entries); entries
+        past `batch` keep earlier values, which are valid numbers (an index, a divisor) of the right type."""
+        if batch == self.batch["max"]:
+            return inputs
+        staging = getattr(self._local, "staging", None)
+        if staging is None:
+            staging = self._local.staging = [np.zeros(self._buffer_shape(entry), numpy_dtype(entry["type"]["tensor"]))
+                                             if entry["name"] in self.batch["inputs"] else None
+                                             for entry in self.manifest["inputs"]]
+        staged = []
+        for value, buffer in zip(inputs, staging):
+            if buffer is not None:
+                buffer[:batch] = value
+                value = buffer
+            staged.append(value)
+        return staged

@@ -14,6 +14,7 @@ from compiler.codegen.llvm.kernels.registry import in_place_input, kernel_for
 from compiler.codegen.llvm.linker import link_shared_library
 from compiler.codegen.llvm.machine import MachineSpec, compile_module
 from compiler.codegen.memory_plan import plan_memory
+from compiler.dynamic_batch import BatchBounds, DynamicBatchError, batch_factors, mark_linear_rows
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.partition import hetero_artifact, split
@@ -97,6 +98,9 @@ class CpuTarget(Target):
                    and _node_problem(graph, node)}
         if not on_host:
             return self._emit_native(graph, options)
+        if BatchBounds.from_options(options):
+            raise DynamicBatchError(f"nodes {sorted(on_host)[:5]} run on the host (string tensors), which takes no "
+                                    "dynamic batch; compile one part per batch size with specialize= instead")
         parts = split(graph, lambda node: "host" if node.name in on_host else "cpu")
         return hetero_artifact(graph, parts, lambda part, sub: HostTarget().emit(sub, options) if part.device == "host"
                                else self._emit_native(sub, options))
@@ -106,8 +110,12 @@ class CpuTarget(Target):
         progress = current()
         with progress.stage("memory plan"):
             plan = plan_memory(graph, in_place_input, precompute=True)
+        bounds = BatchBounds.from_options(options)
+        factors = batch_factors(graph, bounds) if bounds else None
+        if bounds:
+            mark_linear_rows(graph, factors, bounds)
         with progress.stage("kernels"):
-            module = build_module(graph, plan)
+            module = build_module(graph, plan, (bounds.high, factors) if bounds else None)
         with progress.stage("llvm"):
             code = compile_module(module, machine)
         with progress.stage("link"):
@@ -123,9 +131,11 @@ class CpuTarget(Target):
                             "precomputed_bytes": plan.precomputed_bytes,
                             "precomputed": [s.node.name for s in plan.precompute_steps]},
         }
+        if bounds:
+            bounds.describe(manifest, graph, factors)
         weights, storage, fp16 = cpu_weights(graph, plan, options)  # precision fp16: float16 weights
         if storage is not None:
             manifest["weights_storage"] = storage
-        header = c_header(graph, plan, storage).encode()
+        header = c_header(graph, plan, storage, bounds.high if bounds else None).encode()
         artifact = Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

@@ -15,9 +15,18 @@ kiln_run is kiln_run_profiled with NULL: one predictable branch per kernel, no c
 
 computes the plan's precomputed values (memory_plan.precomputable) into the weights buffer, after
 the weights blob; a runtime calls it once, after loading the weights and before the first kiln_run.
+
+    int kiln_run_batch(..., int64_t *nanoseconds, int64_t batch)
+
+exists in dynamic-batch artifacts (compiler/dynamic_batch.py), compiled at the batch's upper bound:
+it computes the first `batch` entries only. Kernels whose items walk the batch outermost launch
+the items of those entries (KernelSpec.batch_items), the others all of theirs, and output copies
+move those entries; kiln_run_profiled is kiln_run_batch at the bound.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from llvmlite import ir
 
@@ -30,6 +39,7 @@ from compiler.progress import current
 ENTRY = "kiln_run"
 PROFILED_ENTRY = "kiln_run_profiled"
 PRECOMPUTE = "kiln_precompute"
+BATCH_ENTRY = "kiln_run_batch"
 LAYOUT = "kiln_layout"
 VOID = ir.VoidType()
 TASK_TYPE = ir.FunctionType(VOID, [PTR, I64, I64])
@@ -117,8 +127,8 @@ class _Launcher:
             self.enabled = builder.icmp_unsigned("!=", profile, ir.Constant(PTR, None), name="profiling")
         self.launched = 0
 
-    def launch(self, builder: ir.IRBuilder, task: ir.Function, operands: ir.Value, work: int) -> None:
-        call_args = [task, operands, const_i64(work)]
+    def launch(self, builder: ir.IRBuilder, task: ir.Function, operands: ir.Value, work: ir.Value) -> None:
+        call_args = [task, operands, work]
         if self.profile is None:
             builder.call(self.parallel_for, call_args)
             return
@@ -141,10 +151,43 @@ def _emit_entry(module: ir.Module, profiled: ir.Function) -> None:
     builder.ret(builder.call(profiled, [*entry.args, ir.Constant(PTR, None)]))
 
 
+@dataclass(frozen=True)
+class Batch:
+    """A dynamic batch: the bound compiled for, each batched value's dim0 / batch, and the run-time size."""
+
+    bound: int
+    factors: dict
+    size: ir.Value
+
+    def work(self, builder: ir.IRBuilder, graph: Graph, node, work: int) -> ir.Value:
+        """The items computing the first `size` entries: ceil(size * A / B) * C, or all `work` of them."""
+        spec = kernel_for(node)
+        items = spec.batch_items(graph, node, self.bound) if spec.batch_items and \
+            Value(node.name) in self.factors else None
+        if items is None or -(-self.bound * items[0] // items[1]) * items[2] != work:
+            return const_i64(work)
+        a, b, c = (const_i64(v) for v in items)
+        return builder.mul(builder.udiv(builder.add(builder.mul(self.size, a), const_i64(items[1] - 1)), b), c)
+
+    def bytes(self, builder: ir.IRBuilder, value: Value, size: int) -> ir.Value:
+        if value not in self.factors:
+            return const_i64(size)
+        return builder.mul(self.size, const_i64(size // self.bound))
+
+
+def _emit_at_bound(module: ir.Module, run: ir.Function, bound: int) -> ir.Function:
+    """kiln_run_profiled of a dynamic-batch artifact: kiln_run_batch at the upper bound."""
+    entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 5), name=PROFILED_ENTRY)
+    builder = ir.IRBuilder(entry.append_basic_block("entry"))
+    builder.ret(builder.call(run, [*entry.args, const_i64(bound)]))
+    return entry
+
+
 def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: MemoryPlan, bases: dict,
-                launcher: _Launcher, precompute: bool) -> None:
+                launcher: _Launcher, precompute: bool, batch: Batch | None = None) -> None:
     """The launches (and output copies) of the plan's steps that run per inference, or of those
-    precomputed at load; task names keep the step's index in the whole plan."""
+    precomputed at load; task names keep the step's index in the whole plan. With `batch`, the
+    first batch.size entries of a dynamic batch."""
     memcpy = module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
     slots = max([len(graph.input_values(s.node)) + len(s.node.outputs) for s in plan.steps if s.node] + [1])
     operand_array = builder.alloca(ir.ArrayType(PTR, slots), name="operands")
@@ -156,7 +199,8 @@ def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: Me
             source = _operand_pointer(builder, bases, plan.locations[step.copy_source])
             target = _operand_pointer(builder, bases, Location("output", step.output_index))
             size = tensor_bytes(graph.type_of(step.copy_source))
-            builder.call(memcpy, [target, source, const_i64(size), ir.Constant(ir.IntType(1), 0)])
+            size = batch.bytes(builder, step.copy_source, size) if batch else const_i64(size)
+            builder.call(memcpy, [target, source, size, ir.Constant(ir.IntType(1), 0)])
             continue
         node = step.node
         values = graph.input_values(node) + [Value(node.name, i) for i in range(len(node.outputs))]
@@ -166,19 +210,23 @@ def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: Me
         progress.kernel(index, len(plan.steps), node.name)
         task = _emit_task(module, graph, node, index, plan.in_place.get(node.name))
         work = kernel_for(node).work_items(graph, node)
-        launcher.launch(builder, task, operand_array, work)
+        launcher.launch(builder, task, operand_array, batch.work(builder, graph, node, work) if batch else
+                        const_i64(work))
     builder.ret(ir.Constant(I32, 0))
 
 
-def build_module(graph: Graph, plan: MemoryPlan) -> ir.Module:
+def build_module(graph: Graph, plan: MemoryPlan, batch: tuple[int, dict] | None = None) -> ir.Module:
+    """`batch`: (upper bound, value -> dim0 / batch) of a dynamic batch; adds kiln_run_batch."""
     module = ir.Module(name="kiln_model")
     _emit_layout(module, layout_table(graph, plan))
-    entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 5), name=PROFILED_ENTRY)
-    weights, workspace, inputs, outputs, profile = entry.args
-    builder = ir.IRBuilder(entry.append_basic_block("entry"))
+    run = ir.Function(module, ir.FunctionType(I32, [PTR] * 5 + ([I64] if batch else [])),
+                      name=BATCH_ENTRY if batch else PROFILED_ENTRY)
+    weights, workspace, inputs, outputs, profile = run.args[:5]
+    builder = ir.IRBuilder(run.append_basic_block("entry"))
     bases = {"weights": weights, "workspace": workspace, "input": inputs, "output": outputs}
-    _emit_steps(module, builder, graph, plan, bases, _Launcher(module, builder, profile), precompute=False)
-    _emit_entry(module, entry)
+    _emit_steps(module, builder, graph, plan, bases, _Launcher(module, builder, profile), precompute=False,
+                batch=Batch(batch[0], batch[1], run.args[5]) if batch else None)
+    _emit_entry(module, _emit_at_bound(module, run, batch[0]) if batch else run)
     precompute = ir.Function(module, ir.FunctionType(I32, [PTR]), name=PRECOMPUTE)
     builder = ir.IRBuilder(precompute.append_basic_block("entry"))
     bases = {"weights": precompute.args[0]}

@@ -11,8 +11,22 @@ def _c_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def c_header(graph: Graph, plan: MemoryPlan, storage: dict | None = None) -> str:
-    """`storage`: the manifest's "weights_storage" when weights.bin stores some weights as float16."""
+def _batch_lines(bound: int | None) -> list[str]:
+    if bound is None:
+        return []
+    return [
+        f"/* A dynamic batch (compiler/dynamic_batch.py): buffers hold KILN_BATCH_MAX entries on axis 0 of the",
+        " * batched inputs and outputs (the sizes below); kiln_run_batch computes the first `batch` entries,",
+        " * 1 <= batch <= KILN_BATCH_MAX; input entries past `batch` may hold any values (some kernels read them). */",
+        "int kiln_run_batch(const void *weights, void *workspace, void *const *inputs, void *const *outputs,",
+        "                   int64_t *nanoseconds, int64_t batch);",
+        f"#define KILN_BATCH_MAX {bound}",
+    ]
+
+
+def c_header(graph: Graph, plan: MemoryPlan, storage: dict | None = None, batch_bound: int | None = None) -> str:
+    """`storage`: the manifest's "weights_storage" when weights.bin stores some weights as float16;
+    `batch_bound`: the upper bound of a dynamic batch."""
     inputs = [(name, graph.type_of(Value(name, 0))) for name in graph.inputs]
     outputs = [(name, graph.type_of(value)) for name, value in graph.outputs]
     lines = [
@@ -42,6 +56,7 @@ def c_header(graph: Graph, plan: MemoryPlan, storage: dict | None = None) -> str
         "/* The sizes the library was built for: weights bytes, workspace bytes, #inputs, #outputs,",
         " * then each input's and each output's bytes, then the precomputed offset and bytes. */",
         "const int64_t *kiln_layout(void);",
+        *_batch_lines(batch_bound),
         "",
         f"#define KILN_WEIGHTS_BYTES {len(plan.weights)}",
         f"#define KILN_WORKSPACE_BYTES {plan.workspace_bytes}",

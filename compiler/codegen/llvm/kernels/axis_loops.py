@@ -19,6 +19,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, for_range
+from compiler.codegen.llvm.kernels.registry import BatchItems, batch_major
 
 BLOCK = 256  # most columns per work item: bounds each Scratch array (BLOCK elements on the stack)
 
@@ -52,6 +53,10 @@ class AxisSplit:
     @property
     def work_items(self) -> int:
         return math.prod(dim.size for dim in self.rows) * self.blocks_per_row
+
+    def batch_items(self, bound: int) -> BatchItems | None:
+        """KernelSpec.batch_items: items are (row, block) with the batch in the outermost kept rows."""
+        return batch_major(math.prod(dim.size for dim in self.rows), bound, self.blocks_per_row)
 
     @property
     def reduced_count(self) -> int:

@@ -21,7 +21,7 @@ from llvmlite import ir
 from compiler.codegen.broadcast_dims import broadcast_strides, coalesce
 from compiler.codegen.llvm.irhelpers import const_i64, for_range, load, store
 from compiler.codegen.llvm.kernels.linear_algebra import smin
-from compiler.codegen.llvm.kernels.registry import KernelContext, TensorArg
+from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, TensorArg, batch_major
 
 
 PIECE = 8192  # elements of a row one work item computes at most
@@ -35,6 +35,16 @@ def row_count(out_shape: Sequence[int], in_shapes: Sequence[Sequence[int]]) -> i
     """Work items of the loop: rows times the pieces of a row."""
     out_dims, _ = coalesce(out_shape, in_shapes)
     return math.prod(out_dims[:-1]) * _pieces(out_dims[-1])
+
+
+def batch_row_items(out_shape: Sequence[int], in_shapes: Sequence[Sequence[int]], bound: int) -> BatchItems | None:
+    """How the loop's items walk a batch of `bound` on axis 0 (KernelSpec.batch_items): whole rows per entry,
+    or, for one coalesced row, the pieces that cover an entry's elements."""
+    out_dims, _ = coalesce(out_shape, in_shapes)
+    rows, inner = math.prod(out_dims[:-1]), out_dims[-1]
+    if rows > 1:
+        return batch_major(rows, bound, _pieces(inner))
+    return (inner // bound, PIECE, 1) if inner % bound == 0 else None
 
 
 def emit_broadcast_loop(ctx: KernelContext, operands: Sequence[TensorArg], output: TensorArg,

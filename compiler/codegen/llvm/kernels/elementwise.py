@@ -11,7 +11,7 @@ from llvmlite import ir
 from compiler.codegen.broadcast_dims import same_shape_input
 from compiler.codegen.elementwise_support import elementwise_problem
 from compiler.codegen.llvm.irhelpers import I8, convert, kind_of
-from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
+from compiler.codegen.llvm.kernels.broadcast import batch_row_items, emit_broadcast_loop, row_count
 from compiler.codegen.llvm.kernels.elementwise_math import bit_shift, divide, is_inf, is_nan, mod, power, shrink, sign
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, libm, select_max, select_min
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
@@ -226,9 +226,12 @@ def _check(graph: Graph, node: Node) -> str | None:
     return op_problem(node, [None if t is None else t.dtype for t in graph.input_types(node)])
 
 
+def _input_shapes(graph: Graph, node: Node) -> list:
+    return [t.shape for t in graph.input_types(node) if t is not None]
+
+
 def _work_items(graph: Graph, node: Node) -> int:
-    shapes = [t.shape for t in graph.input_types(node) if t is not None]
-    return row_count(node.outputs[0].shape, shapes)
+    return row_count(node.outputs[0].shape, _input_shapes(graph, node))
 
 
 def apply_op(builder: ir.IRBuilder, node: Node, values: list, stored: list, out_dtype: str) -> ir.Value:
@@ -254,4 +257,6 @@ def _emit(ctx: KernelContext) -> None:
     emit_broadcast_loop(ctx, [arg for arg in ctx.inputs if arg is not None], ctx.outputs[0], body)
 
 
-register_kernel(KernelSpec(tuple(OPS), _check, _work_items, _emit, in_place=same_shape_input))
+register_kernel(KernelSpec(tuple(OPS), _check, _work_items, _emit, in_place=same_shape_input,
+                           batch_items=lambda graph, node, bound: batch_row_items(
+                               node.outputs[0].shape, _input_shapes(graph, node), bound)))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from llvmlite import ir
 
 from compiler.codegen.broadcast_dims import same_shape_input
-from compiler.codegen.llvm.kernels.broadcast import emit_broadcast_loop, row_count
+from compiler.codegen.llvm.kernels.broadcast import batch_row_items, emit_broadcast_loop, row_count
 from compiler.codegen.llvm.kernels.elementwise import OPS, apply_op, op_problem
 from compiler.codegen.llvm.kernels.narrow_types import cast
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
@@ -74,4 +74,5 @@ def _emit(ctx: KernelContext) -> None:
 
 
 register_kernel(KernelSpec((f"{KILN_DOMAIN}::{OP_TYPE}",), _check, _work_items, _emit,
-                           in_place=same_shape_input))
+                           in_place=same_shape_input, batch_items=lambda graph, node, bound: batch_row_items(
+                               node.outputs[0].shape, [t.shape for t in graph.input_types(node)], bound)))

@@ -111,4 +111,5 @@ def _emit(ctx: KernelContext) -> None:
     emit_segments(b, split, ctx.begin, ctx.end, item)
 
 
-register_kernel(KernelSpec(tuple(f"{KILN_DOMAIN}::{op_type}" for op_type in BASES), _check, _work_items, _emit))
+register_kernel(KernelSpec(tuple(f"{KILN_DOMAIN}::{op_type}" for op_type in BASES), _check, _work_items, _emit,
+                           batch_items=lambda graph, node, bound: _split(node.outputs[0].shape, node).batch_items(bound)))

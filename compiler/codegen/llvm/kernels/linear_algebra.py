@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Callable, Sequence
 
@@ -33,7 +33,8 @@ from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, 
                                                             round_up, split_cycles, store_vector, vector_lanes)
 from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import intrinsic
-from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
+from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, BatchItems, KernelContext, KernelSpec, batch_major,
+                                                     register_kernel)
 from compiler.ir.graph import Graph, Node
 
 FLOATS = ("float32", "float64")
@@ -138,6 +139,7 @@ class GemmProblem:
     alpha: float = 1.0
     beta: float = 1.0
     b_columns: tuple[int, ...] | None = None  # where each column of B starts (elements), instead of b.col
+    row_period: int = 0  # rows of one entry of a dynamic batch (dynamic_batch.BATCH_ROWS): row blocks divide it
 
     @property
     def dot_form(self) -> bool:
@@ -188,8 +190,9 @@ def gemm_plan(p: GemmProblem) -> GemmPlan:
                  for j in range(0, p.n, columns)]
         return split_cycles(costs * math.prod(p.batch))
 
-    options = [(rows, columns)
-               for rows in range(tile.rows, min(round_up(p.m, tile.rows), ROW_BLOCK) + 1, tile.rows)
+    row_options = range(tile.rows, min(round_up(p.m, tile.rows), ROW_BLOCK) + 1, tile.rows)
+    row_options = [rows for rows in row_options if p.row_period % rows == 0] or row_options  # no rows wasted
+    options = [(rows, columns) for rows in row_options  # at a batch below the bound
                for columns in range(tile.columns, min(round_up(p.n, tile.columns), COLUMN_BLOCK) + 1, tile.columns)]
     rows, columns = min(options, key=cycles)
     return GemmPlan(tile, rows, columns, depth, cycles((rows, columns)))
@@ -390,7 +393,7 @@ def _batch_strides(dims: Sequence[int], matrix_size: int) -> tuple[int, ...]:
 
 def _matmul_problem(graph: Graph, node: Node) -> GemmProblem:
     a_type, b_type = graph.input_types(node)[:2]
-    return matmul_problem(a_type.dtype, a_type.shape, b_type.shape)
+    return replace(matmul_problem(a_type.dtype, a_type.shape, b_type.shape), row_period=node.attrs.get(BATCH_ROWS, 0))
 
 
 def matmul_problem(dtype: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> GemmProblem:
@@ -424,7 +427,8 @@ def _gemm_problem(graph: Graph, node: Node) -> GemmProblem:
                        Layout((), 1, m) if trans_a else Layout((), k, 1),
                        Layout((), 1, k) if trans_b else Layout((), n, 1),
                        Layout((), n, 1), c_layout,
-                       float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0)))
+                       float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0)),
+                       row_period=node.attrs.get(BATCH_ROWS, 0))
 
 
 _PROBLEMS = {"MatMul": _matmul_problem, "Gemm": _gemm_problem}
@@ -444,6 +448,24 @@ def gemm_work_items(graph: Graph, node: Node, op_type: str) -> int:
     return _PROBLEMS[op_type](graph, node).work_items
 
 
+def gemm_batch_items(problem: GemmProblem, bound: int) -> BatchItems | None:
+    """How the items walk a batch of `bound` (KernelSpec.batch_items): the problem's leading batch dim, or,
+    stacked into rows, the row blocks of an entry's rows (items are batch, row block, column block)."""
+    if problem.batch:
+        return batch_major(problem.work_items, bound) if problem.batch[0] % bound == 0 else None
+    if problem.m % bound:
+        return None
+    if problem.dot_form:
+        return problem.m // bound, 1, math.ceil(problem.n / DOT_COLUMNS)
+    plan = gemm_plan(problem)
+    return problem.m // bound, plan.rows, math.ceil(problem.n / plan.columns)
+
+
+def linear_batch_items(graph: Graph, node: Node, op_type: str, bound: int) -> BatchItems | None:
+    """gemm_batch_items of a MatMul or Gemm (`op_type`) node, or of a fused node with that base."""
+    return gemm_batch_items(_PROBLEMS[op_type](graph, node), bound)
+
+
 def emit_linear(ctx: KernelContext, op_type: str, epilogue: Epilogue | None = None) -> None:
     """The kernel of a MatMul or Gemm (`op_type`) node, or of a fused node with that base; `epilogue` maps
     each output before its store (columns index the output's last dim)."""
@@ -455,4 +477,5 @@ def emit_linear(ctx: KernelContext, op_type: str, epilogue: Epilogue | None = No
 
 register_kernel(KernelSpec(tuple(_PROBLEMS), linear_check,
                            lambda graph, node: gemm_work_items(graph, node, node.op_type),
-                           lambda ctx: emit_linear(ctx, ctx.node.op_type)))
+                           lambda ctx: emit_linear(ctx, ctx.node.op_type),
+                           batch_items=lambda graph, node, bound: linear_batch_items(graph, node, node.op_type, bound)))

@@ -121,7 +121,8 @@ def _emit_softmax(ctx: KernelContext) -> None:
 
 register_kernel(KernelSpec(("Softmax", "LogSoftmax"),
                            lambda graph, node: softmax_problem(node, graph.input_types(node)),
-                           lambda graph, node: _softmax_split(graph, node).work_items, _emit_softmax))
+                           lambda graph, node: _softmax_split(graph, node).work_items, _emit_softmax,
+                           batch_items=lambda graph, node, bound: _softmax_split(graph, node).batch_items(bound)))
 
 
 # ----- per-column statistics ------------------------------------------------------------------
@@ -323,7 +324,8 @@ def _emit_layer_normalization(ctx: KernelContext) -> None:
 
 
 register_kernel(KernelSpec(("LayerNormalization",), _check_layer_normalization,
-                           lambda graph, node: _layer_split(graph, node).work_items, _emit_layer_normalization))
+                           lambda graph, node: _layer_split(graph, node).work_items, _emit_layer_normalization,
+                           batch_items=lambda graph, node, bound: _layer_split(graph, node).batch_items(bound)))
 
 
 def _emit_instance_normalization(ctx: KernelContext) -> None:

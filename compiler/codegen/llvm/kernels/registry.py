@@ -54,6 +54,10 @@ class KernelSpec:
     `work_items(graph, node)` the number of independent work items; `emit(ctx)` the body;
     `in_place(graph, node)`, when given, the input whose storage the output may take (each of
     its elements read only to compute the same output element), or None.
+    `batch_items(graph, node, bound)`, when given, says how the work items walk a batch of `bound`
+    entries on the output's axis 0 (compiler/dynamic_batch.py): (A, B, C) such that items
+    [0, ceil(n * A / B) * C) compute the first n entries (and read only theirs), or None when they do
+    not walk the batch outermost; without it a dynamic-batch artifact runs all items.
     """
 
     op_types: tuple[str, ...]
@@ -61,6 +65,19 @@ class KernelSpec:
     work_items: Callable[[Graph, Node], int]
     emit: Callable[[KernelContext], None]
     in_place: Callable[[Graph, Node], int | None] | None = None
+    batch_items: Callable[[Graph, Node, int], "BatchItems | None"] | None = None
+
+
+BatchItems = tuple[int, int, int]
+"""(A, B, C): the first n batch entries need ceil(n * A / B) * C work items."""
+BATCH_ROWS = "batch_rows"
+"""Attribute a dynamic-batch artifact sets on MatMul/Gemm nodes: rows of one entry, which the GEMM's row
+blocks then divide, so a batch below the bound computes no rows of the next entry."""
+
+
+def batch_major(items: int, bound: int, per_item: int = 1) -> BatchItems | None:
+    """For `items` work items (times `per_item`) that walk the batch outermost in equal shares."""
+    return (items // bound, 1, per_item) if items % bound == 0 else None
 
 
 _TABLE = KernelTable("cpu", "compiler.codegen.llvm.kernels", frozenset({"registry", "common"}))

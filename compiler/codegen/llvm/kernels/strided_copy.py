@@ -29,7 +29,8 @@ from llvmlite import ir
 from compiler.codegen.copy_plan import Copy, Dim, Plan, coalesced_dims, plan_problem
 from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES, I1, I8, I64, PTR, const_i64, convert, element_type, for_range
 from compiler.codegen.llvm.kernels.narrow_types import cast
-from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, TensorArg, register_kernel
+from compiler.codegen.llvm.kernels.registry import (BatchItems, KernelContext, KernelSpec, TensorArg, batch_major,
+                                                     register_kernel)
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType, dtype_of_array, numpy_dtype
 
@@ -240,6 +241,18 @@ def copy_work_items(copies: Sequence[Copy]) -> int:
     return sum(_schedule(box).items for copy in copies for box in _boxes(copy))
 
 
+def copy_batch_items(copies: Sequence[Copy], bound: int) -> BatchItems | None:
+    """KernelSpec.batch_items of one untiled copy, whose outermost dim holds the batch: its items walk
+    dims[:split] row-major, then chunks along dims[split]."""
+    boxes = [box for copy in copies for box in _boxes(copy)]
+    if len(boxes) != 1 or boxes[0].dims[0].size % bound:
+        return None
+    schedule = _schedule(boxes[0])
+    if schedule.split == 0:
+        return boxes[0].dims[0].size // bound, schedule.chunk, 1
+    return batch_major(schedule.items, bound)
+
+
 Conversion = Callable[[Node], "Convert | None"]
 """node -> how its copies convert elements (None: bits move unchanged)."""
 
@@ -257,4 +270,5 @@ def register_copy_kernel(op_types: tuple[str, ...], plan: Plan,
 
     return register_kernel(KernelSpec(
         op_types, check, lambda graph, node: copy_work_items(plan(graph, node)),
-        lambda ctx: emit_copies(ctx, plan(ctx.graph, ctx.node), conversion(ctx.node))))
+        lambda ctx: emit_copies(ctx, plan(ctx.graph, ctx.node), conversion(ctx.node)),
+        batch_items=lambda graph, node, bound: copy_batch_items(plan(graph, node), bound)))

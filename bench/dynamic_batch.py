@@ -1,0 +1,76 @@
+"""The dynamic-batch encoder beside the same encoder compiled static, in one run (issue 7's benchmark).
+
+    python bench/dynamic_batch.py [--bound 8] [--batches 1 4 8] [--sequence 128] [--threads 1 all]
+                                  [--iterations 20] [--out DIR]
+
+The BERT-style encoder of bench/models.py (4 layers, hidden 256) is compiled once with a dynamic
+batch 1..BOUND (compiler/dynamic_batch.py) and once per measured batch size as a static model; each
+batch size runs on both, and the table gives the median latencies and dynamic / static (target
+<= 1.2 at sequence 128). Writes DIR/dynamic_batch.md and .json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.compare import kiln_runner, median_latency, ratio, write_report  # noqa: E402
+from bench.models import bert_encoder  # noqa: E402
+
+
+def measure(args, directory: Path) -> dict:
+    import compiler
+
+    encoder = bert_encoder(sequence=args.sequence, dynamic=True)
+    names = ("input_ids", "attention_mask")
+    dynamic = compiler.compile(encoder.model, target="cpu", shapes={
+        name: [f"1..{args.bound}", args.sequence] for name in names}).save(directory / "dynamic.kiln")
+    rows = {}
+    for batch in args.batches:
+        static = compiler.compile(encoder.model, target="cpu", shapes={
+            name: [batch, args.sequence] for name in names}).save(directory / f"static_{batch}.kiln")
+        feeds = encoder.make_inputs(np.random.default_rng(batch), batch=batch, sequence=args.sequence)
+        for threads in args.thread_counts:
+            times = {kind: median_latency(kiln_runner(path, feeds, threads), args.iterations) * 1e3
+                     for kind, path in (("static", static), ("dynamic", dynamic))}
+            rows[f"{batch}x{threads}"] = {"batch": batch, "threads": threads, **times}
+            print(f"batch {batch}, {threads} thread(s): static {times['static']:.2f} ms, "
+                  f"dynamic {times['dynamic']:.2f} ms", flush=True)
+    return rows
+
+
+def markdown(report: dict) -> str:
+    lines = [f"BERT-style encoder, sequence {report['sequence']}, dynamic batch 1..{report['bound']}", "",
+             "| batch | threads | static ms | dynamic ms | dynamic / static (<= 1.2) |", "|---|---|---|---|---|"]
+    for row in report["rows"].values():
+        lines.append(f"| {row['batch']} | {row['threads']} | {row['static']:.2f} | {row['dynamic']:.2f} | "
+                     f"{ratio(row['dynamic'], row['static'])} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bound", type=int, default=8)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--sequence", type=int, default=128)
+    parser.add_argument("--threads", nargs="+", default=["1", "all"])
+    parser.add_argument("--iterations", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=Path("compare-results"))
+    args = parser.parse_args()
+    args.thread_counts = sorted({os.cpu_count() if t == "all" else int(t) for t in args.threads})
+    with tempfile.TemporaryDirectory() as directory:
+        rows = measure(args, Path(directory))
+    report = {"sequence": args.sequence, "bound": args.bound, "rows": rows}
+    write_report(report, markdown(report), args.out, "dynamic_batch")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""One cpu artifact for a bounded dynamic batch (shapes={"x": ["1..4", ...]}, --shape x=1..4,...): every
+batch size in the bounds matches ONNX Runtime, the signature shows the batch with its bounds, and
+what cannot run with a dynamic batch is refused by name."""
+
+from __future__ import annotations
+
+import ctypes
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+import compiler
+import runtime
+from bench.models import bert_encoder
+from compiler.cli import EXIT_OK, main
+from compiler.dynamic_batch import DynamicBatchError
+from runtime import InputError
+
+RNG = np.random.default_rng(0)
+
+
+def _session(model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return bert_encoder(layers=1, sequence=16, dynamic=True)
+
+
+@pytest.fixture(scope="module")
+def encoder_model(encoder, tmp_path_factory):
+    artifact = compiler.compile(encoder.model, target="cpu",
+                                shapes={"input_ids": ["1..4", 16], "attention_mask": ["1..4", 16]})
+    return runtime.load(artifact.save(tmp_path_factory.mktemp("dyn") / "encoder.kiln"), num_threads=2)
+
+
+def test_encoder_matches_onnxruntime_at_every_batch_size(encoder, encoder_model):
+    session = _session(encoder.model)
+    for batch in (1, 3, 4, 2, 1):
+        feeds = encoder.make_inputs(np.random.default_rng(batch), batch=batch, sequence=16)
+        got = next(iter(encoder_model.infer(feeds).values()))
+        assert got.shape == (batch, 16, 256)
+        np.testing.assert_allclose(got, session.run(None, feeds)[0], rtol=1e-3, atol=1e-4)
+
+
+def test_signature_shows_the_batch_and_its_bounds(encoder_model):
+    ids = next(info for info in encoder_model.inputs if info.name == "input_ids")
+    assert ids.shape == ("batch", 16) and ids.bounds == ((1, 4), None)
+    assert encoder_model.outputs[0].shape[0] == "batch" and encoder_model.outputs[0].bounds[0] == (1, 4)
+
+
+def test_sizes_outside_the_bounds_are_refused(encoder, encoder_model):
+    with pytest.raises(InputError, match=r"outside the sizes 1\.\.4"):
+        encoder_model.infer(encoder.make_inputs(RNG, batch=5, sequence=16))
+    feeds = encoder.make_inputs(RNG, batch=2, sequence=16)
+    feeds["attention_mask"] = feeds["attention_mask"][:1]
+    with pytest.raises(InputError, match="inputs sharing a dim name must agree"):
+        encoder_model.infer(feeds)
+
+
+def _cnn(batch_dim="N"):
+    """Conv+BN+Relu, a depthwise conv, a residual Add, MaxPool, GlobalAveragePool, Flatten, Gemm, Softmax."""
+    f = lambda *shape: (RNG.standard_normal(shape) * 0.3).astype(np.float32)  # noqa: E731
+    initializers = {"w1": f(8, 3, 3, 3), "b1": f(8), "gamma": f(8) + 1, "beta": f(8), "mean": f(8),
+                    "var": np.abs(f(8)) + 0.5, "dw": f(8, 1, 3, 3), "fc": f(10, 8), "fc_b": f(10)}
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c1", "gamma", "beta", "mean", "var"], ["n1"]),
+             helper.make_node("Relu", ["n1"], ["a1"]),
+             helper.make_node("Conv", ["a1", "dw"], ["d1"], pads=[1, 1, 1, 1], group=8),
+             helper.make_node("Add", ["d1", "a1"], ["s1"]),
+             helper.make_node("MaxPool", ["s1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("GlobalAveragePool", ["p1"], ["g"]),
+             helper.make_node("Flatten", ["g"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "fc", "fc_b"], ["logits"], transB=1),
+             helper.make_node("Softmax", ["logits"], ["y"], axis=1)]
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                           [batch_dim, 3, 12, 12])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch_dim, 10])],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in initializers.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_cnn_matches_onnxruntime_at_every_batch_size():
+    model = _cnn()
+    executable = runtime.load(compiler.compile(model, target="cpu", shapes={"x": ["1..5", 3, 12, 12]}))
+    session = _session(model)
+    for batch in (5, 1, 2, 4):
+        x = RNG.standard_normal((batch, 3, 12, 12)).astype(np.float32)
+        np.testing.assert_allclose(executable.infer({"x": x})["y"], session.run(None, {"x": x})[0],
+                                   rtol=1e-4, atol=1e-6)
+
+
+def test_entries_past_the_batch_do_not_reach_the_first_ones(tmp_path):
+    """kiln_run_batch called from C-like code with NaN in the input entries past the batch: the first
+    entries are exact, so no kernel mixes entries (those running every item compute the NaN rows apart)."""
+    model = _cnn()
+    path = compiler.compile(model, target="cpu", shapes={"x": ["1..4", 3, 12, 12]}).save(tmp_path / "cnn.kiln")
+    library = ctypes.CDLL(str(path / "model.so"))
+    manifest = runtime.load(path).manifest
+    weights = np.fromfile(path / "weights.bin", dtype=np.uint8)
+    workspace = np.zeros(manifest["memory_plan"]["workspace_bytes"], np.uint8)
+    x = np.full((4, 3, 12, 12), np.nan, np.float32)
+    x[:2] = RNG.standard_normal((2, 3, 12, 12))
+    y = np.zeros((4, 10), np.float32)
+    pointers = [(ctypes.c_void_p * 1)(array.ctypes.data) for array in (x, y)]
+    library.kiln_run_batch.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64]
+    status = library.kiln_run_batch(weights.ctypes.data, workspace.ctypes.data, pointers[0], pointers[1], None, 2)
+    assert status == 0
+    np.testing.assert_allclose(y[:2], _session(model).run(None, {"x": x[:2]})[0], rtol=1e-4, atol=1e-6)
+
+
+def _refused(nodes, initializers=None, shape=("N", 4, 6)):
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in (initializers or {}).items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("nodes, initializers, reason", [
+    ([helper.make_node("Transpose", ["x"], ["y"], name="swap", perm=[1, 0, 2])], None, "moves the batch axis"),
+    ([helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean")], {"axes": np.array([0], np.int64)},
+     "reduces the batch axis"),
+    ([helper.make_node("Softmax", ["x"], ["y"], name="soft", axis=0)], None, "works along the batch axis"),
+    ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["n"]),
+      helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+      helper.make_node("Div", ["x", "nf"], ["y"], name="by_batch")], {"zero": np.array(0, np.int64)},
+     "computes with the batch size"),
+])
+def test_what_mixes_batch_entries_is_refused_by_name(nodes, initializers, reason):
+    model = _refused(nodes, initializers)
+    name = nodes[-1].name
+    with pytest.raises(DynamicBatchError, match=f"{name}.*{reason}|{reason}") as error:
+        compiler.compile(model, target="cpu", shapes={"x": ["1..4", 4, 6]})
+    assert name in str(error.value) and "specialize=" in str(error.value)
+
+
+def test_a_reshape_target_from_the_batch_size_is_allowed():
+    """Shape -> Concat -> Reshape is how exporters keep the batch: it only sets a shape."""
+    nodes = [helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Slice", ["s", "zero", "one"], ["n"]),
+             helper.make_node("Concat", ["n", "minus_one"], ["target"], axis=0),
+             helper.make_node("Reshape", ["x", "target"], ["r"]), helper.make_node("Relu", ["r"], ["y"])]
+    model = _refused(nodes, {"zero": np.array([0], np.int64), "one": np.array([1], np.int64),
+                             "minus_one": np.array([-1], np.int64)})
+    executable = runtime.load(compiler.compile(model, target="cpu", shapes={"x": ["1..4", 4, 6]}))
+    x = RNG.standard_normal((3, 4, 6)).astype(np.float32)
+    np.testing.assert_array_equal(executable.infer({"x": x})["y"], np.maximum(x.reshape(3, -1), 0))
+
+
+@pytest.mark.parametrize("shape, shapes, message", [
+    ((2, "M", 6), {"x": [2, "1..4", 6]}, "only the leading"),
+    (("N", 4, 6), {"x": ["4..2", 4, 6]}, "1 <= low <= high"),
+])
+def test_bad_bounds_are_explained(shape, shapes, message):
+    model = _refused([helper.make_node("Relu", ["x"], ["y"])], shape=shape)
+    with pytest.raises(DynamicBatchError, match=message):
+        compiler.compile(model, target="cpu", shapes=shapes)
+
+
+def test_other_targets_point_to_specialize():
+    with pytest.raises(DynamicBatchError, match="cpu target.*specialize="):
+        compiler.compile(_cnn(), target="gpu", shapes={"x": ["1..4", 3, 12, 12]})
+
+
+def test_cli_compiles_bounds(tmp_path, capsys):
+    model_path = tmp_path / "cnn.onnx"
+    model_path.write_bytes(_cnn().SerializeToString())
+    out = tmp_path / "cnn.kiln"
+    assert main(["compile", str(model_path), "-t", "cpu", "-o", str(out), "--shape", "x=1..3,3,12,12"]) == EXIT_OK
+    assert runtime.load(out).manifest["dynamic_batch"]["max"] == 3
+    assert main(["run", str(out)]) == EXIT_OK  # random inputs at the upper bound
+
+
+def test_encoder_kernels_launch_only_the_items_of_the_batch(encoder):
+    """Every kernel of the encoder walks the batch outermost (KernelSpec.batch_items), so kiln_run_batch
+    computes each launch's item count from the batch size: none runs its items for the whole bound."""
+    import re
+
+    from compiler.codegen.llvm.aot import BATCH_ENTRY, build_module
+    from compiler.codegen.llvm.kernels.registry import in_place_input
+    from compiler.codegen.memory_plan import plan_memory
+    from compiler.driver import optimize
+    from compiler.dynamic_batch import batch_factors, split_bounds
+
+    static, bounds = split_bounds({"input_ids": ["1..4", 16], "attention_mask": ["1..4", 16]})
+    graph = optimize(encoder.model, "cpu", shapes=static)
+    module = build_module(graph, plan_memory(graph, in_place_input, precompute=True),
+                          (bounds.high, batch_factors(graph, bounds)))
+    launches = re.findall(r"kiln_parallel_for\"?\(.*, i64 ([^)]+)\)", str(module.get_global(BATCH_ENTRY)))
+    assert len(launches) > 20 and not [work for work in launches if work.strip().isdigit()]
