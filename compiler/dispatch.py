@@ -6,6 +6,9 @@ shape set, each part with static shapes and so the kernels' specialised fast pat
 parts into one artifact of target "dispatch". Its signature is the model's declared one, where each
 dim the parts fill in differently is symbolic with its bounds (the smallest and largest size
 compiled); the runtime (runtime/dispatch.py) runs the part compiled for the shapes it is given.
+A shape set may give a dynamic batch ("1..8", compiler/dynamic_batch.py): that part runs every
+batch size within its bounds, so `[{"ids": ["1..8", 64]}, {"ids": ["1..8", 128]}]` covers any
+batch at two sequence lengths.
 
 Part k's files are stored as `p<k>.<name>` beside its manifest `p<k>.manifest.json`.
 """
@@ -22,11 +25,14 @@ class DispatchError(ValueError):
 
 
 def _part_sizes(entry: dict, parts: list[Artifact], role: str) -> list[tuple] | None:
-    """Per dim of one input/output, its size in each part (None when a part's shape is unknown)."""
+    """Per dim of one input/output, its (smallest, largest) size in each part (a part with a dynamic batch,
+    compiler/dynamic_batch.py, runs a range); None when a part's shape is unknown."""
     shapes = []
     for part in parts:
         match = next(e for e in part.manifest[role] if e["name"] == entry["name"])
-        shapes.append(match["type"].get("shape"))
+        shape = match["type"].get("shape")
+        bounds = match.get("bounds") or [None] * len(shape or ())
+        shapes.append(None if shape is None else [tuple(b) if b else (d, d) for d, b in zip(shape, bounds)])
     return None if any(shape is None for shape in shapes) else list(zip(*shapes))
 
 
@@ -40,14 +46,14 @@ def _symbolic(entry: dict, declared_entry: dict | None, sizes: list[tuple] | Non
     declared = declared if len(declared) == len(sizes) else [None] * len(sizes)
     shape, bounds = [], []
     for axis, (dim, per_part) in enumerate(zip(declared, sizes)):
-        if len(set(per_part)) == 1:
-            shape.append(per_part[0])
+        if len(set(per_part)) == 1 and per_part[0][0] == per_part[0][1]:
+            shape.append(per_part[0][0])
             bounds.append(None)
             continue
         name = dim if isinstance(dim, str) else names.get(per_part, f"{entry['name']}_dim{axis}")
         names.setdefault(per_part, name)
         shape.append(name)
-        bounds.append([min(per_part), max(per_part)])
+        bounds.append([min(low for low, _ in per_part), max(high for _, high in per_part)])
     return {**entry, "type": {**entry["type"], "shape": shape}, "bounds": bounds}
 
 
@@ -57,7 +63,7 @@ def dispatch_artifact(specializations: Sequence[Mapping[str, Sequence[int]]],
     model's own `inputs`/`outputs` manifest entries (symbolic dims as the model names them)."""
     if len(specializations) < 1:
         raise DispatchError("specialize= needs at least one shape set")
-    keys = [tuple(sorted((name, tuple(int(d) for d in dims)) for name, dims in s.items())) for s in specializations]
+    keys = [tuple(sorted((name, tuple(str(d) for d in dims)) for name, dims in s.items())) for s in specializations]
     if len(set(keys)) != len(keys):
         raise DispatchError(f"specialize= lists the same shapes twice: {list(specializations)}")
     parts = [compile_part(shapes) for shapes in specializations]
@@ -75,8 +81,10 @@ def dispatch_artifact(specializations: Sequence[Mapping[str, Sequence[int]]],
     files = {}
     for index, part in enumerate(parts):
         prefix = f"p{index}."
-        shapes = {e["name"]: e["type"]["shape"] for e in part.manifest["inputs"] if "tensor" in e["type"]}
-        manifest["parts"].append({"prefix": prefix, "target": part.manifest["target"], "input_shapes": shapes})
+        tensors = [e for e in part.manifest["inputs"] if "tensor" in e["type"]]
+        manifest["parts"].append({"prefix": prefix, "target": part.manifest["target"],
+                                  "input_shapes": {e["name"]: e["type"]["shape"] for e in tensors},
+                                  "input_bounds": {e["name"]: e["bounds"] for e in tensors if e.get("bounds")}})
         files[prefix + "manifest.json"] = part.manifest_bytes()
         files.update({prefix + name: data for name, data in part.files.items()})
     return Artifact(manifest, files)

@@ -11,6 +11,20 @@ import threading
 from runtime.signature import InputError
 
 
+def _fits(given: list, compiled: list, bounds: list | None) -> bool:
+    """Whether a part compiled for `compiled` (a dynamic batch: a name with `bounds`) runs shape `given`."""
+    if len(given) != len(compiled):
+        return False
+    bounds = bounds or [None] * len(compiled)
+    return all(size == dim if isinstance(dim, int) else limits and limits[0] <= size <= limits[1]
+               for size, dim, limits in zip(given, compiled, bounds))
+
+
+def _describe(shape: list, bounds: list | None) -> str:
+    bounds = bounds or [None] * len(shape)
+    return "x".join(f"{limits[0]}..{limits[1]}" if limits else str(dim) for dim, limits in zip(shape, bounds))
+
+
 class DispatchExecutor:
     def __init__(self, files, **options):
         from runtime.model import executor_for  # model.py imports the executors by name; no cycle at import
@@ -25,10 +39,11 @@ class DispatchExecutor:
     def _part_for(self, values: list) -> int:
         shapes = {name: list(getattr(value, "shape", ())) for name, value in zip(self._names, values)}
         for index, part in enumerate(self.parts):
-            if all(shapes[name] == shape for name, shape in part["input_shapes"].items()):
+            if all(_fits(shapes[name], shape, part.get("input_bounds", {}).get(name))
+                   for name, shape in part["input_shapes"].items()):
                 return index
-        compiled = "; ".join(", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in p["input_shapes"].items())
-                             for p in self.parts)
+        compiled = "; ".join(", ".join(f"{n}={_describe(s, p.get('input_bounds', {}).get(n))}"
+                                       for n, s in p["input_shapes"].items()) for p in self.parts)
         given = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in shapes.items())
         raise InputError(f"no part of this artifact was compiled for input shapes {given}; it holds: {compiled}. "
                          "Compile with --specialize for these shapes too")

@@ -190,3 +190,17 @@ def test_encoder_kernels_launch_only_the_items_of_the_batch(encoder):
                           (bounds.high, batch_factors(graph, bounds)))
     launches = re.findall(r"kiln_parallel_for\"?\(.*, i64 ([^)]+)\)", str(module.get_global(BATCH_ENTRY)))
     assert len(launches) > 20 and not [work for work in launches if work.strip().isdigit()]
+
+
+def test_specialized_sequence_lengths_each_with_a_dynamic_batch(encoder, tmp_path):
+    """specialize= parts with a dynamic batch: any batch size at each compiled sequence length."""
+    parts = [{name: ["1..3", sequence] for name in ("input_ids", "attention_mask")} for sequence in (8, 16)]
+    model = runtime.load(compiler.compile(encoder.model, target="cpu", specialize=parts).save(tmp_path / "e.kiln"))
+    assert model.inputs[0].bounds == ((1, 3), (8, 16))
+    session = _session(encoder.model)
+    for batch, sequence in ((2, 8), (3, 16), (1, 16)):
+        feeds = encoder.make_inputs(np.random.default_rng(batch), batch=batch, sequence=sequence)
+        np.testing.assert_allclose(next(iter(model.infer(feeds).values())), session.run(None, feeds)[0],
+                                   rtol=1e-3, atol=1e-4)
+    with pytest.raises(InputError, match=r"input_ids=1\.\.3x8"):
+        model.infer(encoder.make_inputs(RNG, batch=1, sequence=12))
