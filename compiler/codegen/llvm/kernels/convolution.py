@@ -39,7 +39,7 @@ from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, 
 from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, Epilogue, GemmProblem, Layout,
                                                           emit_gemm, gemm_plan, linear, pack_rows, rolled_range, smax,
                                                           smin, stack_buffer, unravel, zero_fill)
-from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
+from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, KernelSpec, batch_major, register_kernel
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 
@@ -515,6 +515,11 @@ def conv_work_items(graph: Graph, node: Node) -> int:
     return math.prod(_plan(node, geometry, w_type).item_dims)
 
 
+def conv_batch_items(graph: Graph, node: Node, bound: int) -> BatchItems | None:
+    """KernelSpec.batch_items of a Conv-like node: every form's items start with the image."""
+    return batch_major(conv_work_items(graph, node), bound)
+
+
 def emit_conv(ctx: KernelContext, epilogue_for: Callable[[int], Epilogue] | None = None) -> None:
     """A Conv-like node's kernel (inputs X, W, optional B). `epilogue_for(columns)` gives the epilogue
     mapping each output before its store (linear_algebra.Epilogue), for columns spanning that many
@@ -538,4 +543,4 @@ def emit_conv(ctx: KernelContext, epilogue_for: Callable[[int], Epilogue] | None
     form(ctx, geometry, _plan(node, geometry, w_type), epilogue).run(ctx.begin, ctx.end)
 
 
-register_kernel(KernelSpec(("Conv",), conv_check, conv_work_items, emit_conv))
+register_kernel(KernelSpec(("Conv",), conv_check, conv_work_items, emit_conv, batch_items=conv_batch_items))

@@ -19,8 +19,7 @@ from compiler.codegen.llvm.kernels import convolution, linear_algebra
 from compiler.codegen.llvm.kernels.elementwise import apply_op
 from compiler.codegen.llvm.kernels.fused_elementwise import step_problem
 from compiler.codegen.llvm.kernels.linear_algebra import unravel
-from compiler.codegen.llvm.kernels.registry import (BatchItems, KernelContext, KernelSpec, TensorArg, batch_major,
-                                                     register_kernel)
+from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, KernelSpec, TensorArg, register_kernel
 from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
 from compiler.ops.fused_linear import BASES, epilogue_steps, epilogue_types
@@ -92,9 +91,8 @@ def _work_items(graph: Graph, node: Node) -> int:
 
 
 def _batch_items(graph: Graph, node: Node, bound: int) -> BatchItems | None:
-    """Every conv form's items start with the image (convolution.py, depthwise_conv.py)."""
     if node.op_type == "FusedConv":
-        return batch_major(convolution.conv_work_items(graph, node), bound)
+        return convolution.conv_batch_items(graph, node, bound)
     return linear_algebra.linear_batch_items(graph, node, BASES[node.op_type][0], bound)
 
 

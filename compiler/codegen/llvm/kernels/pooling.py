@@ -26,7 +26,7 @@ from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
 from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
 from compiler.codegen.llvm.kernels.reduction import FLOATS, REDUCERS, dtype_problem, emit_reduction, lowest
-from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, register_kernel
+from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, batch_major, register_kernel
 from compiler.ir.graph import Graph, Node
 from compiler.ops.pool_geometry import pool_dims, pool_problem
 
@@ -162,7 +162,8 @@ def _pool_rows(graph: Graph, node: Node) -> int:
     return math.prod(node.outputs[0].shape[:-1])
 
 
-register_kernel(KernelSpec(("MaxPool", "AveragePool", "LpPool"), _check_pool, _pool_rows, _emit_pool))
+register_kernel(KernelSpec(("MaxPool", "AveragePool", "LpPool"), _check_pool, _pool_rows, _emit_pool,
+                           batch_items=lambda graph, node, bound: batch_major(_pool_rows(graph, node), bound)))
 
 
 # ----- GlobalAveragePool / GlobalMaxPool: a mean / max reduction over the spatial dims ---------
@@ -186,4 +187,5 @@ def _emit_global(ctx: KernelContext) -> None:
 
 
 register_kernel(KernelSpec(tuple(GLOBAL_REDUCERS), _check_global,
-                           lambda graph, node: _spatial_split(graph, node).work_items, _emit_global))
+                           lambda graph, node: _spatial_split(graph, node).work_items, _emit_global,
+                           batch_items=lambda graph, node, bound: _spatial_split(graph, node).batch_items(bound)))
