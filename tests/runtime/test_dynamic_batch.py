@@ -204,3 +204,15 @@ def test_specialized_sequence_lengths_each_with_a_dynamic_batch(encoder, tmp_pat
                                    rtol=1e-3, atol=1e-4)
     with pytest.raises(InputError, match=r"input_ids=1\.\.3x8"):
         model.infer(encoder.make_inputs(RNG, batch=1, sequence=12))
+
+
+def test_gemm_row_blocks_divide_one_entry_of_a_dynamic_batch():
+    """At batch 1 of a bound of 8, row blocks of the bound's best size (96 rows for 1024 here) would compute
+    rows of the next entry; with the entry's rows as the period they tile it exactly."""
+    from dataclasses import replace
+
+    from compiler.codegen.llvm.kernels.linear_algebra import gemm_plan, matmul_problem
+
+    for rows, period in ((1024, 128), (768, 96), (200, 40)):
+        problem = replace(matmul_problem("float32", (rows, 256), (256, 1024)), row_period=period)
+        assert period % gemm_plan(problem).rows == 0
