@@ -113,10 +113,11 @@ def _positive_int(text: str) -> int:
 
 
 def _parse_dim(dim: str, bounds_allowed: bool) -> int | str:
-    """An integer size, or (--shape) LOW..HIGH bounds of a dynamic batch (compiler/dynamic_batch.py)."""
+    """An integer size, or (--shape) LOW..HIGH bounds of a dynamic batch, LOW.. unbounded
+    (compiler/dynamic_batch.py)."""
     if bounds_allowed and ".." in dim:
         low, _, high = dim.partition("..")
-        return f"{int(low)}..{int(high)}"
+        return f"{int(low)}..{int(high) if high.strip() else ''}"
     return int(dim)
 
 
@@ -130,7 +131,8 @@ def _parse_shapes(pairs: list[str], flag: str = "--shape") -> dict:
             shapes[name] = None
         if not sep or shapes[name] is None:
             raise UsageError(f"{flag} {pair!r}: use NAME=D0,D1,... with integer sizes, e.g. input=1,3,224,224"
-                             + (" (a leading LOW..HIGH for a dynamic batch, e.g. ids=1..8,128)" if flag == "--shape"
+                             + (" (a leading LOW..HIGH or LOW.. for a dynamic batch, e.g. ids=1..8,128)"
+                                if flag == "--shape"
                                 else ""))
     return shapes
 
@@ -199,7 +201,7 @@ def _random_inputs(model, given: dict, seed: int) -> dict:
         if info.name in feeds:
             continue
         bounds = info.bounds or [None] * len(info.shape or ())
-        shape = None if info.shape is None else [dim if isinstance(dim, int) else bound and bound[1]
+        shape = None if info.shape is None else [dim if isinstance(dim, int) else bound and (bound[1] or bound[0])
                                                  for dim, bound in zip(info.shape, bounds)]
         if info.kind != "tensor" or shape is None or not all(isinstance(d, int) for d in shape):
             raise UsageError(f"input {info.name!r} has shape {info.shape}: give it with --input {info.name}=FILE.npy")
@@ -427,7 +429,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes); a leading "
-                        "LOW..HIGH makes a dynamic batch with those bounds (cpu), e.g. input_ids=1..8,128")
+                        "LOW..HIGH makes a dynamic batch with those bounds (cpu), e.g. input_ids=1..8,128; LOW.. "
+                        "leaves it unbounded")
     pre = p.add_argument_group("input preprocessing, compiled into the model (OpenVINO's PrePostProcessor order)")
     pre.add_argument("--input-type", nargs="+", default=[], metavar="NAME=TYPE",
                      help="the element type callers give (uint8/u8, int8, float16, float32), converted first")

@@ -53,7 +53,8 @@ def _symbolic(entry: dict, declared_entry: dict | None, sizes: list[tuple] | Non
         name = dim if isinstance(dim, str) else names.get(per_part, f"{entry['name']}_dim{axis}")
         names.setdefault(per_part, name)
         shape.append(name)
-        bounds.append([min(low for low, _ in per_part), max(high for _, high in per_part)])
+        highs = [high for _, high in per_part]
+        bounds.append([min(low for low, _ in per_part), None if None in highs else max(highs)])
     return {**entry, "type": {**entry["type"], "shape": shape}, "bounds": bounds}
 
 

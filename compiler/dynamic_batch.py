@@ -46,7 +46,8 @@ REDUCTIONS = frozenset({"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "Re
                         "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"})
 SHAPE_SINKS = {"Reshape": 1, "Expand": 1, "ConstantOfShape": 0, "Tile": 1, "Range": None}
 SHAPE_MOVES = frozenset({"Gather", "Slice", "Concat", "Unsqueeze", "Squeeze", "Cast", "Identity"})
-_BOUNDS = re.compile(r"^\s*(\d+)\s*\.\.\s*(\d+)\s*$")
+_BOUNDS = re.compile(r"^\s*(\d+)\s*\.\.\s*(\d*)\s*$")
+UNBOUNDED_CHUNK = 8  # entries an unbounded batch's artifact computes per call
 
 
 class DynamicBatchError(ValueError):
@@ -55,14 +56,22 @@ class DynamicBatchError(ValueError):
 
 @dataclass(frozen=True)
 class BatchBounds:
+    """`high` None: unbounded; the artifact then computes `chunk` entries a call and the runtime
+    runs a larger batch in chunks (exact: entries are independent, as batch_factors checks)."""
+
     low: int
-    high: int
+    high: int | None
     inputs: tuple[str, ...]
+
+    @property
+    def chunk(self) -> int:
+        """The entries the code is compiled for: the upper bound, or UNBOUNDED_CHUNK."""
+        return UNBOUNDED_CHUNK if self.high is None else self.high
 
     @classmethod
     def from_options(cls, options: dict) -> "BatchBounds | None":
         given = options.get("dynamic_batch")
-        return None if not given else cls(int(given["min"]), int(given["max"]), tuple(given["inputs"]))
+        return None if not given else cls(int(given["min"]), given["max"], tuple(given["inputs"]))
 
     def option(self) -> dict:
         """The compile option (JSON) the cpu target reads back with from_options."""
@@ -72,26 +81,28 @@ class BatchBounds:
         """Manifest: `dynamic_batch` (bounds, dim0 / batch of each batched input and output), and the
         signature's axis 0 of those as the symbolic dim with its bounds (runtime/signature.py)."""
         outputs = {name: factors[value] for name, value in graph.outputs if value in factors}
-        manifest["dynamic_batch"] = {"name": BATCH_DIM, "min": self.low, "max": self.high,
+        manifest["dynamic_batch"] = {"name": BATCH_DIM, "min": self.low, "max": self.high, "chunk": self.chunk,
                                      "inputs": {name: 1 for name in self.inputs}, "outputs": outputs}
         marked = [(entry, 1) for entry in manifest["inputs"] if entry["name"] in self.inputs]
         marked += [(entry, outputs[entry["name"]]) for entry in manifest["outputs"] if entry["name"] in outputs]
         for entry, factor in marked:
             shape = entry["type"]["shape"]
             entry["type"]["shape"] = [BATCH_DIM if factor == 1 else f"{factor}*{BATCH_DIM}", *shape[1:]]
-            entry["bounds"] = [[factor * self.low, factor * self.high]] + [None] * (len(shape) - 1)
+            high = None if self.high is None else factor * self.high
+            entry["bounds"] = [[factor * self.low, high]] + [None] * (len(shape) - 1)
 
 
-def _bounds_of(dim) -> tuple[int, int] | None:
+def _bounds_of(dim) -> tuple[int, int | None] | None:
     if isinstance(dim, (tuple, list)) and len(dim) == 2:
-        return int(dim[0]), int(dim[1])
+        return int(dim[0]), None if dim[1] is None else int(dim[1])
     match = _BOUNDS.match(dim) if isinstance(dim, str) else None
-    return (int(match[1]), int(match[2])) if match else None
+    return (int(match[1]), int(match[2]) if match[2] else None) if match else None
 
 
 def split_bounds(shapes: Mapping[str, Sequence] | None) -> tuple[dict | None, BatchBounds | None]:
-    """(the shapes with each bounded dim at its upper bound, the batch bounds or None). A bounded dim is
-    "LOW..HIGH" or (LOW, HIGH); it may only be axis 0, with the same bounds in every input that has one."""
+    """(the shapes with each dynamic dim at the size compiled for, the batch bounds or None). A dynamic dim
+    is "LOW..HIGH" or (LOW, HIGH), "LOW.." or (LOW, None) when unbounded; it may only be axis 0, with the
+    same bounds in every input that has one."""
     if not shapes:
         return shapes, None
     static, bounds, names = {}, set(), []
@@ -102,18 +113,19 @@ def split_bounds(shapes: Mapping[str, Sequence] | None) -> tuple[dict | None, Ba
             if found is None:
                 continue
             if axis != 0:
-                raise DynamicBatchError(f"input {name!r}: axis {axis} is given as {found[0]}..{found[1]}; only the "
+                raise DynamicBatchError(f"input {name!r}: axis {axis} is given as {dim}; only the "
                                         "leading (batch) dim may be dynamic. For other dims, compile one part per "
                                         "shape with specialize= (--specialize)")
             low, high = found
-            if not 1 <= low <= high:
-                raise DynamicBatchError(f"input {name!r}: batch bounds {low}..{high} need 1 <= low <= high")
+            if not 1 <= low <= (low if high is None else high):
+                raise DynamicBatchError(f"input {name!r}: batch bounds {dim} need 1 <= low <= high")
             bounds.add(found)
             names.append(name)
-            dims[axis] = high
+            dims[axis] = BatchBounds(low, high, ()).chunk
         static[name] = dims
     if len(bounds) > 1:
-        raise DynamicBatchError(f"inputs {names} give different batch bounds {sorted(bounds)}; they share one batch")
+        raise DynamicBatchError(f"inputs {names} give different batch bounds {sorted(map(str, bounds))}; they share "
+                                "one batch")
     if not bounds:
         return shapes, None
     (low, high), = bounds
@@ -263,13 +275,13 @@ def mark_linear_rows(graph: Graph, factors: dict[Value, int], bounds: BatchBound
     """Give batched MatMul/Gemm nodes the rows of one entry (registry.BATCH_ROWS) for their GEMM plan."""
     for node in graph.nodes():
         if node.op_type in LINEAR and Value(node.name) in factors and node.op_type not in QUANTIZED:
-            node.attrs[BATCH_ROWS] = math.prod(node.outputs[0].shape[:-1]) // bounds.high
+            node.attrs[BATCH_ROWS] = math.prod(node.outputs[0].shape[:-1]) // bounds.chunk
 
 
 def _factor(value_type, bounds: BatchBounds, where: str) -> int:
-    if not isinstance(value_type, TensorType) or not value_type.shape or value_type.shape[0] % bounds.high:
+    if not isinstance(value_type, TensorType) or not value_type.shape or value_type.shape[0] % bounds.chunk:
         shape = getattr(value_type, "shape", None)
-        raise DynamicBatchError(f"{where} gives shape {shape} at batch {bounds.high}: the batch must stay on axis 0 "
+        raise DynamicBatchError(f"{where} gives shape {shape} at batch {bounds.chunk}: the batch must stay on axis 0 "
                                 "(its size a multiple of the batch). Compile one part per batch size with "
                                 "specialize= instead")
-    return value_type.shape[0] // bounds.high
+    return value_type.shape[0] // bounds.chunk

@@ -137,10 +137,12 @@ class CpuExecutor:
                                 "the artifact is damaged or mixed from two compiles: recompile it")
 
     def _buffer_shape(self, entry: dict) -> list[int]:
-        """The shape the library's buffer for a signature entry holds: a dynamic batch at its upper bound."""
+        """The shape the library's buffer for a signature entry holds: a dynamic batch at the entries it is
+        compiled for (its upper bound, or the chunk of an unbounded batch)."""
         shape = entry["type"]["shape"]
         if shape and isinstance(shape[0], str) and self.batch:
-            return [entry["bounds"][0][1], *shape[1:]]
+            factor = {**self.batch["inputs"], **self.batch["outputs"]}[entry["name"]]
+            return [factor * self.batch["chunk"], *shape[1:]]
         return shape
 
     def _precompute(self) -> None:
@@ -171,10 +173,12 @@ class CpuExecutor:
         return self._call(inputs, nanoseconds), nanoseconds.tolist()
 
     def _call(self, inputs: list, nanoseconds: np.ndarray | None) -> list:
-        outputs = [np.empty(self._buffer_shape(entry), dtype=numpy_dtype(entry["type"]["tensor"]))
-                   for entry in self.manifest["outputs"]]
         inputs = [np.ascontiguousarray(value) for value in inputs]
         batch = self._batch_of(inputs)
+        if batch is not None and batch > self.batch["chunk"]:
+            return self._in_chunks(inputs, batch, nanoseconds)
+        outputs = [np.empty(self._buffer_shape(entry), dtype=numpy_dtype(entry["type"]["tensor"]))
+                   for entry in self.manifest["outputs"]]
         if batch is not None:
             inputs = self._staged(inputs, batch)
         input_pointers = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
@@ -195,6 +199,22 @@ class CpuExecutor:
         return [output[:factors[entry["name"]] * batch] if entry["name"] in factors else output
                 for entry, output in zip(self.manifest["outputs"], outputs)]
 
+    def _in_chunks(self, inputs: list, batch: int, nanoseconds: np.ndarray | None) -> list:
+        """An unbounded batch larger than the compiled chunk: one call per chunk of entries (exact, entries being
+        independent), outputs joined on axis 0; kernel times add up."""
+        chunk, names = self.batch["chunk"], [entry["name"] for entry in self.manifest["inputs"]]
+        results = []
+        for start in range(0, batch, chunk):
+            part = [value[start:start + chunk] if name in self.batch["inputs"] else value
+                    for name, value in zip(names, inputs)]
+            times = None if nanoseconds is None else np.zeros_like(nanoseconds)
+            results.append(self._call(part, times))
+            if nanoseconds is not None:
+                nanoseconds += times
+        batched = self.batch["outputs"]
+        return [np.concatenate(parts) if entry["name"] in batched else parts[0]
+                for entry, parts in zip(self.manifest["outputs"], zip(*results))]
+
     def _batch_of(self, inputs: list) -> int | None:
         """The batch size of a call to a dynamic-batch artifact (the caller checked it against the bounds)."""
         if not self.batch:
@@ -205,7 +225,7 @@ class CpuExecutor:
     def _staged(self, inputs: list, batch: int) -> list:
         """Batched inputs in buffers of the upper bound (kernels that run every item read all entries); entries
         past `batch` keep earlier values, which are valid numbers (an index, a divisor) of the right type."""
-        if batch == self.batch["max"]:
+        if batch == self.batch["chunk"]:
             return inputs
         staging = getattr(self._local, "staging", None)
         if staging is None:

@@ -16,13 +16,15 @@ def _fits(given: list, compiled: list, bounds: list | None) -> bool:
     if len(given) != len(compiled):
         return False
     bounds = bounds or [None] * len(compiled)
-    return all(size == dim if isinstance(dim, int) else limits and limits[0] <= size <= limits[1]
+    return all(size == dim if isinstance(dim, int) else
+               limits and limits[0] <= size and (limits[1] is None or size <= limits[1])
                for size, dim, limits in zip(given, compiled, bounds))
 
 
 def _describe(shape: list, bounds: list | None) -> str:
     bounds = bounds or [None] * len(shape)
-    return "x".join(f"{limits[0]}..{limits[1]}" if limits else str(dim) for dim, limits in zip(shape, bounds))
+    return "x".join(f"{limits[0]}..{'' if limits[1] is None else limits[1]}" if limits else str(dim)
+                    for dim, limits in zip(shape, bounds))
 
 
 class DispatchExecutor:

@@ -15,7 +15,7 @@ class InputError(ValueError):
 @dataclass(frozen=True)
 class TensorInfo:
     """One model input or output. `shape` holds ints, dim names, or None; `kind` is tensor/sequence/optional;
-    `bounds`, when given, holds per dim None or the (min, max) sizes the artifact runs."""
+    `bounds`, when given, holds per dim None or the (min, max) sizes the artifact runs (max None: unbounded)."""
 
     name: str
     dtype: str | None
@@ -66,9 +66,10 @@ def _check_tensor(info: TensorInfo, value, bindings: dict) -> np.ndarray:
             raise InputError(f"input {info.name!r} has shape {list(array.shape)}, the model expects {list(info.shape)} "
                              f"(axis {axis} must be {dim})")
         limits = info.bounds[axis] if info.bounds else None
-        if limits is not None and not limits[0] <= size <= limits[1]:
+        if limits is not None and not (limits[0] <= size and (limits[1] is None or size <= limits[1])):
             raise InputError(f"input {info.name!r} has shape {list(array.shape)}: axis {axis} ({dim}) is {size}, "
-                             f"outside the sizes {limits[0]}..{limits[1]} this artifact was compiled for")
+                             f"outside the sizes {limits[0]}..{'' if limits[1] is None else limits[1]} this "
+                             "artifact was compiled for")
         if isinstance(dim, str):
             bound = bindings.setdefault(dim, (size, info.name))
             if bound[0] != size:

@@ -115,7 +115,7 @@ class CpuTarget(Target):
         if bounds:
             mark_linear_rows(graph, factors, bounds)
         with progress.stage("kernels"):
-            module = build_module(graph, plan, (bounds.high, factors) if bounds else None)
+            module = build_module(graph, plan, (bounds.chunk, factors) if bounds else None)
         with progress.stage("llvm"):
             code = compile_module(module, machine)
         with progress.stage("link"):
@@ -136,6 +136,6 @@ class CpuTarget(Target):
         weights, storage, fp16 = cpu_weights(graph, plan, options)  # precision fp16: float16 weights
         if storage is not None:
             manifest["weights_storage"] = storage
-        header = c_header(graph, plan, storage, bounds.high if bounds else None).encode()
+        header = c_header(graph, plan, storage, bounds.chunk if bounds else None).encode()
         artifact = Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

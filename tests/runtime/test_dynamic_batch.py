@@ -216,3 +216,21 @@ def test_gemm_row_blocks_divide_one_entry_of_a_dynamic_batch():
     for rows, period in ((1024, 128), (768, 96), (200, 40)):
         problem = replace(matmul_problem("float32", (rows, 256), (256, 1024)), row_period=period)
         assert period % gemm_plan(problem).rows == 0
+
+
+def test_an_unbounded_batch_runs_in_chunks(tmp_path):
+    """"1.." compiles UNBOUNDED_CHUNK entries a call; larger batches run chunk by chunk, exactly."""
+    from compiler.dynamic_batch import UNBOUNDED_CHUNK
+
+    model = _cnn()
+    executable = runtime.load(compiler.compile(model, target="cpu", shapes={"x": ["1..", 3, 12, 12]}))
+    assert executable.inputs[0].bounds[0] == (1, None)
+    assert executable.manifest["dynamic_batch"]["chunk"] == UNBOUNDED_CHUNK
+    session = _session(model)
+    for batch in (1, UNBOUNDED_CHUNK, 2 * UNBOUNDED_CHUNK + 3):
+        x = RNG.standard_normal((batch, 3, 12, 12)).astype(np.float32)
+        got = executable.infer({"x": x})["y"]
+        assert got.shape == (batch, 10)
+        np.testing.assert_allclose(got, session.run(None, {"x": x})[0], rtol=1e-4, atol=1e-6)
+    with pytest.raises(InputError, match=r"outside the sizes 1\.\. "):
+        executable.infer({"x": np.zeros((0, 3, 12, 12), np.float32)})
