@@ -28,6 +28,7 @@ from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.ops.elementwise import ACTIVATIONS, BINARY, CASTS, UNARY_MATH, VARIADIC
 from compiler.ops.fused_linear import BASES as FUSED_LINEAR
+from compiler.ops.fused_normalization import BASES as FUSED_NORMALIZATION
 
 BATCH_DIM = "batch"
 ELEMENTWISE = frozenset({*UNARY_MATH, *BINARY, *VARIADIC, *ACTIVATIONS, *CASTS, "QuantizeLinear",
@@ -37,11 +38,11 @@ LINEAR = frozenset({"MatMul", "Gemm", "FusedMatMul", "FusedGemm", "QuantizedMatM
                     "QLinearMatMul"})
 PER_IMAGE = frozenset({"Conv", "FusedConv", "QuantizedConv", "ConvInteger", "QLinearConv", "ConvTranspose",
                        "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
-                       "LRN", "InstanceNormalization", "DepthToSpace", "SpaceToDepth"})
+                       "LRN", "InstanceNormalization", "BatchNormalization", "DepthToSpace", "SpaceToDepth"})
 QUANTIZED = frozenset({"QuantizedMatMul", "MatMulInteger", "QLinearMatMul"})  # GEMMs planned their own way
 VIEWS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
-NOT_AXIS_0 = frozenset({"Softmax", "LogSoftmax", "Hardmax", "FusedSoftmax", "LayerNormalization",
-                        "FusedLayerNormalization", "Concat", "ArgMax", "ArgMin", "CumSum", "Split", "TopK"})
+ALONG_AN_AXIS = frozenset({"Softmax", "LogSoftmax", "Hardmax", "FusedSoftmax", "LayerNormalization",
+                           "FusedLayerNormalization", "Concat", "ArgMax", "ArgMin", "CumSum", "Split", "TopK"})
 REDUCTIONS = frozenset({"ReduceSum", "ReduceMean", "ReduceMax", "ReduceMin", "ReduceProd", "ReduceL1", "ReduceL2",
                         "ReduceLogSum", "ReduceLogSumExp", "ReduceSumSquare"})
 SHAPE_SINKS = {"Reshape": 1, "Expand": 1, "ConstantOfShape": 0, "Tile": 1, "Range": None}
@@ -159,21 +160,22 @@ def check_batch_arithmetic(graph: Graph, bounds: BatchBounds) -> None:
             continue
         pending = [Value(node.name)]
         while pending:
-            value = pending.pop()
-            for reader_name, position in graph.uses(value):
+            for reader_name, position in graph.uses(pending.pop()):
                 reader = graph.node(reader_name)
-                if reader.domain == "" and reader.op_type in SHAPE_SINKS and \
-                        SHAPE_SINKS[reader.op_type] in (None, position):
+                moves = reader.domain == "" and reader.op_type in SHAPE_MOVES
+                if _sets_a_shape(reader, position) or (moves and _drops_batch(graph, reader)):
                     continue
-                if reader.domain == "" and reader.op_type in SHAPE_MOVES and not _drops_batch(graph, reader):
+                if moves:
                     pending.extend(Value(reader.name, i) for i in range(len(reader.outputs)))
-                    continue
-                if reader.domain == "" and reader.op_type in SHAPE_MOVES:
                     continue
                 raise DynamicBatchError(
                     f"node {reader.name!r} ({reader.qualified_op}) computes with the batch size (from "
                     f"{node.op_type} {node.name!r} of a batched tensor); compiled once for all batch sizes it "
                     "would use the upper bound. Compile one part per batch size with specialize= instead")
+
+
+def _sets_a_shape(node: Node, position: int) -> bool:
+    return node.domain == "" and node.op_type in SHAPE_SINKS and SHAPE_SINKS[node.op_type] in (None, position)
 
 
 def _drops_batch(graph: Graph, node: Node) -> bool:
@@ -195,59 +197,89 @@ def _axis(node: Node, rank: int, default: int) -> int:
     return axis + rank if axis < 0 else axis
 
 
-def _separation_problem(graph: Graph, node: Node, carried: list[bool]) -> str | None:
-    """Why `node` mixes batch entries (None when each output entry reads only the same input entries)."""
-    op = node.op_type
-    types = graph.input_types(node)
-    out_rank = len(node.outputs[0].shape)
-    if node.domain == KILN_DOMAIN and op in FUSED_LINEAR:  # epilogue operands are elementwise with the output
-        count = FUSED_LINEAR[op][1]
-        if _misplaced(node, types[count:], carried[count:]):
-            return "a batched epilogue operand broadcasts into other axes"
-        types, carried = types[:count], carried[:count]
-    if op in LINEAR:
-        if op in ("Gemm", "FusedGemm") and node.attrs.get("transA", 0) and carried[0]:
-            return "its A is transposed, so the batch would be contracted"
-        if len(carried) > 1 and carried[1] and (len(types[1].shape) < 3 or not carried[0]):
-            return "it contracts its second operand over the batch"
-        return None
-    if op in PER_IMAGE or op == "BatchNormalization":
-        return None if not any(carried[1:]) else "a batched weight or statistic"
-    if op in VIEWS:
-        return None
-    if op == "Transpose":
-        return None if list(node.attrs.get("perm", range(out_rank)))[:1] == [0] else "it moves the batch axis"
-    if op in NOT_AXIS_0:
-        rank = len(types[0].shape) if op not in ("FusedSoftmax", "FusedLayerNormalization") else out_rank
-        default = 1 if op in ("Softmax", "LogSoftmax", "Hardmax") and (node.version or 13) < 13 else (
-            0 if op in ("Concat", "ArgMax", "ArgMin", "Split", "TopK") else -1)
-        if op == "CumSum":
-            axis = graph.constant_value(graph.input_values(node)[1])
-            return None if axis is not None and int(axis) % rank != 0 else "it accumulates along the batch axis"
-        return None if _axis(node, rank, default) != 0 else "it works along the batch axis"
-    if op in REDUCTIONS:
-        values = graph.input_values(node)
-        axes = node.attrs.get("axes")
-        if axes is None and len(values) > 1 and values[1] is not None:
-            constant = graph.constant_value(values[1])
-            axes = None if constant is None else constant.ravel().tolist()
-        reduced = None if axes is None else {int(a) % len(types[0].shape) for a in axes}
-        return None if reduced and 0 not in reduced else "it reduces the batch axis"
-    if op == "Gather":
-        if carried[0]:
-            return None if _axis(node, len(types[0].shape), 0) != 0 and not carried[1] else "it gathers batch entries"
-        return None if _axis(node, len(types[0].shape), 0) == 0 else "its indices' batch lands off axis 0"
-    if op == "Slice" or op == "Pad" or op == "Expand" or op == "Tile":
-        return None if types[0].shape[0] == node.outputs[0].shape[0] else f"{op} changes the batch axis"
-    if (node.domain == KILN_DOMAIN and op in ELEMENTWISE_KILN) or (node.domain == "" and op in ELEMENTWISE):
-        return "a batched operand broadcasts into other axes" if _misplaced(node, types, carried) else None
-    return "Kiln does not know that this op keeps batch entries apart"
-
-
 def _misplaced(node: Node, types: list, carried: list[bool]) -> bool:
     """Whether a batched operand of an elementwise computation does not line up with the output's axis 0."""
     out_shape = node.outputs[0].shape
     return any(c and (len(t.shape) != len(out_shape) or t.shape[0] != out_shape[0]) for t, c in zip(types, carried))
+
+
+def _linear(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    if node.op_type in ("Gemm", "FusedGemm") and node.attrs.get("transA", 0) and carried[0]:
+        return "its A is transposed, so the batch would be contracted"
+    if len(carried) > 1 and carried[1] and (len(types[1].shape) < 3 or not carried[0]):
+        return "it contracts its second operand over the batch"
+    return None
+
+
+def _per_image(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    return "a batched weight or statistic" if any(carried[1:]) else None
+
+
+def _along_an_axis(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    """Softmax, LayerNormalization, Concat, ArgMax, CumSum, ...: anything but axis 0 keeps entries apart."""
+    rank = len(node.outputs[0].shape)
+    if node.op_type == "CumSum":
+        axis = graph.constant_value(graph.input_values(node)[1])
+        along = axis is None or int(axis) % rank == 0
+    else:
+        along = _axis(node, rank, AXIS_DEFAULTS.get(node.op_type, -1)) == 0
+    if node.op_type in ("Softmax", "LogSoftmax", "Hardmax") and (node.version or 13) < 13:
+        along = _axis(node, rank, 1) == 0  # before opset 13: the input as 2-D, [axis:] flattened
+    return "it works along the batch axis" if along else None
+
+
+def _reduction(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    values = graph.input_values(node)
+    axes = node.attrs.get("axes")
+    if axes is None and len(values) > 1 and values[1] is not None:
+        constant = graph.constant_value(values[1])
+        axes = None if constant is None else constant.ravel().tolist()
+    reduced = None if axes is None else {int(a) % len(types[0].shape) for a in axes}
+    return None if reduced and 0 not in reduced else "it reduces the batch axis"
+
+
+def _gather(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    axis = _axis(node, len(types[0].shape), 0)
+    if carried[0]:
+        return None if axis != 0 and not carried[1] else "it gathers batch entries"
+    return None if axis == 0 else "its indices' batch lands off axis 0"
+
+
+def _keeps_axis_0(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    """Slice, Pad, Expand, Tile: fine while they leave axis 0 as it is."""
+    return None if types[0].shape[0] == node.outputs[0].shape[0] else f"{node.op_type} changes the batch axis"
+
+
+def _elementwise(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    return "a batched operand broadcasts into other axes" if _misplaced(node, types, carried) else None
+
+
+def _transpose(graph: Graph, node: Node, types: list, carried: list[bool]) -> str | None:
+    perm = list(node.attrs.get("perm", reversed(range(len(types[0].shape)))))
+    return None if perm[:1] == [0] else "it moves the batch axis"
+
+
+AXIS_DEFAULTS = {"Concat": 0, "ArgMax": 0, "ArgMin": 0, "Split": 0}
+RULES = {**{op: _linear for op in LINEAR}, **{op: _per_image for op in PER_IMAGE},
+         **{op: _along_an_axis for op in ALONG_AN_AXIS}, **{op: _reduction for op in REDUCTIONS},
+         **{op: _elementwise for op in ELEMENTWISE | ELEMENTWISE_KILN}, **{op: (lambda *_: None) for op in VIEWS},
+         **{op: _keeps_axis_0 for op in ("Slice", "Pad", "Expand", "Tile")},
+         "Gather": _gather, "Transpose": _transpose}
+
+
+def _separation_problem(graph: Graph, node: Node, carried: list[bool]) -> str | None:
+    """Why `node` mixes batch entries (None when each output entry reads only the same input entries)."""
+    types = graph.input_types(node)
+    fused = FUSED_LINEAR.get(node.op_type) or FUSED_NORMALIZATION.get(node.op_type)
+    if node.domain == KILN_DOMAIN and fused:  # operands after the base op's are elementwise with the output
+        count = fused[1]  # fused linear: X, W[, B]; fused normalization: the parameters after X (X is computed)
+        if _misplaced(node, types[count:], carried[count:]):
+            return "a batched operand of its fused elementwise ops broadcasts into other axes"
+        if node.op_type in FUSED_NORMALIZATION and any(carried[:count]):
+            return "a batched scale or bias"
+        types, carried = types[:count], carried[:count]
+    rule = RULES.get(node.op_type)
+    return rule(graph, node, types, carried) if rule else "Kiln does not know that this op keeps batch entries apart"
 
 
 def batch_factors(graph: Graph, bounds: BatchBounds) -> dict[Value, int]:
