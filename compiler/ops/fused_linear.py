@@ -14,7 +14,8 @@ Attributes: the base op's own, plus
 - `transposed_weights` (FusedConv, optional): 1 when input 1 holds the weights transposed in
   blocks of output channels, [M / B, C/group * kernel taps, B] (block b is the transpose of rows
   b*B.. of W reshaped to [M, C/group * taps]): the cpu kernel loads vectors along the output
-  channels, each work item's weights contiguous. `kernel_shape` then gives W's spatial dims.
+  channels, each work item's weights contiguous. `kernel_shape` then gives W's spatial dims and
+  `out_channels` its M: the blocks may hold zero weights past it, M rounded up to whole blocks.
 
 Inference and reference semantics are the base op's, then each step's own, so the ref target
 and fold-constants compute exactly what the unfused nodes did.
@@ -33,7 +34,7 @@ from compiler.ops.registry import OpDef, lookup, register
 
 BASES = {"FusedConv": ("Conv", 3), "FusedGemm": ("Gemm", 3), "FusedMatMul": ("MatMul", 2)}
 """Fused op type -> (base op type, number of base op inputs)."""
-FUSION_ATTRIBUTES = ("epilogue", "activation", "fused_nodes", "transposed_weights")
+FUSION_ATTRIBUTES = ("epilogue", "activation", "fused_nodes", "transposed_weights", "out_channels")
 
 
 def base_node(node: Node) -> Node:
@@ -58,31 +59,42 @@ def _as_elementwise(node: Node) -> Node:
 
 
 def transposed_weights(weights: np.ndarray, block: int) -> np.ndarray:
-    """W [M, C/group, *kernel] in the layout of `transposed_weights`, blocks of `block` channels."""
-    channels = weights.shape[0]
-    return np.ascontiguousarray(weights.reshape(channels // block, block, -1).transpose(0, 2, 1))
+    """W [M, C/group, *kernel] in the layout of `transposed_weights`, blocks of `block` channels (zero
+    weights past M in the last block)."""
+    blocks = -(-weights.shape[0] // block)
+    padded = np.zeros((blocks * block, *weights.shape[1:]), weights.dtype)
+    padded[:weights.shape[0]] = weights
+    return np.ascontiguousarray(padded.reshape(blocks, block, -1).transpose(0, 2, 1))
+
+
+def weights_shape(node: Node, shape: tuple) -> tuple:
+    """W's shape [M, C/group, *kernel] when input 1 of a fused conv has `shape` (transposed or not)."""
+    if not node.attrs.get("transposed_weights", 0):
+        return tuple(shape)
+    blocks, taps, block = shape
+    kernel = tuple(node.attrs["kernel_shape"])
+    return (node.attrs.get("out_channels", blocks * block), taps // math.prod(kernel), *kernel)
 
 
 def _split(node: Node, items: list, untranspose) -> tuple[list, list]:
-    """(base op inputs, epilogue inputs); transposed weights are turned back by `untranspose`."""
+    """(base op inputs, epilogue inputs); transposed weights are turned back by `untranspose(weights, node)`."""
     count = BASES[node.op_type][1]
     base = list(items[:count])
     if node.attrs.get("transposed_weights", 0) and base[1] is not None:
-        base[1] = untranspose(base[1], tuple(node.attrs["kernel_shape"]))
+        base[1] = untranspose(base[1], node)
     return base, items[count:]
 
 
-def _weights_type(value_type: TensorType, kernel: tuple) -> TensorType:
-    blocks, taps, block = value_type.shape
-    return TensorType(value_type.dtype, (blocks * block, taps // math.prod(kernel), *kernel))
+def _weights_type(value_type: TensorType, node: Node) -> TensorType:
+    return TensorType(value_type.dtype, weights_shape(node, value_type.shape))
 
 
-def _weights(value: np.ndarray, kernel: tuple) -> np.ndarray:
-    blocks, _, block = value.shape
-    return value.transpose(0, 2, 1).reshape(blocks * block, -1, *kernel)
+def _weights(value: np.ndarray, node: Node) -> np.ndarray:
+    shape = weights_shape(node, value.shape)
+    return value.transpose(0, 2, 1).reshape(-1, *shape[1:])[:shape[0]]
 
 
-def _present(value: bool, kernel: tuple) -> bool:
+def _present(value: bool, node: Node) -> bool:
     return value
 
 

@@ -14,12 +14,14 @@ value leaves it; Gelu's Erf formula reads its input twice and is taken whole tha
 inside subgraphs are left alone (the cpu target compiles no subgraphs).
 
 A fused Conv with constant weights and few output positions (convolution.channel_vector_form)
-gets its weights transposed here, at compile time, for the kernel's channel-vector form.
+gets its weights transposed here, at compile time, for the kernel's channel-vector form; such a
+Conv with nothing to fuse becomes a FusedConv with an empty epilogue, for the same weights.
 """
 
 from __future__ import annotations
 
-from compiler.codegen.llvm.kernels.convolution import channel_vector_form, channel_vector_plan, conv_geometry
+from compiler.codegen.llvm.kernels.convolution import (ConvGeometry, channel_vector_form, channel_vector_plan,
+                                                       conv_geometry)
 from compiler.codegen.llvm.kernels.elementwise import OPS, op_problem
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
@@ -98,24 +100,25 @@ def _fuse(graph: Graph, members: list[Node]) -> None:
              for member in tail]
     activation = "+".join(dict.fromkeys(m.op_type for m in tail if m.op_type not in ARITHMETIC))
     attrs = {**base.attrs, "epilogue": steps, "activation": activation, "fused_nodes": [m.name for m in members]}
-    if base.op_type == "Conv":
-        _transpose_weights(graph, base, inputs, attrs)
-    graph.replace_node(tail[-1], FUSED[base.op_type], inputs, attrs, domain=KILN_DOMAIN, version=base.version)
+    geometry = _channel_vector_geometry(graph, base) if base.op_type == "Conv" else None
+    if geometry is not None:
+        blocked = transposed_weights(graph.constant_value(inputs[1]), channel_vector_plan(geometry).block)
+        out_channels, _, *kernel = graph.type_of(inputs[1]).shape
+        attrs.update(transposed_weights=1, kernel_shape=kernel, out_channels=out_channels)
+        inputs[1] = graph.add_constant(blocked, f"{base.name}.transposed_weights")
+    graph.replace_node(members[-1], FUSED[base.op_type], inputs, attrs, domain=KILN_DOMAIN, version=base.version)
     for member in reversed(members[:-1]):
         graph.remove_node(member.name)
 
 
-def _transpose_weights(graph: Graph, base: Node, inputs: list, attrs: dict) -> None:
-    """Constant weights of a conv the kernel computes with channel vectors become the blocked transpose
-    (compiler/ops/fused_linear.py), in `inputs` and `attrs`."""
-    weights = graph.constant_value(inputs[1])
-    if weights is None:
-        return
-    geometry = conv_geometry(base, graph.type_of(inputs[0]), graph.type_of(inputs[1]))
-    if channel_vector_form(geometry):
-        blocked = transposed_weights(weights, channel_vector_plan(geometry).block)
-        inputs[1] = graph.add_constant(blocked, f"{base.name}.transposed_weights")
-        attrs.update(transposed_weights=1, kernel_shape=list(weights.shape[2:]))
+def _channel_vector_geometry(graph: Graph, conv: Node) -> ConvGeometry | None:
+    """The geometry of a Conv with constant weights that the kernel computes with channel vectors (its
+    weights are then laid out as the blocked transpose, compiler/ops/fused_linear.py); None otherwise."""
+    x, w = graph.input_values(conv)[:2]
+    if graph.constant_value(w) is None:
+        return None
+    geometry = conv_geometry(conv, graph.type_of(x), graph.type_of(w))
+    return geometry if channel_vector_form(geometry) else None
 
 
 @register_pass("fuse-epilogues")
@@ -130,7 +133,7 @@ def fuse_epilogues(graph: Graph, ctx: PassContext | None = None) -> Graph:
                 continue
             seen.add(node.name)
             members = _group(graph, node, order[position + 1:])
-            if len(members) > 1:
+            if len(members) > 1 or node.op_type == "Conv" and _channel_vector_geometry(graph, node) is not None:
                 log.info("fuse-epilogues: %s fused into one %s kernel", ", ".join(m.name for m in members),
                          FUSED[members[0].op_type])
                 _fuse(graph, members)

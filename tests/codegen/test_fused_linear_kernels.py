@@ -90,6 +90,10 @@ CHANNEL_VECTORS = [
     ((2, 20, 9, 7), (96, 20, 3, 2), {"pads": [0, 1, 1, 0], "strides": [2, 1]}),
     ((1, 33, 13, 13), (80, 33, 1, 1), {"strides": [2, 2]}),  # 49 positions, 7 x 7
     ((1, 17, 6, 5), (1024, 17, 1, 1), {}),  # an unstrided 1x1 conv with wide channel blocks
+    ((1, 200, 7, 7), (64, 200, 1, 1), {}),  # 1x1 read in place: chunks of 80, 80, 40 input channels
+    ((2, 90, 7, 7), (64, 90, 1, 1), {}),  # ... one input channel a step (16 does not divide 90), chunks 83, 7
+    ((1, 48, 7, 7), (104, 48, 3, 3), {"pads": [1, 1, 1, 1]}),  # 104 channels: zero weights pad the last block
+    ((1, 256, 9, 9), (328, 256, 1, 1), {}),  # ... read in place
     ((1, 5, 40), (64, 5, 3), {"pads": [1, 1], "dilations": [2]}),
 ]
 
@@ -101,6 +105,18 @@ def test_channel_vector_conv_with_bias_and_relu(x_shape, w_shape, attrs):
     model = _model(nodes, {"x": x}, {"w": random(w_shape, seed=1), "bias": random(w_shape[:1], seed=2)})
     (fused,) = [n for n in optimize(model, "cpu").nodes() if n.op_type == "FusedConv"]
     assert fused.attrs["transposed_weights"] == 1 and fused.attrs["kernel_shape"] == list(w_shape[2:])
+    assert fused.attrs["out_channels"] == w_shape[0]
+    _check_fused(model, {"x": x}, "FusedConv", 2)
+
+
+def test_channel_vector_conv_float64():
+    """float64 vectors hold 8 lanes: 8 x 8 squares of the accumulators are transposed for the store."""
+    x = random((1, 40, 7, 7), np.float64)
+    nodes = [helper.make_node("Conv", ["x", "w", "bias"], ["c"]), helper.make_node("Relu", ["c"], ["y"])]
+    model = _model(nodes, {"x": x}, {"w": random((68, 40, 1, 1), np.float64, seed=1),
+                                     "bias": random((68,), np.float64, seed=2)})
+    (fused,) = [n for n in optimize(model, "cpu").nodes() if n.op_type == "FusedConv"]
+    assert fused.attrs["transposed_weights"] == 1 and fused.attrs["out_channels"] == 68
     _check_fused(model, {"x": x}, "FusedConv", 2)
 
 

@@ -7,7 +7,7 @@ import pytest
 import compiler
 from compiler.driver import UnsupportedByTargetError
 from compiler.ops.pool_geometry import PoolDim, Window
-from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, random
+from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, random, run_cpu
 
 # (input shape, attributes). ceil_mode cases keep the window overhang below 2 elements: past
 # that, onnx.reference shifts its windows (it splits the extra padding over both ends).
@@ -21,6 +21,10 @@ WINDOWS = [
     ((2, 3, 11), {"kernel_shape": [3], "strides": [2], "pads": [1, 2]}),
     ((1, 2, 4, 5, 6), {"kernel_shape": [2, 2, 3], "strides": [2, 2, 2], "pads": [0, 1, 1, 0, 0, 1]}),
     ((1, 2, 7, 7), {"kernel_shape": [3, 3], "strides": [3, 3], "pads": [1, 1, 0, 0], "ceil_mode": 1}),
+    # rows of several vectors of outputs, the last one part full
+    ((1, 2, 5, 75), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 3, 40), {"kernel_shape": [2, 4], "strides": [1, 1], "pads": [0, 2, 1, 1], "dilations": [1, 2]}),
+    ((1, 2, 3, 70), {"kernel_shape": [1, 5], "strides": [1, 5], "ceil_mode": 1}),
 ]
 
 
@@ -36,6 +40,18 @@ def test_average_pool(shape, attrs, count_include_pad):
     x = random(shape)
     model = node_model("AveragePool", {"x": x}, attrs={**attrs, "count_include_pad": count_include_pad}, opset=19)
     assert_cpu_matches_ref(model, {"x": x})
+
+
+def test_max_pool_propagates_nan():
+    """A window holding a NaN gives NaN, as numpy's max does (onnx.reference skips NaNs; ONNX Runtime
+    depends on where the NaN sits), so the oracle is numpy over each window, padding as -inf."""
+    x = random((1, 2, 6, 40))
+    x[0, 0, 2, 17] = x[0, 1, 5, 39] = np.nan
+    attrs = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    padded = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1)], constant_values=-np.inf)
+    expected = np.array([[[[padded[n, c, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max() for j in range(20)]
+                           for i in range(3)] for c in range(2)] for n in range(1)], np.float32)
+    np.testing.assert_array_equal(run_cpu(node_model("MaxPool", {"x": x}, attrs=attrs), {"x": x})["y"], expected)
 
 
 def test_float64_pools():

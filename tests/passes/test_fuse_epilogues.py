@@ -172,6 +172,43 @@ def test_a_small_output_conv_gets_its_weights_transposed():
     assert_same_results(before, after, {"x": RNG.standard_normal((1, 3, 7, 7)).astype(np.float32)})
 
 
+def test_a_lone_small_output_conv_becomes_a_fused_conv_for_its_transposed_weights():
+    """Nothing to fuse, but the kernel's channel-vector form still wants the weights transposed."""
+    weights = RNG.standard_normal((64, 96, 1, 1)).astype(np.float32)
+    before = Graph()
+    x = before.add_input("x", f32(1, 96, 7, 7))
+    conv = before.add_node("Conv", [x, before.add_constant(weights, "w")], {"kernel_shape": [1, 1]}, version=11,
+                           name="conv")
+    before.add_output("y", Value(conv.name))
+
+    after = run_verified("fuse-epilogues", before)
+    fused = _producer(after, "y")
+    assert fused.op_type == "FusedConv" and fused.attrs["epilogue"] == [] and fused.attrs["transposed_weights"] == 1
+    assert fused.attrs["kernel_shape"] == [1, 1] and fused.attrs["fused_nodes"] == ["conv"]
+    assert fused.attrs["out_channels"] == 64
+    assert_same_results(before, after, {"x": RNG.standard_normal((1, 96, 7, 7)).astype(np.float32)})
+
+
+def test_channels_past_whole_blocks_get_zero_weights():
+    """120 output channels in blocks of 32: the last block's 8 extra columns are zeros, and out_channels
+    keeps the conv's 120 (its output shape and reference semantics)."""
+    weights = RNG.standard_normal((120, 96, 3, 3)).astype(np.float32)
+    before = Graph()
+    x = before.add_input("x", f32(1, 96, 7, 7))
+    conv = before.add_node("Conv", [x, before.add_constant(weights, "w")], CONV, version=11, name="conv")
+    before.add_output("y", Value(conv.name))
+
+    after = run_verified("fuse-epilogues", before)
+    fused = _producer(after, "y")
+    blocked = after.constant_value(after.input_values(fused)[1])
+    blocks, taps, block = blocked.shape
+    assert fused.attrs["out_channels"] == 120 and blocks * block > 120 and taps == 96 * 9
+    columns = np.concatenate(list(blocked), axis=1)
+    np.testing.assert_array_equal(columns[:, :120], weights.reshape(120, -1).T)
+    assert not columns[:, 120:].any()
+    assert_same_results(before, after, {"x": RNG.standard_normal((1, 96, 7, 7)).astype(np.float32)})
+
+
 def test_fold_constants_evaluates_a_fused_node_of_constants():
     graph = Graph()
     a = graph.add_constant(np.array([[1.0, -2.0]], np.float32), "a")

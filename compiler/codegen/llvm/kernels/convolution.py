@@ -18,7 +18,10 @@ from a small cycle model (DirectPlan.cycles).
 
 Small outputs with many channels (7 x 7 in a ResNet) leave position vectors part empty: a fused
 conv whose weights fuse-epilogues transposed at compile time instead runs tiles of positions x
-channels, broadcasting staged inputs and loading weight vectors (channel_vector_form).
+channels, broadcasting staged inputs (a stride-1 1x1 conv's input in place) and loading weight
+vectors (channel_vector_form); its store pass reads the accumulators through squares transposed
+in registers. When all input channels fit one chunk, the tiles start from zero instead of a
+zeroed accumulator buffer.
 """
 
 from __future__ import annotations
@@ -35,20 +38,21 @@ from llvmlite import ir
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
 from compiler.codegen.llvm.kernels import depthwise_conv
 from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, choose_tile, emit_register_tile,
-                                                            round_up, split_cycles, vector_lanes)
+                                                            load_vector, round_up, split_cycles, store_vector,
+                                                            transpose_square, vector_lanes)
 from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, Epilogue, GemmProblem, Layout,
                                                           emit_gemm, gemm_plan, linear, pack_rows, rolled_range, smax,
                                                           smin, stack_buffer, unravel, zero_fill)
 from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, KernelSpec, batch_major, register_kernel
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
+from compiler.ops.fused_linear import weights_shape
 
 BLOCK_POSITIONS = 512  # flattened output positions (rows x pitch) per work item, at most
 COLUMN_TILE = 256  # output columns per work item, for wider rows
 CHANNEL_BLOCK = 96  # output channels per work item at most
-CHANNEL_VECTOR_POSITIONS = {1: 64}  # output positions per image at most for the channel-vector form, by
-# kernel taps (measured: 1x1 convs gain up to about 64 positions, 3x3 convs still at 14 x 14)
-CHANNEL_VECTOR_MOST = 256
+CHANNEL_VECTOR_POSITIONS = 1024  # output positions per image at most for the channel-vector form (measured:
+# 1x1 and 3x3 convs still gain at 28 x 28 once the cycle model picks the form)
 PARALLEL_ITEMS = 8  # work items wanted (channel-vector form)
 STAGE_CYCLES, STRIDED_STAGE_CYCLES = 0.5, 1.5  # per staged element (a copy; a strided one gathers)
 PACK_CYCLES, STORE_CYCLES = 0.5, 0.3  # per packed weight; per output (zero fill and the store pass)
@@ -149,10 +153,8 @@ def _leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> 
 def conv_geometry(node: Node, x_type: TensorType, w_type: TensorType) -> ConvGeometry:
     """The geometry of a Conv-like `node` with input `x_type` and weight `w_type` (integer convs reuse it;
     a fused conv's weights may be transposed in blocks, [M / B, C/group * taps, B]: compiler/ops/fused_linear.py)."""
-    transposed = node.attrs.get("transposed_weights", 0)
     in_size = x_type.shape[2:]
-    kernel = tuple(node.attrs["kernel_shape"]) if transposed else w_type.shape[2:]
-    out_channels = w_type.shape[0] * w_type.shape[2] if transposed else w_type.shape[0]
+    out_channels, _, *kernel = weights_shape(node, w_type.shape)
     rank = len(in_size)
     out_size = node.outputs[0].shape[2:]
     strides = tuple(node.attrs.get("strides", [1] * rank))
@@ -186,6 +188,17 @@ class DirectPlan:
         return math.prod(self.g.kernel[-2:])
 
     @property
+    def reads_input(self) -> bool:
+        """The channel-vector form of a stride-1 pointwise conv reads its input planes in place: staged,
+        they would be the same rows at the same pitch (chunks still bound what a step's tiles read)."""
+        return self.channel_vectors and self.g.pointwise and all(s == 1 for s in self.g.strides)
+
+    @property
+    def single_chunk(self) -> bool:
+        """All input channels in one chunk: the tiles' first pass writes its sums, acc needs no zeros first."""
+        return self.chunk >= self.g.in_group
+
+    @property
     def outer_taps(self) -> int:
         return math.prod(self.g.kernel[:-2])
 
@@ -214,11 +227,12 @@ class DirectPlan:
         packing and the store pass of each, the last channel block and row block being partial."""
         g, tile = self.g, self.tile
         planes = g.in_group * self.outer_taps
-        stage = planes * self.slot * (STAGE_CYCLES if g.phase_count == 1 else STRIDED_STAGE_CYCLES)
+        stage = 0 if self.reads_input else \
+            planes * self.slot * (STAGE_CYCLES if g.phase_count == 1 else STRIDED_STAGE_CYCLES)
 
         def item(channels: int, rows: int) -> float:
-            if self.channel_vectors:  # the weights need no packing
-                tiles = math.ceil(self.positions / tile.rows) * channels // tile.columns
+            if self.channel_vectors:  # the weights need no packing; tiles span the block's padding too
+                tiles = math.ceil(self.positions / tile.rows) * self.block // tile.columns
                 stores = channels * self.positions * STORE_CYCLES
                 return tiles * planes * self.taps * tile.step_cycles() + stage + stores
             positions = round_up((rows - 1) * g.pitch + g.columns, tile.columns)
@@ -241,6 +255,8 @@ def _direct_plan(g: ConvGeometry, tile: MicroTile, block: int, rows: int) -> Dir
     # At least two steps per chunk even past the budget: a loop of one step is folded away, and LLVM
     # then schedules the tile passes of big kernels as one block and spills (the 7x7 stem ran at half speed).
     chunk = min(g.in_group, max(2 * per_step, STAGED_ELEMENTS // (outer * slot)))
+    if g.in_group * outer * slot <= 2 * STAGED_ELEMENTS:  # one chunk a little past the budget: no acc zeroing
+        chunk = g.in_group
     if chunk < g.in_group:  # whole steps per chunk, so only the last chunk has zero planes
         chunk = chunk // per_step * per_step
     return DirectPlan(g, tile, block, rows, per_step, chunk, round_up((rows - 1) * g.pitch + g.columns, tile.columns))
@@ -266,28 +282,28 @@ def channel_vector_form(g: ConvGeometry) -> bool:
     lanes but every channel lane."""
     lanes = vector_lanes(g.dtype)
     if not (g.group == 1 and len(g.kernel) == 2 and g.out_size[-1] <= COLUMN_TILE
-            and math.prod(g.out_size) <= CHANNEL_VECTOR_POSITIONS.get(math.prod(g.kernel), CHANNEL_VECTOR_MOST)
-            and g.out_channels % lanes == 0
+            and math.prod(g.out_size) <= CHANNEL_VECTOR_POSITIONS
             and g.out_channels >= 4 * lanes):
         return False
-    if g.pointwise and all(s == 1 for s in g.strides) and g.in_group > g.out_channels:
-        return False  # measured: restaging many input channels per block of few outputs loses to the GEMM
     positions = gemm_plan(g.gemm(bias=False)).cycles if g.pointwise else direct_plan(g).cycles()
     return channel_vector_plan(g).cycles() < positions
 
 
 @cache
 def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
-    """The channel-vector form: a tile of positions x channels (its columns dividing the channels, so no
-    weight is read past the last channel), all output rows per item, and the channel blocks that leave
-    PARALLEL_ITEMS items. Steps take several input channels only when they divide the channels."""
-    positions, channels = math.prod(g.out_size), g.out_channels
+    """The channel-vector form: a tile of positions x channels (its columns dividing the channels rounded up
+    to whole vectors, which the transposed weights pad with zeros, so no weight is read past them), all
+    output rows per item, and the channel blocks that leave PARALLEL_ITEMS items. Steps take several
+    input channels only when they divide the channels."""
+    positions, channels = math.prod(g.out_size), round_up(g.out_channels, vector_lanes(g.dtype))
     tile = choose_tile(g.dtype, positions, channels, columns_divide=True)
     taps = math.prod(g.kernel)
     per_step = max(1, STEP_TAPS // taps)
     per_step = per_step if g.in_group % per_step == 0 else 1
     slot = g.phase_count * (g.out_size[-2] + g.shift(-2, g.kernel[-2] - 1)[1]) * g.pitch
     chunk = min(g.in_group, max(2 * per_step, STAGED_ELEMENTS // slot) // per_step * per_step)
+    if g.in_group * slot <= 2 * STAGED_ELEMENTS:  # as in _direct_plan
+        chunk = g.in_group
     blocks = [block for block in range(tile.columns, channels + 1, tile.columns) if channels % block == 0]
     block = max([block for block in blocks if g.batch * channels // block >= PARALLEL_ITEMS] or blocks[:1])
     return DirectPlan(g, tile, block, g.out_size[-2], per_step, chunk, round_up(positions, tile.rows), True)
@@ -313,7 +329,7 @@ class _DirectConv:
         self.acc = stack_buffer(self.b, g.dtype, plan.block * plan.positions)
         reach = max(self._tap_offset(kh, kw) for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1]))
         self.stage_size = plan.steps * plan.planes_per_step * plan.slot + max(0, reach + plan.positions - plan.slot)
-        self.stage = stack_buffer(self.b, g.dtype, self.stage_size)
+        self.stage = None if plan.reads_input else stack_buffer(self.b, g.dtype, self.stage_size)
         if self.packs_weights:
             self.weights = stack_buffer(self.b, g.dtype, plan.block * plan.steps * round_up(self.step_width,
                                                                                            plan.tile.lanes))
@@ -328,26 +344,32 @@ class _DirectConv:
             row0, column0 = b.mul(row_block, const_i64(plan.rows)), b.mul(column_tile, const_i64(g.columns))
             rows = smin(b, const_i64(plan.rows), b.sub(const_i64(g.out_size[-2]), row0))
             columns = smin(b, const_i64(g.columns), b.sub(const_i64(g.out_size[-1]), column0))
-            zero_fill(b, self.acc, g.dtype, plan.block * plan.positions)
+            if not plan.single_chunk:
+                zero_fill(b, self.acc, g.dtype, plan.block * plan.positions)
             first_input = b.mul(group, const_i64(g.in_group))
             with rolled_range(b, 0, g.in_group, plan.chunk, name="c0") as c0:
                 chunk = smin(b, const_i64(plan.chunk), b.sub(const_i64(g.in_group), c0))
-                zero_fill(b, self.stage, g.dtype, self.stage_size)
-                self._for_each_plane(image, b.add(first_input, c0), chunk, position,
-                                     lambda plane, slot: self._stage(plane, slot, row0, column0))
+                if plan.reads_input:
+                    stage = b.gep(self.x, [linear(b, [image, b.add(first_input, c0)], self.x_strides[:2])],
+                                  source_etype=element_type(g.dtype))
+                else:
+                    stage = self.stage
+                    zero_fill(b, stage, g.dtype, self.stage_size)
+                    self._for_each_plane(image, b.add(first_input, c0), chunk, position,
+                                         lambda plane, slot: self._stage(plane, slot, row0, column0))
                 planes = b.mul(chunk, const_i64(plan.outer_taps))
                 steps = b.udiv(b.add(planes, const_i64(plan.planes_per_step - 1)), const_i64(plan.planes_per_step))
-                self._multiply(c0, planes, steps, first_channel, channels)
+                self._multiply(stage, c0, planes, steps, first_channel, channels)
             self._store(image, first_channel, channels, position, row0, column0, rows, columns)
 
-    def _multiply(self, c0, planes, steps, first_channel, channels) -> None:
-        """acc += the chunk's weights (packed here) times the staged chunk."""
+    def _multiply(self, stage, c0, planes, steps, first_channel, channels) -> None:
+        """acc += the chunk's weights (packed here) times the staged chunk (at `stage`)."""
         b, g, plan = self.b, self.g, self.plan
         weights = linear(b, [first_channel, c0], self.w_strides[:2])
         pack_rows(b, plan.tile, g.dtype, self.w, weights, (self.w_strides[0], 1), channels, steps, self.step_width,
                   b.mul(planes, const_i64(plan.taps)), self.weights,
                   plan.steps * plan.tile.rows * round_up(self.step_width, plan.tile.lanes))
-        self._accumulate(steps, channels)
+        self._accumulate(stage, steps, channels)
 
     def _for_each_plane(self, image, first_input, chunk, position, visit) -> None:
         """visit(input plane index, staging slot) for every input plane of the channel chunk that an
@@ -401,7 +423,7 @@ class _DirectConv:
         high = smin(b, const_i64(count), steps_to(b.sub(const_i64(self.g.in_size[axis]), first)))
         return steps_to(b.neg(first)), high
 
-    def _accumulate(self, steps: ir.Value, channels: ir.Value) -> None:
+    def _accumulate(self, staged: ir.Value, steps: ir.Value, channels: ir.Value) -> None:
         """acc[r, q] += sum over the chunk's planes and their taps of w[r, plane, tap] * staged(plane, q + tap),
         one register tile per (position strip, channel group)."""
         b, g, plan = self.b, self.g, self.plan
@@ -410,7 +432,7 @@ class _DirectConv:
         taps = [(plane * plan.slot + self._tap_offset(kh, kw)) for plane in range(plan.planes_per_step)
                 for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1])]
         with rolled_range(b, 0, plan.positions, tile.columns, name="q0") as q0:
-            stage = b.gep(self.stage, [q0], source_etype=dtype)
+            stage = b.gep(staged, [q0], source_etype=dtype)
             with rolled_range(b, 0, channels, tile.rows, name="r0") as r0:
                 group = b.gep(self.weights, [b.mul(r0, const_i64(plan.steps * width))], source_etype=dtype)
                 rows = [b.gep(group, [const_i64(r * width)], source_etype=dtype) for r in range(tile.rows)]
@@ -419,8 +441,8 @@ class _DirectConv:
                     used = range(first * len(taps) // passes, (first + 1) * len(taps) // passes)
                     emit_register_tile(b, tile, g.dtype, steps, rows, Operand(tile.rows * width, tuple(used)), stage,
                                        Operand(plan.planes_per_step * plan.slot, tuple(taps[u] for u in used)),
-                                       self.acc,
-                                       b.add(b.mul(r0, const_i64(plan.positions)), q0), plan.positions)
+                                       self.acc, b.add(b.mul(r0, const_i64(plan.positions)), q0), plan.positions,
+                                       fresh=plan.single_chunk and first == 0)
 
     def _store(self, image, first_channel, channels, position, row0, column0, rows, columns) -> None:
         """y = epilogue(acc + bias) over the block, dropping the pitch's extra columns."""
@@ -448,7 +470,11 @@ class _ChannelVectorConv(_DirectConv):
 
     packs_weights = False
 
-    def _multiply(self, c0, planes, steps, first_channel, channels) -> None:
+    def __init__(self, ctx: KernelContext, geometry: ConvGeometry, plan: DirectPlan, epilogue: Epilogue | None):
+        super().__init__(ctx, geometry, plan, epilogue)
+        self.square = stack_buffer(self.b, geometry.dtype, vector_lanes(geometry.dtype) ** 2)
+
+    def _multiply(self, stage, c0, planes, steps, first_channel, channels) -> None:
         b, g, plan = self.b, self.g, self.plan
         tile, dtype, width = plan.tile, element_type(g.dtype), g.out_size[-1]
         count = math.prod(g.out_size)
@@ -466,23 +492,36 @@ class _ChannelVectorConv(_DirectConv):
                 for r in range(tile.rows):  # a position's staged input; positions past the last repeat it
                     position = smin(b, b.add(n0, const_i64(r)), const_i64(count - 1))
                     row, column = b.udiv(position, const_i64(width)), b.urem(position, const_i64(width))
-                    rows.append(b.gep(self.stage, [linear(b, [row, column], [g.pitch, 1])], source_etype=dtype))
+                    rows.append(b.gep(stage, [linear(b, [row, column], [g.pitch, 1])], source_etype=dtype))
                 emit_register_tile(b, tile, g.dtype, steps, rows, a_operand, b.gep(weights, [m0], source_etype=dtype),
-                                   b_operand, self.acc, b.add(b.mul(n0, const_i64(plan.block)), m0), plan.block)
+                                   b_operand, self.acc, b.add(b.mul(n0, const_i64(plan.block)), m0), plan.block,
+                                   fresh=plan.single_chunk)
 
     def _store(self, image, first_channel, channels, position, row0, column0, rows, columns) -> None:
-        """y[channel, q] = epilogue(acc[q, channel] + bias) (the epilogue's columns span the positions)."""
+        """y[channel, q] = epilogue(acc[q, channel] + bias) (the epilogue's columns span the positions), a
+        square of lanes x lanes at a time: transposed in registers into a scratch square, then stored along
+        the positions (positions past the last repeat it and are dropped)."""
         b, g, plan = self.b, self.g, self.plan
-        with rolled_range(b, 0, channels, name="out_channel") as m:
-            channel = b.add(first_channel, m)
-            bias = None if self.bias is None else load(b, self.bias, g.dtype, channel)
-            out = linear(b, [image, channel], self.y_strides[:2])
-            with rolled_range(b, 0, math.prod(g.out_size), name="out_position") as q:
-                value = load(b, self.acc, g.dtype, linear(b, [q, m], [plan.block, 1]))
-                value = value if bias is None else b.fadd(value, bias)
-                if self.epilogue is not None:
-                    value = self.epilogue(b, value, out, q)
-                store(b, value, self.y, g.dtype, b.add(out, q))
+        lanes, count = vector_lanes(g.dtype), math.prod(g.out_size)
+        with rolled_range(b, 0, channels, lanes, name="out_channels") as m0:
+            with rolled_range(b, 0, count, lanes, name="out_positions") as q0:
+                square = [load_vector(b, self.acc, g.dtype, linear(b, [smin(b, b.add(q0, const_i64(i)),
+                                                                            const_i64(count - 1)), m0],
+                                                                   [plan.block, 1]), lanes) for i in range(lanes)]
+                for j, column in enumerate(transpose_square(b, square)):
+                    store_vector(b, column, self.square, g.dtype, const_i64(j * lanes), aligned=True)
+                with rolled_range(b, 0, smin(b, const_i64(lanes), b.sub(channels, m0)), name="out_channel") as j:
+                    channel = b.add(first_channel, b.add(m0, j))
+                    bias = None if self.bias is None else load(b, self.bias, g.dtype, channel)
+                    out = linear(b, [image, channel], self.y_strides[:2])
+                    with rolled_range(b, 0, smin(b, const_i64(lanes), b.sub(const_i64(count), q0)),
+                                      name="out_position") as i:
+                        value = load(b, self.square, g.dtype, linear(b, [j, i], [lanes, 1]))
+                        value = value if bias is None else b.fadd(value, bias)
+                        q = b.add(q0, i)
+                        if self.epilogue is not None:
+                            value = self.epilogue(b, value, out, q)
+                        store(b, value, self.y, g.dtype, b.add(out, q))
 
 
 def conv_check(graph: Graph, node: Node) -> str | None:

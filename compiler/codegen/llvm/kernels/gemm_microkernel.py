@@ -162,17 +162,17 @@ def _declared(builder: ir.IRBuilder, symbol: str, function_type: ir.FunctionType
         return ir.Function(builder.module, function_type, name=symbol)
 
 
-def _masked_call(builder: ir.IRBuilder, kind: str, pointers: ir.Value, dtype: str, lanes: int,
-                 count: ir.Value) -> ir.Value:
-    """llvm.masked.<kind> (load from a pointer, gather from a vector of pointers) of the first `count`
-    lanes (i64, may be <= 0 or > lanes), zeros in the rest: masked-off lanes are never read."""
+def _masked_call(builder: ir.IRBuilder, kind: str, pointers: ir.Value, dtype: str, mask: ir.Value,
+                 fill: ir.Constant | None = None) -> ir.Value:
+    """llvm.masked.<kind> (load from a pointer, gather from a vector of pointers) of the lanes set in
+    `mask` (a vector of i1), `fill` (zeros by default) in the rest: masked-off lanes are never read."""
+    lanes = mask.type.count
     vector_type = ir.VectorType(element_type(dtype), lanes)
-    mask_type = ir.VectorType(ir.IntType(1), lanes)
     pointer_type = PTR if kind == "load" else pointers.type
     symbol = f"llvm.masked.{kind}.{_vector_suffix(vector_type)}.{'p0' if kind == 'load' else f'v{lanes}p0'}"
-    function = _declared(builder, symbol, ir.FunctionType(vector_type, [pointer_type, I32, mask_type, vector_type]))
-    return builder.call(function, [pointers, ir.Constant(I32, np.dtype(dtype).itemsize), _mask(builder, count, lanes),
-                                   ir.Constant(vector_type, None)])
+    function = _declared(builder, symbol, ir.FunctionType(vector_type, [pointer_type, I32, mask.type, vector_type]))
+    return builder.call(function, [pointers, ir.Constant(I32, np.dtype(dtype).itemsize), mask,
+                                   fill if fill is not None else ir.Constant(vector_type, None)])
 
 
 def masked_load(builder: ir.IRBuilder, base: ir.Value, dtype: str, index: ir.Value, lanes: int,
@@ -181,10 +181,17 @@ def masked_load(builder: ir.IRBuilder, base: ir.Value, dtype: str, index: ir.Val
     them. Masked-off lanes are never read, so a vector may hang past the end of a buffer. Strided
     elements are gathered."""
     if stride == 1:
-        pointer = builder.gep(base, [index], source_etype=element_type(dtype))  # not inbounds: it may hang past
-        return _masked_call(builder, "load", pointer, dtype, lanes, count)
+        return masked_load_where(builder, base, dtype, index, _mask(builder, count, lanes))
     offsets = ir.Constant(ir.VectorType(I32, lanes), [lane * stride for lane in range(lanes)])
     return masked_gather(builder, base, dtype, index, offsets, lanes, count)
+
+
+def masked_load_where(builder: ir.IRBuilder, base: ir.Value, dtype: str, index: ir.Value, mask: ir.Value,
+                      fill: ir.Constant | None = None) -> ir.Value:
+    """base[index + lane] for the lanes set in `mask` (a vector of i1), `fill` (zeros by default) in the
+    rest; masked-off lanes are never read, so they may lie outside the buffer."""
+    pointer = builder.gep(base, [index], source_etype=element_type(dtype))  # not inbounds: it may hang past
+    return _masked_call(builder, "load", pointer, dtype, mask, fill)
 
 
 def masked_store(builder: ir.IRBuilder, value: ir.Value, base: ir.Value, dtype: str, index: ir.Value,
@@ -206,7 +213,7 @@ def masked_gather(builder: ir.IRBuilder, base: ir.Value, dtype: str, index: ir.V
     start = builder.gep(base, [index], source_etype=element_type(dtype))
     pointers = builder.gep(start, [offsets], source_etype=element_type(dtype))
     pointers.type = ir.VectorType(PTR, lanes)  # llvmlite types a gep by its base pointer; this one is a vector
-    return _masked_call(builder, "gather", pointers, dtype, lanes, count)
+    return _masked_call(builder, "gather", pointers, dtype, _mask(builder, count, lanes))
 
 
 @dataclass(frozen=True)
@@ -262,10 +269,27 @@ def reduce_sum(builder: ir.IRBuilder, vector: ir.Value) -> ir.Value:
     return builder.extract_element(vector, ir.Constant(I32, 0))
 
 
+def transpose_square(builder: ir.IRBuilder, rows: list[ir.Value]) -> list[ir.Value]:
+    """The transpose of n vectors of n lanes (n a power of two), as their columns: the off-diagonal blocks
+    of halves, then of quarters, ... are swapped, n shuffles of two vectors a level."""
+    n = len(rows)
+    half = n // 2
+    while half:
+        low = ir.Constant(ir.VectorType(I32, n), [j if j & half == 0 else n + j - half for j in range(n)])
+        high = ir.Constant(ir.VectorType(I32, n), [j + half if j & half == 0 else n + j for j in range(n)])
+        swapped = list(rows)
+        for i in (i for i in range(n) if i & half == 0):
+            swapped[i] = builder.shuffle_vector(rows[i], rows[i + half], low)
+            swapped[i + half] = builder.shuffle_vector(rows[i], rows[i + half], high)
+        rows, half = swapped, half // 2
+    return rows
+
+
 def emit_register_tile(builder: ir.IRBuilder, tile: MicroTile, dtype: str, steps: ir.Value,
                        a_rows: list[ir.Value], a: Operand, b_base: ir.Value, b: Operand,
-                       acc: ir.Value, acc_index: ir.Value, acc_stride: int) -> None:
-    """acc[r, :columns] += sum over steps t and taps u of A_r(t, u) * B(t, u, :columns).
+                       acc: ir.Value, acc_index: ir.Value, acc_stride: int, fresh: bool = False) -> None:
+    """acc[r, :columns] += sum over steps t and taps u of A_r(t, u) * B(t, u, :columns); with `fresh`,
+    acc[r, :columns] = that sum (the accumulators start from zero, not from acc).
 
     A_r(t, u) is the scalar at a_rows[r] + t * a.step + a.taps[u] (one pointer per tile row);
     B(t, u, :) the tile.columns elements at b_base + t * b.step + b.taps[u] (any alignment);
@@ -275,7 +299,9 @@ def emit_register_tile(builder: ir.IRBuilder, tile: MicroTile, dtype: str, steps
     element = element_type(dtype)
     starts = [builder.add(acc_index, const_i64(r * acc_stride + j * tile.lanes))
               for r in range(tile.rows) for j in range(tile.vectors)]
-    initial = [load_vector(builder, acc, dtype, start, tile.lanes, aligned=True) for start in starts]
+    zero = ir.Constant(ir.VectorType(element, tile.lanes), None)
+    initial = [zero if fresh else load_vector(builder, acc, dtype, start, tile.lanes, aligned=True)
+               for start in starts]
 
     def step(t: ir.Value, sums: list[ir.Value]) -> list[ir.Value]:
         a_offset, b_offset = builder.mul(t, const_i64(a.step)), builder.mul(t, const_i64(b.step))

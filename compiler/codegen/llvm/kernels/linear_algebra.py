@@ -243,6 +243,7 @@ class _GemmEmitter:
         self.b_panel = stack_buffer(builder, problem.dtype, plan.depth * plan.columns)
         self.b_columns = None if problem.b_columns is None else \
             Table(builder.module, np.array(problem.b_columns, dtype=np.int32), "gemm_columns")
+        self.single_block = problem.k <= plan.depth  # tiles then write their sums: acc needs no zeros first
 
     def run(self, begin: ir.Value, end: ir.Value) -> None:
         b, p, plan = self.builder, self.p, self.plan
@@ -255,7 +256,8 @@ class _GemmEmitter:
             cols = smin(b, const_i64(plan.columns), b.sub(const_i64(p.n), j0))
             a_base = linear(b, batch + [i0], p.a.batch + (p.a.row,))
             b_base = linear(b, batch + [j0], p.b.batch + (0 if p.b_columns else p.b.col,))
-            zero_fill(b, self.acc, p.dtype, plan.rows * plan.columns)
+            if not self.single_block:
+                zero_fill(b, self.acc, p.dtype, plan.rows * plan.columns)
             with rolled_range(b, 0, p.k, plan.depth, name="k0") as k0:
                 depth = smin(b, const_i64(plan.depth), b.sub(const_i64(p.k), k0))
                 chunks = b.udiv(b.add(depth, const_i64(lanes - 1)), const_i64(lanes))
@@ -308,7 +310,8 @@ class _GemmEmitter:
                 group = b.gep(self.a_panel, [b.mul(r0, const_i64(self.plan.depth))], source_etype=dtype)
                 a_rows = [b.gep(group, [const_i64(r * tile.lanes)], source_etype=dtype) for r in range(tile.rows)]
                 emit_register_tile(b, tile, p.dtype, chunks, a_rows, a_operand, panel, b_operand, self.acc,
-                                   b.add(b.mul(r0, const_i64(self.plan.columns)), q0), self.plan.columns)
+                                   b.add(b.mul(r0, const_i64(self.plan.columns)), q0), self.plan.columns,
+                                   fresh=self.single_block)
 
     def _store(self, batch, i0, j0, rows, cols) -> None:
         b = self.builder

@@ -19,9 +19,13 @@ def _declared(module: ir.Module, symbol: str, return_type: ir.Type, argument_typ
 
 
 def intrinsic(builder: ir.IRBuilder, name: str, *args: ir.Value) -> ir.Value:
-    """Call llvm.<name> on float arguments of one type (exp, log, sqrt, fabs, maximum, pow, ...)."""
+    """Call llvm.<name> on float arguments (scalars or vectors) of one type (exp, log, sqrt, fabs, maximum,
+    pow, ...)."""
     value_type = args[0].type
-    symbol = f"llvm.{name}.{_INTRINSIC_SUFFIX[value_type]}"
+    if isinstance(value_type, ir.VectorType):
+        symbol = f"llvm.{name}.v{value_type.count}{_INTRINSIC_SUFFIX[value_type.element]}"
+    else:
+        symbol = f"llvm.{name}.{_INTRINSIC_SUFFIX[value_type]}"
     return builder.call(_declared(builder.module, symbol, value_type, [value_type] * len(args)), list(args))
 
 

@@ -3,32 +3,34 @@ and GlobalMaxPool.
 
 Window geometry is static, so it is worked out here into constant tables: for each output
 position of each spatial dim, the first input coordinate its window reads, how many taps
-(dilation apart) fall inside the input and that dim's factor of the average's divisor; for
-each tap of the innermost dim, the output positions that read it inside the input. The
-kernel then loops over exactly the valid taps, without bounds tests. A work item is one
-output row (every position along the innermost spatial dim), and the innermost loop runs
-along that row, so it is contiguous (for stride 1) and vectorizes.
+(dilation apart) fall inside the input and that dim's factor of the average's divisor. A work
+item is one output row (every position along the innermost spatial dim). The outer dims loop
+over exactly their valid taps, without bounds tests; along the row, a vector of outputs is
+combined in a register over all taps and stored once, each tap one load masked to the input
+(strided windows keep every stride-th lane of a wider load). MaxPool with Indices instead walks,
+for each tap of the innermost dim, the output positions that read it inside the input (a table).
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import astuple
 from functools import reduce
 
 import numpy as np
 from llvmlite import ir
 
-from compiler.codegen.llvm.irhelpers import const_i64, element_type, for_range, kind_of, load, store
+from compiler.codegen.llvm.irhelpers import I32, const_i64, element_type, for_range, kind_of, load, store
 from compiler.codegen.llvm.kernels.axis_loops import AxisSplit, split_axes
+from compiler.codegen.llvm.kernels.gemm_microkernel import masked_load_where, masked_store, splat, vector_lanes
 from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
 from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
 from compiler.codegen.llvm.kernels.reduction import FLOATS, REDUCERS, dtype_problem, emit_reduction, lowest
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, batch_major, register_kernel
 from compiler.ir.graph import Graph, Node
-from compiler.ops.pool_geometry import pool_dims, pool_problem
+from compiler.ops.pool_geometry import PoolDim, pool_dims, pool_problem
 
 POOL_DTYPES = {"MaxPool": (*FLOATS, "int8", "uint8"), "AveragePool": FLOATS, "LpPool": FLOATS}
 
@@ -111,10 +113,58 @@ def _emit_finish(ctx: KernelContext, out_start: ir.Value, outer_windows, window_
         store(b, value, y.ptr, y.dtype, target)
 
 
+@contextmanager
+def _outer_taps(b: ir.IRBuilder, outer_windows, outer_dims, offset: ir.Value, index: ir.Value,
+                input_strides, index_strides):
+    """Loops over the valid taps of the outer spatial dims (row-major order); yields the input offset and
+    the Indices position of the tap's row."""
+    with ExitStack() as loops:
+        for axis, ((first, taps, _), dim) in enumerate(zip(outer_windows, outer_dims)):
+            tap = loops.enter_context(for_range(b, 0, taps, name=f"tap{axis}"))
+            coordinate = b.add(first, b.mul(tap, const_i64(dim.dilation)))
+            offset = b.add(offset, b.mul(coordinate, const_i64(input_strides[axis])))
+            index = b.add(index, b.mul(coordinate, const_i64(index_strides[axis])))
+        yield offset, index
+
+
+def _row_lanes(dtype: str, stride: int) -> int:
+    """Outputs per vector of the row form: the host's vector, fewer when a stride spreads their inputs
+    over more than 64 lanes."""
+    return max(1, min(vector_lanes(dtype), 64 // stride))
+
+
+def _emit_row_vectors(ctx: KernelContext, acc: ir.Value, last: PoolDim, outer_taps, out_start: ir.Value) -> None:
+    """The row's outputs a vector at a time, each combined in a register over every tap (outer taps, then
+    the innermost dim's in order, as the scalar form) and stored once. Tap kw of the outputs j0.. reads the
+    input columns j0 * stride + kw * dilation - pad.. of one wide load, masked to the input (padding reads
+    the initial value, which changes no result), and keeps every stride-th lane."""
+    b, x, y, node = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node
+    kind, value_type = kind_of(x.dtype), element_type(x.dtype)
+    lanes, row_length = _row_lanes(x.dtype, last.stride), y.shape[-1]
+    span = lanes * last.stride
+    initial = _initial(node.op_type, value_type, kind)
+    fill = splat(b, initial, span)
+    lane_ids = ir.Constant(ir.VectorType(I32, span), list(range(span)))
+    size_in = splat(b, ir.Constant(I32, last.size_in), span)
+    with for_range(b, 0, row_length, lanes, name="cols") as j0:
+        b.store(splat(b, initial, lanes), acc)
+        with outer_taps() as (offset, _):
+            with for_range(b, 0, last.kernel, name="tap") as tap:
+                start = b.add(b.mul(j0, const_i64(last.stride)),
+                              b.sub(b.mul(tap, const_i64(last.dilation)), const_i64(last.pad_begin)))
+                columns = b.add(splat(b, b.trunc(start, I32), span), lane_ids)
+                inside = b.icmp_unsigned("<", columns, size_in)  # negative columns wrap past the input
+                wide = masked_load_where(b, x.ptr, x.dtype, b.add(offset, start), inside, fill)
+                value = wide if last.stride == 1 else b.shuffle_vector(
+                    wide, wide, ir.Constant(ir.VectorType(I32, lanes), [lane * last.stride for lane in range(lanes)]))
+                b.store(_combine(b, node, b.load(acc), value, kind), acc)
+        masked_store(b, b.load(acc), y.ptr, y.dtype, b.add(out_start, j0), b.sub(const_i64(row_length), j0))
+
+
 def _emit_pool(ctx: KernelContext) -> None:
-    """Per output row: for each valid tap of the outer dims, then each tap of the innermost dim,
-    combine one input element into every output of the row that reads it (innermost loop over
-    the row's outputs, contiguous in output and input); AveragePool and LpPool finish the row."""
+    """Per output row: for each valid tap of the outer dims, then each tap of the innermost dim, combine
+    the input elements into the row's outputs (_emit_row_vectors; with Indices, element by element along
+    the row, keeping the first largest); AveragePool and LpPool finish the row."""
     b, x, y, node = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node
     dims, kind = pool_dims(ctx.graph, node), kind_of(x.dtype)
     *outer_dims, last = dims
@@ -122,38 +172,38 @@ def _emit_pool(ctx: KernelContext) -> None:
     index_strides = _index_strides(node, x.shape[2:])
     windows = [dim.windows(bool(node.attrs.get("count_include_pad", 0))) for dim in dims]
     window_tables = [constant_table(ctx.module, [astuple(w) for w in dim_windows]) for dim_windows in windows]
-    tap_table = constant_table(ctx.module, last.tap_ranges())
     row_length, input_strides = y.shape[-1], x.strides[2:]
+    if indices is None:  # in the entry block, so it stays a register
+        acc = b.alloca(ir.VectorType(element_type(x.dtype), _row_lanes(x.dtype, last.stride)))
+    else:
+        tap_table = constant_table(ctx.module, last.tap_ranges())
     with for_range(b, ctx.begin, ctx.end, name="row") as row:
         outer, remaining = [], row
         for size in reversed(y.shape[2:-1]):
             outer.insert(0, b.urem(remaining, const_i64(size)))
             remaining = b.udiv(remaining, const_i64(size))
-        offset = index = b.mul(remaining, const_i64(math.prod(x.shape[2:])))
+        plane = b.mul(remaining, const_i64(math.prod(x.shape[2:])))
         out_start = b.mul(row, const_i64(row_length))
         outer_windows = [table_row(b, table, position, 3) for table, position in zip(window_tables, outer)]
-        with for_range(b, 0, row_length, name="init") as column:
-            store(b, _initial(node.op_type, element_type(x.dtype), kind), y.ptr, y.dtype, b.add(out_start, column))
-            if indices is not None:
+
+        def outer_taps():
+            return _outer_taps(b, outer_windows, outer_dims, plane, plane, input_strides, index_strides)
+
+        if indices is None:
+            _emit_row_vectors(ctx, acc, last, outer_taps, out_start)
+        else:
+            with for_range(b, 0, row_length, name="init") as column:
+                store(b, _initial(node.op_type, element_type(x.dtype), kind), y.ptr, y.dtype, b.add(out_start, column))
                 store(b, const_i64(-1), indices.ptr, indices.dtype, b.add(out_start, column))
-        with ExitStack() as loops:
-            for axis, ((first, taps, _), dim) in enumerate(zip(outer_windows, outer_dims)):
-                tap = loops.enter_context(for_range(b, 0, taps, name=f"tap{axis}"))
-                coordinate = b.add(first, b.mul(tap, const_i64(dim.dilation)))
-                offset = b.add(offset, b.mul(coordinate, const_i64(input_strides[axis])))
-                index = b.add(index, b.mul(coordinate, const_i64(index_strides[axis])))
-            tap = loops.enter_context(for_range(b, 0, last.kernel, name="tap"))
-            low, high = table_row(b, tap_table, tap, 2)
-            shift = b.sub(b.mul(tap, const_i64(last.dilation)), const_i64(last.pad_begin))
-            column = loops.enter_context(for_range(b, low, high, name="col"))
-            coordinate = b.add(shift, b.mul(column, const_i64(last.stride)))
-            value = load(b, x.ptr, x.dtype, b.add(offset, coordinate))
-            target = b.add(out_start, column)
-            if indices is None:
-                store(b, _combine(b, node, load(b, y.ptr, y.dtype, target), value, kind), y.ptr, y.dtype, target)
-            else:
-                position = b.add(index, b.mul(coordinate, const_i64(index_strides[-1])))
-                _keep_first_max(b, y, indices, target, value, position, kind)
+            with outer_taps() as (offset, index):
+                with for_range(b, 0, last.kernel, name="tap") as tap:
+                    low, high = table_row(b, tap_table, tap, 2)
+                    shift = b.sub(b.mul(tap, const_i64(last.dilation)), const_i64(last.pad_begin))
+                    with for_range(b, low, high, name="col") as column:
+                        coordinate = b.add(shift, b.mul(column, const_i64(last.stride)))
+                        value = load(b, x.ptr, x.dtype, b.add(offset, coordinate))
+                        position = b.add(index, b.mul(coordinate, const_i64(index_strides[-1])))
+                        _keep_first_max(b, y, indices, b.add(out_start, column), value, position, kind)
         if node.op_type != "MaxPool":
             _emit_finish(ctx, out_start, outer_windows, window_tables)
 

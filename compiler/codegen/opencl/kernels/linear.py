@@ -23,7 +23,7 @@ from compiler.codegen.opencl.steps import steps_problem
 from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
 from compiler.ir.types import TensorType
-from compiler.ops.fused_linear import BASES, epilogue_steps, epilogue_types
+from compiler.ops.fused_linear import BASES, epilogue_steps, epilogue_types, weights_shape
 from compiler.ops.pool_geometry import AUTO_PADS
 
 
@@ -105,15 +105,6 @@ def _gemm(ctx: GpuContext) -> list[KernelLaunch]:
                          _operand(ctx, b, "k", b_strides[0], "n", b_strides[1]), bases, f"base + m * {n} + n", value)]
 
 
-def _weights_shape(node: Node, shape) -> tuple[int, ...]:
-    """W's [M, C/group, *kernel], also when a FusedConv holds it transposed in blocks (fused_linear.py)."""
-    if not node.attrs.get("transposed_weights", 0):
-        return tuple(shape)
-    blocks, depth, block = shape
-    kernel = tuple(node.attrs["kernel_shape"])
-    return (blocks * block, depth // math.prod(kernel), *kernel)
-
-
 def leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> list[int]:
     """Pads before each spatial dim, from `pads` or auto_pad (SAME_UPPER puts the odd one at the end)."""
     auto_pad = node.attrs.get("auto_pad", "NOTSET")
@@ -193,7 +184,7 @@ def conv_shape(node: Node, x_shape, w_shape, y_shape) -> ConvShape:
 def _conv(ctx: GpuContext) -> list[KernelLaunch]:
     node, d = ctx.node, ctx.dialect
     x, w, y = ctx.input(0, "b"), ctx.input(1, "a"), ctx.output(0, "y")
-    g = conv_shape(node, x.shape, _weights_shape(node, w.shape), y.shape)
+    g = conv_shape(node, x.shape, weights_shape(node, w.shape), y.shape)
     b = {"ctype": x.ctype, "load": d.load("b", f"base + {g.image_offset()}", x.dtype), "k_fast": False,
          "vector": False, "vector_load": ""}
     bases = g.bases()
