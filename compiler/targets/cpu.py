@@ -109,7 +109,7 @@ class CpuTarget(Target):
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
         progress = current()
         with progress.stage("memory plan"):
-            plan = plan_memory(graph, in_place_input, precompute=True)
+            plan = plan_memory(graph, in_place_input, precompute=True, concat_in_place=True)
         bounds = BatchBounds.from_options(options)
         factors = batch_factors(graph, bounds) if bounds else None
         if bounds:

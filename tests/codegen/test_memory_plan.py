@@ -1,4 +1,5 @@
-"""Memory plan: liveness reuse, views sharing storage, outputs written in place."""
+"""Memory plan: liveness reuse, views sharing storage, outputs written in place, Concat parts written into
+their places."""
 
 import numpy as np
 from onnx import TensorProto, helper
@@ -8,6 +9,7 @@ import runtime
 from compiler.codegen.llvm.kernels.registry import in_place_input
 from compiler.codegen.memory_plan import plan_memory
 from compiler.driver import optimize
+from compiler.ir.graph import Value
 
 
 def model(nodes, outputs=("y",)):
@@ -55,3 +57,45 @@ def test_an_input_read_later_is_not_overwritten():
     x = np.linspace(-1, 1, 24, dtype=np.float32).reshape(4, 6)
     y = runtime.load(compiler.compile(model(nodes), "cpu", disable=["fuse-elementwise"])).infer({"x": x})["y"]
     np.testing.assert_array_equal(y, np.zeros_like(x))
+
+
+def concat_model(nodes, width: int):
+    graph = helper.make_graph(nodes, "concat", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, width])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def concat_steps(nodes, width: int):
+    graph = optimize(concat_model(nodes, width), "cpu", disable=["fuse-elementwise"])
+    plan = plan_memory(graph, in_place_input, concat_in_place=True)
+    return graph, plan, [step.node.op_type for step in plan.steps if step.node is not None]
+
+
+def test_concat_parts_are_written_in_place():
+    """a and b are computed straight into c's block, 64 bytes apart; the Concat runs no kernel."""
+    nodes = [helper.make_node("Neg", ["x"], ["a"]), helper.make_node("Relu", ["x"], ["b"]),
+             helper.make_node("Concat", ["a", "b"], ["c"], axis=1), helper.make_node("Exp", ["c"], ["y"])]
+    graph, plan, steps = concat_steps(nodes, 16)
+    assert "Concat" not in steps
+    (concat,) = [n for n in graph.nodes() if n.op_type == "Concat"]
+    block, (a, b) = plan.locations[Value(concat.name)], [plan.locations[v] for v in graph.input_values(concat)]
+    assert a.region == b.region == "workspace" and (a.offset, b.offset) == (block.offset, block.offset + 64)
+    x = np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 16)
+    for threads in (1, 2):
+        artifact = compiler.compile(concat_model(nodes, 16), "cpu", disable=["fuse-elementwise"])
+        y = runtime.load(artifact, num_threads=threads).infer({"x": x})["y"]
+        np.testing.assert_allclose(y, np.exp(np.concatenate([-x, np.maximum(x, 0)], axis=1)), rtol=1e-6)
+
+
+def test_concat_copies_parts_it_cannot_place():
+    """A part read elsewhere too, a graph input, or parts of unaligned sizes keep the Concat kernel."""
+    read_twice = [helper.make_node("Neg", ["x"], ["a"]), helper.make_node("Relu", ["x"], ["b"]),
+                  helper.make_node("Concat", ["a", "b"], ["c"], axis=1), helper.make_node("Exp", ["c"], ["e"]),
+                  helper.make_node("Concat", ["e", "a"], ["y"], axis=1)]
+    with_input = [helper.make_node("Neg", ["x"], ["a"]), helper.make_node("Concat", ["a", "x"], ["c"], axis=1),
+                  helper.make_node("Exp", ["c"], ["y"])]
+    unaligned = [helper.make_node("Neg", ["x"], ["a"]), helper.make_node("Relu", ["x"], ["b"]),
+                 helper.make_node("Concat", ["a", "b"], ["c"], axis=1), helper.make_node("Exp", ["c"], ["y"])]
+    assert concat_steps(read_twice, 16)[2].count("Concat") == 2  # (the second one: its output is the graph's)
+    assert concat_steps(with_input, 16)[2].count("Concat") == 1
+    assert concat_steps(unaligned, 3)[2].count("Concat") == 1
