@@ -81,6 +81,8 @@ class CpuTarget(Target):
                                  "ReduceMean/Sub/Pow/...) compute their input from the elementwise ops before them "
                                  "in their own row loop (after fuse-epilogues, before fuse-elementwise takes them)")
         squares = PassSpec("square-powers", why="Pow(x, 2) becomes Mul(x, x): the same bits, and it fuses")
+        subsample = PassSpec("subsample-pointwise", why="a strided 1x1 Conv reads its pixels through a Slice and "
+                             "runs as a contiguous GEMM (before fuse-epilogues makes it a FusedConv)")
         sink = PassSpec("sink-dequantize", why="MaxPool/Reshape/Transpose/... run on 8-bit values inside QDQ chains "
                         "and Q(DQ(x)) cancels, so int8 flows between the fused int8 kernels")
         int8 = PassSpec("fuse-quantized-linear", {"qlinear": bool(options.get("fast_qlinear"))},
@@ -89,8 +91,8 @@ class CpuTarget(Target):
                         "the weights)")
         add = PassSpec("fuse-quantized-add", why="Q(DQ(a) + DQ(b)) (residual additions) is one 8-bit pass")
         return [sink, int8, add, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"],
-                p["merge"], transposes, reshapes, squares, p["batch_norm"], p["epilogues"], normalization, p["fuse"], widen,
-                *RefTarget().pipeline(options)]
+                p["merge"], transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"], normalization,
+                p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         """Native code; with string nodes, a hetero artifact of native and host parts."""
