@@ -8,7 +8,7 @@ compiler/codegen/llvm/kernels/int8_conv.py (int8_depthwise.py) and int8_gemm.py.
 - w: int8 weights packed for the kernels (symmetric: their zero point is 0):
   Conv [M, K4], row m = W[m] in (kernel row, kernel column, input channel) order with the channels
   of each tap padded with zeros to a multiple of 4; MatMul [K4 / 4, Np, 4], w[t, n, i] = B[4t + i, n]
-  (K padded to K4 = a multiple of 4, columns to Np = a multiple of 16, with zeros);
+  (K padded to K4 = a multiple of 4, columns to Np = a multiple of 64, with zeros);
 - offset: int32 per output channel (MatMul: per column, Np of them): the int32 bias minus the input
   zero point (shifted for int8) times the channel's weight sum, so that
   acc = sum_k x_u8[k] * w[k] + offset = sum_k (x - x_zero_point)[k] * w[k] + bias exactly;
@@ -36,7 +36,9 @@ from compiler.ir.graph import KILN_DOMAIN, Node
 from compiler.ir.types import TensorType
 from compiler.ops.registry import OpDef, register
 
-VECTOR_COLUMNS = 16  # MatMul weight columns are padded to a multiple of this (the widest vector's i32 lanes)
+# MatMul weight columns (and their offsets and multipliers) are padded to a multiple of this: the widest int8
+# tile's columns (int8_isa.py: 4 vectors of 16 lanes), which the last column block reads whole.
+VECTOR_COLUMNS = 64
 SHIFT = {"uint8": 0, "int8": 128}  # added to x so that it is unsigned
 
 

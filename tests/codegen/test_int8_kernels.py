@@ -190,3 +190,12 @@ def test_quantized_add(dtype, relu, b_shape):
     total = np.maximum(total, np.float32(0)) if relu else total
     want = np.clip(np.rint(total / np.float32(attrs["y_scale"])) + attrs["y_zero_point"], low, high).astype(dtype)
     np.testing.assert_array_equal(got, want)
+
+
+def test_every_int8_tile_reads_inside_the_padded_columns():
+    """The last column block of a QuantizedMatMul reads a whole tile of weights, offsets and multipliers:
+    their padding must cover the widest tile (a 1000-column classifier read 16 columns past its arrays)."""
+    from compiler.codegen.llvm.kernels.int8_isa import ISAS
+    from compiler.ops.quantized_linear import VECTOR_COLUMNS
+
+    assert all(VECTOR_COLUMNS % isa.columns == 0 for isa in ISAS.values())
