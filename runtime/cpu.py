@@ -94,6 +94,14 @@ class CpuExecutor:
             self.batch_entry = self.library.kiln_run_batch
             self.batch_entry.restype = ctypes.c_int
             self.batch_entry.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64]
+        batched = {**self.batch["inputs"], **self.batch["outputs"]} if self.batch else {}
+        # per input / output: dim0 per batch entry when batched (else None), and the library's buffer shape
+        self._input_factors = [batched.get(entry["name"]) for entry in self.manifest["inputs"]]
+        self._output_factors = [self.batch["outputs"].get(entry["name"]) if self.batch else None
+                                for entry in self.manifest["outputs"]]
+        self._input_buffers = [self._buffer_shape(entry, batched) for entry in self.manifest["inputs"]]
+        self._output_buffers = [(self._buffer_shape(entry, batched), numpy_dtype(entry["type"]["tensor"]))
+                                for entry in self.manifest["outputs"]]
         if self.profiled_entry is not None:
             self.profiled_entry.restype = ctypes.c_int
             self.profiled_entry.argtypes = [ctypes.c_void_p] * 5
@@ -127,8 +135,9 @@ class CpuExecutor:
         header = self.layout()
         n_in, n_out = header[2], header[3]
         built = [header[i] for i in range(6 + n_in + n_out)]
-        dtype_bytes = [numpy_dtype(e["type"]["tensor"]).itemsize * int(np.prod(self._buffer_shape(e), dtype=np.int64))
-                       for e in self.manifest["inputs"] + self.manifest["outputs"]]
+        shapes = self._input_buffers + [shape for shape, _ in self._output_buffers]
+        dtype_bytes = [numpy_dtype(e["type"]["tensor"]).itemsize * int(np.prod(shape, dtype=np.int64))
+                       for e, shape in zip(self.manifest["inputs"] + self.manifest["outputs"], shapes)]
         plan = self.manifest["memory_plan"]
         described = [weights_bytes, plan["workspace_bytes"], len(self.manifest["inputs"]), len(self.manifest["outputs"]),
                      *dtype_bytes, plan.get("precomputed_offset"), plan.get("precomputed_bytes")]
@@ -136,13 +145,12 @@ class CpuExecutor:
             raise ArtifactError("the manifest or weights.bin does not match the native library (buffer sizes differ); "
                                 "the artifact is damaged or mixed from two compiles: recompile it")
 
-    def _buffer_shape(self, entry: dict) -> list[int]:
+    def _buffer_shape(self, entry: dict, batched: dict) -> list[int]:
         """The shape the library's buffer for a signature entry holds: a dynamic batch at the entries it is
         compiled for (its upper bound, or the chunk of an unbounded batch)."""
         shape = entry["type"]["shape"]
-        if shape and isinstance(shape[0], str) and self.batch:
-            factor = {**self.batch["inputs"], **self.batch["outputs"]}[entry["name"]]
-            return [factor * self.batch["chunk"], *shape[1:]]
+        if shape and entry["name"] in batched:
+            return [batched[entry["name"]] * self.batch["chunk"], *shape[1:]]
         return shape
 
     def _precompute(self) -> None:
@@ -177,8 +185,7 @@ class CpuExecutor:
         batch = self._batch_of(inputs)
         if batch is not None and batch > self.batch["chunk"]:
             return self._in_chunks(inputs, batch, nanoseconds)
-        outputs = [np.empty(self._buffer_shape(entry), dtype=numpy_dtype(entry["type"]["tensor"]))
-                   for entry in self.manifest["outputs"]]
+        outputs = [np.empty(shape, dtype=dtype) for shape, dtype in self._output_buffers]
         if batch is not None:
             inputs = self._staged(inputs, batch)
         input_pointers = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
@@ -195,32 +202,28 @@ class CpuExecutor:
             raise RuntimeError(f"the native model returned error status {status}")
         if batch is None:
             return outputs
-        factors = self.batch["outputs"]
-        return [output[:factors[entry["name"]] * batch] if entry["name"] in factors else output
-                for entry, output in zip(self.manifest["outputs"], outputs)]
+        return [output if factor is None else output[:factor * batch]
+                for factor, output in zip(self._output_factors, outputs)]
 
     def _in_chunks(self, inputs: list, batch: int, nanoseconds: np.ndarray | None) -> list:
         """An unbounded batch larger than the compiled chunk: one call per chunk of entries (exact, entries being
         independent), outputs joined on axis 0; kernel times add up."""
-        chunk, names = self.batch["chunk"], [entry["name"] for entry in self.manifest["inputs"]]
-        results = []
+        chunk, results = self.batch["chunk"], []
         for start in range(0, batch, chunk):
-            part = [value[start:start + chunk] if name in self.batch["inputs"] else value
-                    for name, value in zip(names, inputs)]
+            part = [value if factor is None else value[start:start + chunk]
+                    for factor, value in zip(self._input_factors, inputs)]
             times = None if nanoseconds is None else np.zeros_like(nanoseconds)
             results.append(self._call(part, times))
             if nanoseconds is not None:
                 nanoseconds += times
-        batched = self.batch["outputs"]
-        return [np.concatenate(parts) if entry["name"] in batched else parts[0]
-                for entry, parts in zip(self.manifest["outputs"], zip(*results))]
+        return [parts[0] if factor is None else np.concatenate(parts)
+                for factor, parts in zip(self._output_factors, zip(*results))]
 
     def _batch_of(self, inputs: list) -> int | None:
         """The batch size of a call to a dynamic-batch artifact (the caller checked it against the bounds)."""
         if not self.batch:
             return None
-        names = [entry["name"] for entry in self.manifest["inputs"]]
-        return next(value.shape[0] for name, value in zip(names, inputs) if name in self.batch["inputs"])
+        return next(value.shape[0] for factor, value in zip(self._input_factors, inputs) if factor is not None)
 
     def _staged(self, inputs: list, batch: int) -> list:
         """Batched inputs in buffers of the upper bound (kernels that run every item read all entries); entries
@@ -229,9 +232,9 @@ class CpuExecutor:
             return inputs
         staging = getattr(self._local, "staging", None)
         if staging is None:
-            staging = self._local.staging = [np.zeros(self._buffer_shape(entry), numpy_dtype(entry["type"]["tensor"]))
-                                             if entry["name"] in self.batch["inputs"] else None
-                                             for entry in self.manifest["inputs"]]
+            staging = self._local.staging = [
+                None if factor is None else np.zeros(shape, numpy_dtype(entry["type"]["tensor"]))
+                for factor, shape, entry in zip(self._input_factors, self._input_buffers, self.manifest["inputs"])]
         staged = []
         for value, buffer in zip(inputs, staging):
             if buffer is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import threading
 
-from runtime.signature import InputError
+from runtime.signature import InputError, format_bounds, within
 
 
 def _fits(given: list, compiled: list, bounds: list | None) -> bool:
@@ -16,15 +16,13 @@ def _fits(given: list, compiled: list, bounds: list | None) -> bool:
     if len(given) != len(compiled):
         return False
     bounds = bounds or [None] * len(compiled)
-    return all(size == dim if isinstance(dim, int) else
-               limits and limits[0] <= size and (limits[1] is None or size <= limits[1])
+    return all(size == dim if isinstance(dim, int) else limits and within(limits, size)
                for size, dim, limits in zip(given, compiled, bounds))
 
 
 def _describe(shape: list, bounds: list | None) -> str:
     bounds = bounds or [None] * len(shape)
-    return "x".join(f"{limits[0]}..{'' if limits[1] is None else limits[1]}" if limits else str(dim)
-                    for dim, limits in zip(shape, bounds))
+    return "x".join(format_bounds(limits) if limits else str(dim) for dim, limits in zip(shape, bounds))
 
 
 class DispatchExecutor:

@@ -51,6 +51,15 @@ def _dtype_name(array: np.ndarray) -> str:
     return _IR_NAMES.get(str(array.dtype), str(array.dtype))
 
 
+def within(limits, size: int) -> bool:
+    """Whether `size` lies in the (min, max) bounds of a dim (max None: unbounded)."""
+    return limits[0] <= size and (limits[1] is None or size <= limits[1])
+
+
+def format_bounds(limits) -> str:
+    return f"{limits[0]}..{'' if limits[1] is None else limits[1]}"
+
+
 def _check_tensor(info: TensorInfo, value, bindings: dict) -> np.ndarray:
     array = np.asarray(value) if not isinstance(value, np.ndarray) else value
     if info.dtype is not None and _dtype_name(array) != info.dtype:
@@ -66,10 +75,9 @@ def _check_tensor(info: TensorInfo, value, bindings: dict) -> np.ndarray:
             raise InputError(f"input {info.name!r} has shape {list(array.shape)}, the model expects {list(info.shape)} "
                              f"(axis {axis} must be {dim})")
         limits = info.bounds[axis] if info.bounds else None
-        if limits is not None and not (limits[0] <= size and (limits[1] is None or size <= limits[1])):
+        if limits is not None and not within(limits, size):
             raise InputError(f"input {info.name!r} has shape {list(array.shape)}: axis {axis} ({dim}) is {size}, "
-                             f"outside the sizes {limits[0]}..{'' if limits[1] is None else limits[1]} this "
-                             "artifact was compiled for")
+                             f"outside the sizes {format_bounds(limits)} this artifact was compiled for")
         if isinstance(dim, str):
             bound = bindings.setdefault(dim, (size, info.name))
             if bound[0] != size:
