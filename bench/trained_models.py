@@ -61,7 +61,7 @@ def architecture(name: str) -> onnx.ModelProto:
     """The benchmark's untrained graph, weights as initializers."""
     if name == "mobilenet_v2":
         return mobilenet_v2().model
-    return _fold_constant_of_shape(light_model(name).model)
+    return fold_constant_of_shape(light_model(name).model)
 
 
 def trained_model(name: str, recipe: Recipe | None = None) -> BenchModel:
@@ -104,7 +104,7 @@ def _image_input(model: onnx.ModelProto) -> tuple[str, int, int]:
     return info.name, batch, resolution
 
 
-def _fold_constant_of_shape(model: onnx.ModelProto) -> onnx.ModelProto:
+def fold_constant_of_shape(model: onnx.ModelProto) -> onnx.ModelProto:
     """light_resnet50 makes each weight with ConstantOfShape(0.02); trained weights need initializers.
     Each such node becomes an initializer of its output name (also a graph input, as IR 3 wants)."""
     result = onnx.ModelProto()
@@ -213,7 +213,7 @@ def _check_onnxruntime(name: str, trained: onnx.ModelProto, module, count: int =
         got = session.run(None, feeds)[0]
         if index < 4:
             with torch.no_grad():
-                expected = module(torch.from_numpy(feeds[module.input_name])).numpy()
+                expected = module(torch.from_numpy(feeds[module.input_names[0]])).numpy()
             np.testing.assert_allclose(got, expected, rtol=1e-3, atol=1e-4,
                                        err_msg=f"{name}: onnxruntime differs from torch after write-back")
         correct += int(np.sum(got.reshape(len(labels), -1).argmax(1) == labels))

@@ -284,8 +284,9 @@ def cmd_bench(args) -> int:
                         performance_hint=args.hint, num_streams=args.streams)
     about = {"model": args.model, "target": model.target, "threads": model.num_threads, "streams": model.num_streams,
              "ready_seconds": time.perf_counter() - start}
-    if args.profile and model.target != "cpu":
-        raise UsageError(f"--profile times the kernels of cpu artifacts; this model is for target {model.target!r}")
+    if args.profile and model.target not in ("cpu", "gpu"):
+        raise UsageError(f"--profile times the kernels of cpu and gpu artifacts; this model is for target "
+                         f"{model.target!r}")
     if args.profile and model.num_streams > 1:
         raise UsageError("--profile times the kernels of one stream; drop --hint throughput and --streams")
     feeds = _random_inputs(model, _parse_inputs(args.input), args.seed)
@@ -510,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hint", choices=["latency", "throughput"], help="latency: one stream, every core (default); "
                    "throughput: a stream per core group, requests in flight on each")
     p.add_argument("--streams", type=int, help="exact number of streams (with --threads: threads per stream)")
-    p.add_argument("--profile", action="store_true", help="cpu: time every kernel, map it to its op and node(s)")
+    p.add_argument("--profile", action="store_true", help="cpu, gpu: time every kernel, map it to its op and node(s)")
     p.add_argument("--top", type=int, default=10, help="--profile: show the N slowest kernels (0: all; default 10)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar or progress lines")
     p.add_argument("--json", action="store_true", help="print the report as JSON")

@@ -1,5 +1,5 @@
 """Benchmarking a loaded model (`kiln bench`): warm-up, timed inferences, latency statistics,
-throughput and, for cpu artifacts, a per-kernel profile mapped back to the graph's nodes.
+throughput and, for cpu and gpu artifacts, a per-kernel profile mapped back to the graph's nodes.
 
 Inferences run one after another on the calling thread (latency mode), so throughput is
 inferences / wall time of the measured loop. numpy and the standard library only.
@@ -165,7 +165,7 @@ def benchmark(model, feeds: dict, *, warmup: int = 1, iterations: int | None = N
               profile: bool = False, progress: Progress | None = None) -> BenchmarkResult:
     """Run `warmup` untimed-for-statistics inferences, then measure until `iterations` inferences
     or `seconds` of wall time, whichever comes first (at least one). `profile` times every kernel
-    of every measured inference (cpu artifacts; two clock reads per kernel)."""
+    of every measured inference (cpu: two clock reads per kernel; gpu: OpenCL profiling events)."""
     if iterations is None and seconds is None:
         raise ValueError("benchmark() needs iterations or seconds")
     run = (lambda: model.profile(feeds)[1]) if profile else (lambda: model.infer(feeds))

@@ -190,10 +190,11 @@ def build_program(cl, context, device, source: str, options: str, cache: Program
 class _Slot:
     """One calling thread's queue, workspace, input/output buffers and kernels with their arguments set."""
 
-    def __init__(self, executor: "GpuExecutor"):
+    def __init__(self, executor: "GpuExecutor", profiled: bool = False):
         cl, context, plan = executor.cl, executor.context, executor.manifest["memory_plan"]
         flags = cl.mem_flags
-        self.queue = cl.CommandQueue(context)
+        properties = cl.command_queue_properties.PROFILING_ENABLE if profiled else 0
+        self.queue = cl.CommandQueue(context, properties=properties)
         self.workspace = cl.Buffer(context, flags.READ_WRITE, max(plan["workspace_bytes"], 1))
         self.inputs = [cl.Buffer(context, flags.READ_ONLY, max(nbytes, 1)) for nbytes in executor.input_bytes]
         self.outputs = [cl.Buffer(context, flags.READ_WRITE, max(nbytes, 1)) for nbytes in executor.output_bytes]
@@ -210,7 +211,7 @@ class _Slot:
             for arg in step["args"]:
                 arguments += [self._buffer(buffers, arg), np.uint64(arg["offset"])]
             kernel.set_args(*arguments)
-            self.steps.append(("kernel", kernel, tuple(step["global"]), tuple(step["local"])))
+            self.steps.append(("kernel", kernel, tuple(step["global"]), tuple(step["local"]), step.get("profile")))
 
     def _buffer(self, buffers: dict, place: dict):
         if place["buffer"] == "input":
@@ -263,22 +264,43 @@ class GpuExecutor:
                               f"{_describe(self.device)!r} allows {self.device.max_work_group_size}: recompile "
                               "with device= naming it")
 
-    def _slot(self) -> _Slot:
-        slot = getattr(self._local, "slot", None)
+    def _slot(self, profiled: bool = False) -> _Slot:
+        name = "profiled_slot" if profiled else "slot"
+        slot = getattr(self._local, name, None)
         if slot is None:
-            slot = self._local.slot = _Slot(self)
+            slot = _Slot(self, profiled)
+            setattr(self._local, name, slot)
         return slot
 
     def run(self, inputs: list) -> list:
         """Outputs for `inputs` (already validated against the signature by the caller)."""
-        cl, slot = self.cl, self._slot()
+        return self._run(self._slot(), inputs, None)
+
+    def run_profiled(self, inputs: list) -> tuple[list, list[int]]:
+        """run() on a profiling queue: (outputs, device nanoseconds per manifest["kernels"] entry, the
+        launches of one node added up), read from each launch's OpenCL event."""
+        if "kernels" not in self.manifest:
+            raise ArtifactError("this gpu artifact was compiled by a Kiln without per-kernel profiling; "
+                                "recompile it to profile it")
+        events: list = []
+        results = self._run(self._slot(profiled=True), inputs, events)
+        nanoseconds = [0] * len(self.manifest["kernels"])
+        for entry, event in events:
+            nanoseconds[entry] += event.profile.end - event.profile.start
+        return results, nanoseconds
+
+    def _run(self, slot: _Slot, inputs: list, events: list | None) -> list:
+        """Enqueue one inference on `slot` and wait for it; `events` collects (profile entry, event) per launch."""
+        cl = self.cl
         staged = [np.ascontiguousarray(value, dtype=dtype) for value, dtype in zip(inputs, self.input_dtypes)]
         for buffer, array in zip(slot.inputs, staged):
             if array.nbytes:
                 cl.enqueue_copy(slot.queue, buffer, array, is_blocking=False)
         for step in slot.steps:
             if step[0] == "kernel":
-                cl.enqueue_nd_range_kernel(slot.queue, step[1], step[2], step[3])
+                event = cl.enqueue_nd_range_kernel(slot.queue, step[1], step[2], step[3])
+                if events is not None and step[4] is not None:
+                    events.append((step[4], event))
             else:
                 _, source, source_offset, target, target_offset, size = step
                 cl.enqueue_copy(slot.queue, target, source, byte_count=size, src_offset=source_offset,

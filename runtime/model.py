@@ -113,10 +113,12 @@ class CompiledModel:
     __call__ = infer
 
     def profile(self, feeds: Mapping[str, object]) -> tuple[dict, list[float]]:
-        """infer() that also times every kernel (cpu artifacts): (outputs, seconds per kernel), the
-        kernels in the order of `manifest["kernels"]`, which names each one's op and graph nodes."""
+        """infer() that also times every kernel (cpu and gpu artifacts; on a gpu, device time from OpenCL's
+        profiling events): (outputs, seconds per kernel), the kernels in the order of `manifest["kernels"]`,
+        which names each one's op and graph nodes."""
         if not hasattr(self._executor, "run_profiled"):
-            raise ArtifactError(f"per-kernel profiles need a cpu artifact; this one is for target {self.target!r}")
+            raise ArtifactError(f"per-kernel profiles need a cpu or gpu artifact; this one is for target "
+                                f"{self.target!r}")
         values = validate_inputs(self.inputs, feeds, self.frozen_inputs)
         if self._state:
             raise ArtifactError("per-kernel profiles of stateful models are not supported; compile the model "

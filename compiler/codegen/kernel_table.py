@@ -38,3 +38,10 @@ class KernelTable:
     def in_place_input(self, graph: Graph, node: Node) -> int | None:
         spec = self.lookup(node)
         return spec.in_place(graph, node) if spec is not None and spec.in_place is not None else None
+
+
+def node_entry(graph: Graph, node: Node, symbol: str) -> dict:
+    """One profiled kernel: its symbol, op, the original graph nodes it computes and its operand shapes."""
+    return {"symbol": symbol, "op_type": node.qualified_op, "nodes": list(node.attrs.get("fused_nodes", [node.name])),
+            "input_shapes": [None if t is None else list(t.shape) for t in graph.input_types(node)],
+            "output_shapes": [list(t.shape) for t in node.outputs]}

@@ -160,7 +160,7 @@ class GpuTarget(Target):
                             "kernels": program.kernels,
                             "inputs": _buffer_entries(stored, [Value(n, 0) for n in stored.inputs]),
                             "outputs": _buffer_entries(stored, [v for _, v in stored.outputs])},
-            "launches": program.steps,
+            "launches": program.steps, "kernels": program.table,
         }
         artifact = Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

@@ -91,7 +91,7 @@ def test_time_limit_top_and_default_target(mlp_artifact, capsys):
 
 def test_bench_errors_are_one_line(mlp_onnx, mlp_artifact, capsys):
     assert main(["bench", mlp_onnx, "--target", "ref", "--profile", "-n", "1"]) == EXIT_ERROR
-    assert "--profile times the kernels of cpu artifacts" in capsys.readouterr().err
+    assert "--profile times the kernels of cpu and gpu artifacts" in capsys.readouterr().err
     assert main(["bench", mlp_artifact, "--shape", "x=1,4", "-n", "1"]) == EXIT_ERROR
     assert "--shape applies when compiling an .onnx" in capsys.readouterr().err
     assert main(["bench", mlp_artifact, "-n", "0"]) == EXIT_ERROR

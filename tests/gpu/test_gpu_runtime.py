@@ -160,6 +160,23 @@ def test_small_network_matches_ref():
     assert ops == ["kiln::FusedConv", "MaxPool", "Gemm", "Softmax"]  # the Relu runs in the conv kernel
 
 
+def test_profile_times_each_node_from_opencl_events(artifact, tmp_path, capsys):
+    """model.profile on a gpu artifact: outputs as infer(), device seconds per manifest["kernels"] entry
+    (each launch points at its entry), and `kiln bench --profile` reports them by node."""
+    model = runtime.load(artifact)
+    outputs, seconds = model.profile(feeds())
+    expected = model.infer(feeds())
+    assert all(np.array_equal(outputs[name], expected[name]) for name in expected)
+    kernels = artifact.manifest["kernels"]
+    assert [k["nodes"] for k in kernels] == [["Add_0"], ["Relu_1"]]
+    assert [step["profile"] for step in artifact.manifest["launches"]] == [0, 1]
+    assert len(seconds) == 2 and all(s > 0 for s in seconds)
+    path = artifact.save(tmp_path / "m.kiln")
+    assert main(["bench", str(path), "-n", "3", "--profile", "--top", "0", "-q"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "Add_0" in out and "Relu_1" in out
+
+
 def test_kiln_check_lists_what_the_gpu_target_cannot_compile(tmp_path, capsys):
     x = random((3, 8))
     model = nodes_model([("RandomUniformLike", ["x"], {}), ("Relu", ["x"], {})], {"x": x})

@@ -32,6 +32,7 @@ from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import I32, I64, PTR, const_i64
 from compiler.codegen.llvm.kernels.registry import KernelContext, TensorArg, kernel_for
+from compiler.codegen.kernel_table import node_entry
 from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
 from compiler.ir.graph import Graph, Value
 from compiler.progress import current
@@ -60,11 +61,9 @@ def kernel_table(graph: Graph, plan: MemoryPlan) -> list[dict]:
     """The kernels kiln_run launches, in order (profile slot k is entry k): task symbol, op, the
     names of the original graph nodes it computes (a fused node lists them in its `fused_nodes`
     attribute, e.g. kiln::FusedElementwise; any other node is itself) and its operand shapes."""
-    return [{"symbol": _task_name(step.node, index), "op_type": step.node.qualified_op,
-             "nodes": list(step.node.attrs.get("fused_nodes", [step.node.name])),
-             "input_shapes": [None if t is None else list(t.shape) for t in graph.input_types(step.node)],
-             "output_shapes": [list(t.shape) for t in step.node.outputs]}
+    return [node_entry(graph, step.node, _task_name(step.node, index))
             for index, step in enumerate(plan.steps) if step.node is not None and not step.precompute]
+
 
 
 def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int | None) -> ir.Function:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from compiler.codegen.kernel_table import node_entry
 from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
 from compiler.codegen.opencl.dialect import OpenCLDialect
 from compiler.codegen.opencl.kernels.registry import NAME, GpuContext, Tensor, gpu_kernel_for
@@ -26,6 +27,7 @@ class Program:
     source: str
     steps: list[dict]  # the launch plan, in order
     kernels: int  # distinct kernels in `source`
+    table: list[dict]  # the profiled nodes, in order: a launch's `profile` is its entry's index
 
 
 def _argument(location: Location, tensor: Tensor) -> dict:
@@ -45,6 +47,7 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
     names: dict[str, str] = {}  # kernel source -> its name
     sources: list[str] = []
     steps: list[dict] = []
+    table: list[dict] = []
     for step in plan.steps:
         if step.node is None:
             size = tensor_bytes(graph.type_of(step.copy_source))
@@ -54,6 +57,7 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
             continue
         node = step.node
         values = graph.input_values(node)
+        entry = len(table)
         for launch in gpu_kernel_for(node).launches(GpuContext(graph, node, dialect, planner)):
             if math.prod(launch.launch.global_size) == 0:
                 continue
@@ -66,6 +70,8 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
                     for p in launch.params]
             steps.append({"kernel": names[launch.source], "node": node.name, "op_type": node.qualified_op,
                           "args": args, "global": list(launch.launch.global_size),
-                          "local": list(launch.launch.local_size)})
+                          "local": list(launch.launch.local_size), "profile": entry})
+        if len(steps) and steps[-1].get("profile") == entry:
+            table.append(node_entry(graph, node, steps[-1]["kernel"]))
     source = "\n".join(part for part in [dialect.prelude(), *sources] if part)
-    return Program(source, steps, len(names))
+    return Program(source, steps, len(names), table)
