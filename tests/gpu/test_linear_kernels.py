@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import compiler
+from compiler.codegen.opencl.launch import DeviceLimits, GemmTile, LaunchPlanner
 from compiler.driver import UnsupportedByTargetError
 from tests.gpu.harness import assert_gpu_matches_ref, nodes_model, random
 
@@ -33,6 +34,38 @@ def test_gemm_transposes_alpha_beta_and_bias_broadcast():
     feeds["c"], feeds["c2"] = random((40,), seed=9), random((12, 1), seed=10)
     nodes += [("Gemm", ["a00", "b00", "c2"], {}), ("Gemm", ["a00", "b00"], {})]
     assert_gpu_matches_ref(nodes_model(nodes, feeds, opset=13), feeds, tolerance=TOLERANCE)
+
+
+def test_matrix_vector_products_split_k_across_lanes():
+    """A few rows (a classifier at batch 1): gemv.cl.j2, B read along k (transB weights) or along n,
+    k not a multiple of the lanes, batched rows, a fused bias + Relu epilogue."""
+    feeds = {"x": random((1, 2051)), "w": random((1003, 2051), seed=1), "c": random((1003,), seed=2),
+             "v": random((4, 37), seed=3), "u": random((37, 300), seed=4), "p": random((3, 2, 70), seed=5),
+             "q": random((3, 70, 9), seed=6)}
+    nodes = [("Gemm", ["x", "w", "c"], {"transB": 1}), ("Relu", ["Gemm_0"], {}), ("MatMul", ["v", "u"], {}),
+             ("MatMul", ["p", "q"], {})]
+    model = nodes_model(nodes, feeds, opset=13)
+    outputs = [output for output in model.graph.output if output.name != "Gemm_0"]  # the Relu reads it alone
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    assert_gpu_matches_ref(model, feeds, tolerance=TOLERANCE)
+    artifact = compiler.compile(model, target="gpu")
+    assert artifact.files["model.cl"].decode().count("__local float partial[") == 3
+    assert sorted(step["op_type"] for step in artifact.manifest["launches"]) == ["MatMul", "MatMul", "kiln::FusedGemm"]
+
+
+def test_small_products_take_tiles_that_fill_the_compute_units():
+    """Results do not depend on the tile (each output sums along k in order), so a big GPU gets
+    smaller tiles for a small product; a 2-unit device keeps the largest."""
+    big = LaunchPlanner(DeviceLimits(max_work_group_size=1024, max_work_item_sizes=(1024, 1024, 64),
+                                     local_mem_bytes=48 * 1024, compute_units=132))
+    small = LaunchPlanner(DeviceLimits(compute_units=2))
+    assert small.gemm_tile(512, 49) == GemmTile(16, 16, 2, 2, 16)  # at most 49 columns: 32 x 32 tiles
+    assert big.gemm_tile(512, 49) == GemmTile(8, 8, 1, 1, 8)  # 448 groups; 16 x 16 items make 128 < 132
+    assert big.gemm_tile(2048, 3136) == GemmTile(16, 16, 4, 4, 16)
+    assert big.gemm_tile(64, 64) == GemmTile(16, 16, 1, 1, 16)  # none fills: the most items (16 groups of 256)
+    assert big.gemm_tile(128, 256, batch=8) == GemmTile(16, 16, 2, 2, 16)  # 8 x 32 x 32 tiles: 256 groups
+    assert small.lanes(512, 128) == 1 and big.lanes(512, 128) == 32 and big.lanes(100_000, 128) == 1
 
 
 def test_conv_groups_strides_pads_dilations():

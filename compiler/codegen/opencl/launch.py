@@ -23,13 +23,14 @@ class DeviceLimits:
     max_work_item_sizes: tuple[int, int, int] = (256, 256, 64)
     local_mem_bytes: int = 32 * 1024
     extensions: tuple[str, ...] = ()
+    compute_units: int = 16  # work groups that run at once, at least: small problems are split to fill them
 
     @classmethod
     def of_device(cls, device) -> "DeviceLimits":
         """The limits a pyopencl Device reports."""
         return cls(f"{device.platform.name.strip()} / {device.name.strip()}", int(device.max_work_group_size),
                    tuple(int(size) for size in device.max_work_item_sizes[:3]), int(device.local_mem_size),
-                   tuple(sorted(device.extensions.split())))
+                   tuple(sorted(device.extensions.split())), int(device.max_compute_units))
 
     @classmethod
     def query(cls, selector) -> "DeviceLimits":
@@ -103,9 +104,12 @@ class LaunchPlanner:
 
     def lanes(self, outputs: int, reduced: int) -> int:
         """Work items cooperating on one output of a reduction over `reduced` elements: one when
-        rows are short (every item loops alone), else a group that reduces in local memory."""
+        rows are short and the outputs alone give every compute unit a few waves of items (every
+        item loops alone), else a group that reduces in local memory (one wave for short rows)."""
         if reduced < 256:
-            return 1
+            if reduced < WAVE or outputs >= self.limits.compute_units * WAVE * 4:
+                return 1
+            return min(WAVE, power_of_two_at_most(self.group_limit))
         wanted = 256 if reduced >= 4096 or outputs < 64 else 64
         return min(wanted, power_of_two_at_most(self.group_limit))
 
@@ -115,8 +119,11 @@ class LaunchPlanner:
             return self.linear(outputs)
         return Launch((outputs * lanes,), (lanes,))
 
-    def gemm_tile(self, rows: int, columns: int, element_bytes: int = 4) -> GemmTile:
-        """The largest tile that neither wastes most of a small matrix nor exceeds the device."""
+    def gemm_tile(self, rows: int, columns: int, element_bytes: int = 4, batch: int = 1) -> GemmTile:
+        """The largest tile that neither wastes most of a small matrix nor exceeds the device, nor
+        leaves compute units idle: a smaller one while the work groups are fewer than the units
+        (where none fills them, the one with the most work items). Each output sums along k in the
+        same order whatever the tile, so the choice never changes a result."""
         if rows <= 4:  # matrix-vector shaped: a row of items over the columns
             wn = 4 if columns >= 256 else 2 if columns >= 128 else 1
             candidates = [GemmTile(64, 1, max(rows, 1), wn, 16), GemmTile(32, 1, max(rows, 1), wn, 16),
@@ -130,10 +137,27 @@ class LaunchPlanner:
             candidates = [GemmTile(16, 16, 4, 4, 16)] if small >= 64 else []
             candidates += [GemmTile(16, 16, 2, 2, 16)] if small >= 32 else []
             candidates += [GemmTile(16, 16, 1, 1, 16), GemmTile(8, 8, 2, 2, 8), GemmTile(8, 8, 1, 1, 8)]
-        for tile in candidates:
-            if self.fits((tile.lx, tile.ly), tile.local_bytes(element_bytes)):
-                return tile
-        return GemmTile(1, 1, 1, 1, 1)
+        fitting = [tile for tile in candidates if self.fits((tile.lx, tile.ly), tile.local_bytes(element_bytes))]
+        if not fitting:
+            return GemmTile(1, 1, 1, 1, 1)
+
+        def groups(tile: GemmTile) -> int:
+            return -(-rows // tile.rows) * -(-columns // tile.columns) * batch
+
+        filling = [tile for tile in fitting if groups(tile) >= self.limits.compute_units]
+        return filling[0] if filling else max(fitting, key=lambda tile: groups(tile) * tile.lx * tile.ly)
+
+    def gemv(self, columns: int, depth: int, k_fast: bool, batch: int) -> tuple[int, int, Launch]:
+        """(lanes splitting k, columns per group, NDRange) of a matrix-vector shaped product: a group
+        of one wave of lanes per column where k is B's contiguous dim (each wave reads one run of B),
+        else one wave of columns per lane."""
+        group = min(256, power_of_two_at_most(self.group_limit))
+        wave = min(WAVE, group)
+        lanes = min(wave, power_of_two_at_most(depth)) if k_fast else max(1, min(group // wave,
+                                                                                 power_of_two_at_most(depth)))
+        per_group = group // lanes
+        groups = -(-columns // per_group)
+        return lanes, per_group, Launch((groups * group, 1, batch), (group, 1, 1))
 
     def fits(self, local: tuple[int, ...], local_bytes: int) -> bool:
         sizes = self.limits.max_work_item_sizes

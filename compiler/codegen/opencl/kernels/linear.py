@@ -1,4 +1,5 @@
-"""MatMul, Gemm and Conv on the tiled GEMM template (gemm.cl.j2).
+"""MatMul, Gemm and Conv on the tiled GEMM template (gemm.cl.j2), or the matrix-vector one (gemv.cl.j2)
+for products of a few rows.
 
 MatMul and Gemm describe A, B and Y by strides (transposes are strides too; batch dims broadcast
 with stride 0), so A and B stage into local memory along whichever dim is contiguous, as float4
@@ -49,20 +50,28 @@ def _base(coordinates: list[int]) -> str:
     return " + ".join(f"q{d} * {s}" for d, s in enumerate(coordinates) if s) or "0"
 
 
+GEMV_ROWS = 4  # products with this many rows or fewer run the matrix-vector kernel (gemv.cl.j2)
+
+
 def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, int], batch: list[int],
                  a: dict, b: dict, bases: dict, y_offset: str, value: str, conv: dict | None = None) -> KernelLaunch:
     """The kernel storing `value` (a float expression over sum, m and n), or the fused node's epilogue
-    of it, at output element `at` (y_offset)."""
+    of it, at output element `at` (y_offset): the tiled GEMM, or the matrix-vector kernel for a few
+    rows (no convolution has so few output channels that it would pay)."""
     rows, columns, depth = sizes
-    tile = ctx.planner.gemm_tile(rows, columns)
-    a["vector"] = a["vector"] and depth % 4 == 0 and tile.tk % 4 == 0
-    b["vector"] = b["vector"] and columns % 4 == 0 and tile.columns % 4 == 0
     y = ctx.output(0, "y")
     extras, lines, value = epilogue(ctx, value) if ctx.node.domain == KILN_DOMAIN else ([], [], value)
+    shared = dict(M=rows, N=columns, K=depth, batch=batch, a=a, b=b, y_offset=y_offset, epilogue=lines,
+                  result=ctx.dialect.store_value(value, y.dtype),
+                  bases=[{"name": key, "value": text} for key, text in bases.items()])
+    if rows <= GEMV_ROWS and conv is None:
+        lanes, per_group, launch = ctx.planner.gemv(columns, depth, b["k_fast"], math.prod(batch))
+        return ctx.kernel("gemv.cl.j2", params + extras + [y], launch, LANES=lanes, COLUMNS=per_group, **shared)
+    tile = ctx.planner.gemm_tile(rows, columns, batch=math.prod(batch))
+    a["vector"] = a["vector"] and depth % 4 == 0 and tile.tk % 4 == 0
+    b["vector"] = b["vector"] and columns % 4 == 0 and tile.columns % 4 == 0
     return ctx.kernel("gemm.cl.j2", params + extras + [y], ctx.planner.gemm(tile, rows, columns, math.prod(batch)),
-                      tile=tile, M=rows, N=columns, K=depth, batch=batch, a=a, b=b, conv=conv, y_offset=y_offset,
-                      epilogue=lines, result=ctx.dialect.store_value(value, y.dtype),
-                      bases=[{"name": key, "value": text} for key, text in bases.items()])
+                      tile=tile, conv=conv, **shared)
 
 
 def matmul_shape(a_shape, b_shape) -> tuple[tuple[int, int, int], list[int], dict]:
