@@ -430,7 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disable", nargs="+", default=[], metavar="PASS", help="passes to skip by name")
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes); a leading "
-                        "LOW..HIGH makes a dynamic batch with those bounds (cpu), e.g. input_ids=1..8,128; LOW.. "
+                        "LOW..HIGH makes a dynamic batch with those bounds (cpu, gpu), e.g. input_ids=1..8,128; LOW.. "
                         "leaves it unbounded")
     pre = p.add_argument_group("input preprocessing, compiled into the model (OpenVINO's PrePostProcessor order)")
     pre.add_argument("--input-type", nargs="+", default=[], metavar="NAME=TYPE",

@@ -71,7 +71,7 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     `pipeline` replaces the target's pass list (start from `get_target(t).pipeline({})` to
     insert your own passes); `disable` skips passes by name; `instruments` watch each pass.
     `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes; a leading dim given as
-    "1..8" (or (1, 8)) is a dynamic batch with those bounds, one cpu artifact for every size ("1.."
+    "1..8" (or (1, 8)) is a dynamic batch with those bounds, one cpu or gpu artifact for every size ("1.."
     unbounded; compiler/dynamic_batch.py);
     `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
     `state={"h_in": "h_out"}` makes the pair a state variable each infer request carries from one
@@ -150,9 +150,9 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
 
 
 def _check_dynamic_batch(graph: Graph, target: str, options: dict, bounds: BatchBounds) -> None:
-    if target != "cpu":
-        raise DynamicBatchError(f"a dynamic batch ({bounds.low}..{bounds.high or ''}) is compiled for the cpu target, not "
-                                f"{target!r}; compile one part per batch size with specialize= instead")
+    if target not in ("cpu", "gpu"):
+        raise DynamicBatchError(f"a dynamic batch ({bounds.low}..{bounds.high or ''}) is compiled for the cpu and gpu "
+                                f"targets, not {target!r}; compile one part per batch size with specialize= instead")
     if precision_of(options) == "int8":
         raise DynamicBatchError("precision int8 calibrates at one static shape: give the batch as a number")
     check_batch_arithmetic(graph, bounds)

@@ -12,6 +12,7 @@ import weakref
 import numpy as np
 
 from runtime.artifact_reader import ArtifactError
+from runtime.dynamic_batch import BatchPlan
 from runtime.weights import widen_weights
 
 _ALIGNMENT = 64
@@ -89,19 +90,19 @@ class CpuExecutor:
                                 f"{self.manifest.get('machine')}; recompile for this machine.") from None
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.c_void_p] * 4
-        self.batch = self.manifest.get("dynamic_batch")
+        self.batch = BatchPlan.of(self.manifest)
         if self.batch:
             self.batch_entry = self.library.kiln_run_batch
             self.batch_entry.restype = ctypes.c_int
             self.batch_entry.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64]
-        batched = {**self.batch["inputs"], **self.batch["outputs"]} if self.batch else {}
-        # per input / output: dim0 per batch entry when batched (else None), and the library's buffer shape
-        self._input_factors = [batched.get(entry["name"]) for entry in self.manifest["inputs"]]
-        self._output_factors = [self.batch["outputs"].get(entry["name"]) if self.batch else None
-                                for entry in self.manifest["outputs"]]
-        self._input_buffers = [self._buffer_shape(entry, batched) for entry in self.manifest["inputs"]]
-        self._output_buffers = [(self._buffer_shape(entry, batched), numpy_dtype(entry["type"]["tensor"]))
-                                for entry in self.manifest["outputs"]]
+        # the library's buffer shapes (a dynamic batch's at the entries it is compiled for)
+        manifest = self.manifest
+        self._input_buffers = self.batch.input_shapes(manifest) if self.batch else \
+            [entry["type"]["shape"] for entry in manifest["inputs"]]
+        output_shapes = self.batch.output_shapes(manifest) if self.batch else \
+            [entry["type"]["shape"] for entry in manifest["outputs"]]
+        self._output_buffers = [(shape, numpy_dtype(entry["type"]["tensor"]))
+                                for shape, entry in zip(output_shapes, manifest["outputs"])]
         if self.profiled_entry is not None:
             self.profiled_entry.restype = ctypes.c_int
             self.profiled_entry.argtypes = [ctypes.c_void_p] * 5
@@ -145,14 +146,6 @@ class CpuExecutor:
             raise ArtifactError("the manifest or weights.bin does not match the native library (buffer sizes differ); "
                                 "the artifact is damaged or mixed from two compiles: recompile it")
 
-    def _buffer_shape(self, entry: dict, batched: dict) -> list[int]:
-        """The shape the library's buffer for a signature entry holds: a dynamic batch at the entries it is
-        compiled for (its upper bound, or the chunk of an unbounded batch)."""
-        shape = entry["type"]["shape"]
-        if shape and entry["name"] in batched:
-            return [batched[entry["name"]] * self.batch["chunk"], *shape[1:]]
-        return shape
-
     def _precompute(self) -> None:
         """Values the plan computes once from constants (too large to store in weights.bin) go after
         the weights blob, in the room _weights left for them: compute them now."""
@@ -182,8 +175,8 @@ class CpuExecutor:
 
     def _call(self, inputs: list, nanoseconds: np.ndarray | None) -> list:
         inputs = [np.ascontiguousarray(value) for value in inputs]
-        batch = self._batch_of(inputs)
-        if batch is not None and batch > self.batch["chunk"]:
+        batch = self.batch.batch_of(inputs) if self.batch else None
+        if batch is not None and batch > self.batch.chunk:
             return self._in_chunks(inputs, batch, nanoseconds)
         outputs = [np.empty(shape, dtype=dtype) for shape, dtype in self._output_buffers]
         if batch is not None:
@@ -200,41 +193,28 @@ class CpuExecutor:
             status = self.profiled_entry(*buffers, timing)
         if status != 0:
             raise RuntimeError(f"the native model returned error status {status}")
-        if batch is None:
-            return outputs
-        return [output if factor is None else output[:factor * batch]
-                for factor, output in zip(self._output_factors, outputs)]
+        return outputs if batch is None else self.batch.first_entries(outputs, batch)
 
     def _in_chunks(self, inputs: list, batch: int, nanoseconds: np.ndarray | None) -> list:
-        """An unbounded batch larger than the compiled chunk: one call per chunk of entries (exact, entries being
-        independent), outputs joined on axis 0; kernel times add up."""
-        chunk, results = self.batch["chunk"], []
-        for start in range(0, batch, chunk):
-            part = [value if factor is None else value[start:start + chunk]
-                    for factor, value in zip(self._input_factors, inputs)]
+        """An unbounded batch larger than the compiled chunk, chunk by chunk; kernel times add up."""
+        def call(part: list) -> list:
             times = None if nanoseconds is None else np.zeros_like(nanoseconds)
-            results.append(self._call(part, times))
+            outputs = self._call(part, times)
             if nanoseconds is not None:
-                nanoseconds += times
-        return [parts[0] if factor is None else np.concatenate(parts)
-                for factor, parts in zip(self._output_factors, zip(*results))]
-
-    def _batch_of(self, inputs: list) -> int | None:
-        """The batch size of a call to a dynamic-batch artifact (the caller checked it against the bounds)."""
-        if not self.batch:
-            return None
-        return next(value.shape[0] for factor, value in zip(self._input_factors, inputs) if factor is not None)
+                np.add(nanoseconds, times, out=nanoseconds)
+            return outputs
+        return self.batch.in_chunks(inputs, batch, call)
 
     def _staged(self, inputs: list, batch: int) -> list:
         """Batched inputs in buffers of the upper bound (kernels that run every item read all entries); entries
         past `batch` keep earlier values, which are valid numbers (an index, a divisor) of the right type."""
-        if batch == self.batch["chunk"]:
+        if batch == self.batch.chunk:
             return inputs
         staging = getattr(self._local, "staging", None)
         if staging is None:
             staging = self._local.staging = [
                 None if factor is None else np.zeros(shape, numpy_dtype(entry["type"]["tensor"]))
-                for factor, shape, entry in zip(self._input_factors, self._input_buffers, self.manifest["inputs"])]
+                for factor, shape, entry in zip(self.batch.input_factors, self._input_buffers, self.manifest["inputs"])]
         staged = []
         for value, buffer in zip(inputs, staging):
             if buffer is not None:

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from runtime.artifact_reader import ArtifactError
+from runtime.dynamic_batch import BatchPlan
 from runtime.cpu import numpy_dtype
 
 log = logging.getLogger("kiln.runtime.gpu")
@@ -187,6 +188,13 @@ def build_program(cl, context, device, source: str, options: str, cache: Program
     return program
 
 
+def _shrunk(global_size: tuple, local_size: tuple, rule: dict, batch: int) -> tuple:
+    """A launch's NDRange for the first `batch` entries (its step's `batch` rule: compiler/codegen/opencl/program.py)."""
+    sizes, axis = list(global_size), rule["axis"]
+    sizes[axis] = -(-batch * rule["per_entry"] // rule["per_group"]) * local_size[axis]
+    return tuple(sizes)
+
+
 class _Slot:
     """One calling thread's queue, workspace, input/output buffers and kernels with their arguments set."""
 
@@ -197,6 +205,10 @@ class _Slot:
         self.queue = cl.CommandQueue(context, properties=properties)
         self.workspace = cl.Buffer(context, flags.READ_WRITE, max(plan["workspace_bytes"], 1))
         self.inputs = [cl.Buffer(context, flags.READ_ONLY, max(nbytes, 1)) for nbytes in executor.input_bytes]
+        if executor.batch:  # entries past a call's batch are computed too: from zeros, not stale device memory
+            for buffer, nbytes in zip(self.inputs, executor.input_bytes):
+                if nbytes:
+                    cl.enqueue_fill_buffer(self.queue, buffer, np.uint8(0), 0, nbytes)
         self.outputs = [cl.Buffer(context, flags.READ_WRITE, max(nbytes, 1)) for nbytes in executor.output_bytes]
         buffers = {"weights": executor.weights, "workspace": self.workspace}
         self.steps = []
@@ -211,7 +223,8 @@ class _Slot:
             for arg in step["args"]:
                 arguments += [self._buffer(buffers, arg), np.uint64(arg["offset"])]
             kernel.set_args(*arguments)
-            self.steps.append(("kernel", kernel, tuple(step["global"]), tuple(step["local"]), step.get("profile")))
+            self.steps.append(("kernel", kernel, tuple(step["global"]), tuple(step["local"]), step.get("profile"),
+                               step.get("batch")))
 
     def _buffer(self, buffers: dict, place: dict):
         if place["buffer"] == "input":
@@ -237,6 +250,8 @@ class GpuExecutor:
                             for e, d in zip(plan["inputs"], self.input_dtypes)]
         self.output_bytes = [int(np.prod(e["shape"], dtype=np.int64)) * d.itemsize
                              for e, d in zip(plan["outputs"], self.output_dtypes)]
+        self.output_shapes = [entry["shape"] for entry in plan["outputs"]]  # a dynamic batch's at the compiled chunk
+        self.batch = BatchPlan.of(self.manifest)
         weights = files.read("weights.bin")
         if len(weights) != plan["weights_bytes"]:
             raise ArtifactError("weights.bin does not match the manifest's buffer plan; recompile the artifact")
@@ -274,7 +289,7 @@ class GpuExecutor:
 
     def run(self, inputs: list) -> list:
         """Outputs for `inputs` (already validated against the signature by the caller)."""
-        return self._run(self._slot(), inputs, None)
+        return self._call(self._slot(), inputs, None)
 
     def run_profiled(self, inputs: list) -> tuple[list, list[int]]:
         """run() on a profiling queue: (outputs, device nanoseconds per manifest["kernels"] entry, the
@@ -283,14 +298,22 @@ class GpuExecutor:
             raise ArtifactError("this gpu artifact was compiled by a Kiln without per-kernel profiling; "
                                 "recompile it to profile it")
         events: list = []
-        results = self._run(self._slot(profiled=True), inputs, events)
+        results = self._call(self._slot(profiled=True), inputs, events)
         nanoseconds = [0] * len(self.manifest["kernels"])
         for entry, event in events:
             nanoseconds[entry] += event.profile.end - event.profile.start
         return results, nanoseconds
 
-    def _run(self, slot: _Slot, inputs: list, events: list | None) -> list:
-        """Enqueue one inference on `slot` and wait for it; `events` collects (profile entry, event) per launch."""
+    def _call(self, slot: _Slot, inputs: list, events: list | None) -> list:
+        """One inference on `slot`; a dynamic batch larger than the compiled chunk runs chunk by chunk."""
+        batch = self.batch.batch_of(inputs) if self.batch else None
+        if batch is not None and batch > self.batch.chunk:
+            return self.batch.in_chunks(inputs, batch, lambda part: self._run(slot, part, events, self.batch.batch_of(part)))
+        return self._run(slot, inputs, events, batch)
+
+    def _run(self, slot: _Slot, inputs: list, events: list | None, batch: int | None) -> list:
+        """Enqueue one inference on `slot` and wait for it; `events` collects (profile entry, event) per launch.
+        A dynamic batch uploads and reads back its `batch` entries and launches the groups that compute them."""
         cl = self.cl
         staged = [np.ascontiguousarray(value, dtype=dtype) for value, dtype in zip(inputs, self.input_dtypes)]
         for buffer, array in zip(slot.inputs, staged):
@@ -298,19 +321,20 @@ class GpuExecutor:
                 cl.enqueue_copy(slot.queue, buffer, array, is_blocking=False)
         for step in slot.steps:
             if step[0] == "kernel":
-                event = cl.enqueue_nd_range_kernel(slot.queue, step[1], step[2], step[3])
+                global_size = step[2] if batch is None or step[5] is None else _shrunk(step[2], step[3], step[5], batch)
+                event = cl.enqueue_nd_range_kernel(slot.queue, step[1], global_size, step[3])
                 if events is not None and step[4] is not None:
                     events.append((step[4], event))
             else:
                 _, source, source_offset, target, target_offset, size = step
                 cl.enqueue_copy(slot.queue, target, source, byte_count=size, src_offset=source_offset,
                                 dst_offset=target_offset)
-        results = []
-        for buffer, dtype, entry in zip(slot.outputs, self.output_dtypes, self.manifest["outputs"]):
-            result = np.empty(entry["type"]["shape"], dtype=dtype)
+        results = [np.empty(shape, dtype=dtype) for shape, dtype in zip(self.output_shapes, self.output_dtypes)]
+        if batch is not None:
+            results = self.batch.first_entries(results, batch)
+        for buffer, result in zip(slot.outputs, results):
             if result.nbytes:
                 cl.enqueue_copy(slot.queue, result, buffer, is_blocking=False)
-            results.append(result)
         slot.queue.finish()
         wanted = [numpy_dtype(entry["type"]["tensor"]) for entry in self.manifest["outputs"]]
         return [result if result.dtype == dtype else result.astype(dtype) for result, dtype in zip(results, wanted)]

@@ -27,6 +27,7 @@ from compiler.codegen.opencl.kernels.registry import gpu_kernel_for, in_place_in
 from compiler.codegen.opencl.launch import DeviceLimits, LaunchPlanner
 from compiler.codegen.opencl.program import build_program
 from compiler.codegen.opencl.steps import inner_types
+from compiler.dynamic_batch import BatchBounds, batch_factors
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
@@ -150,7 +151,10 @@ class GpuTarget(Target):
         stored = stored_in_half(graph, fp16) if fp16 else graph
         plan = plan_memory(stored, in_place_input)
         dialect = OpenCLDialect()
-        program = build_program(stored, plan, dialect, LaunchPlanner(limits))
+        bounds = BatchBounds.from_options(options)
+        factors = batch_factors(stored, bounds) if bounds else {}
+        program = build_program(stored, plan, dialect, LaunchPlanner(limits), {v.node for v in factors},
+                                bounds.chunk if bounds else 1)
         manifest = {
             "target": self.name, "compiler_version": compiler_version(),
             "options": {k: v for k, v in sorted(options.items())}, **signature(graph),
@@ -162,5 +166,7 @@ class GpuTarget(Target):
                             "outputs": _buffer_entries(stored, [v for _, v in stored.outputs])},
             "launches": program.steps, "kernels": program.table,
         }
+        if bounds:
+            bounds.describe(manifest, stored, factors)
         artifact = Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

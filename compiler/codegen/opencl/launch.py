@@ -9,7 +9,7 @@ whose work groups exceed the device it runs on.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 WAVE = 32  # work items that run in lockstep on common GPUs: groups are sized in multiples of it
 
@@ -48,10 +48,19 @@ class DeviceLimits:
 
 @dataclass(frozen=True)
 class Launch:
-    """An NDRange: global and local sizes (global a multiple of local in every dim)."""
+    """An NDRange: global and local sizes (global a multiple of local in every dim). `entries`, set
+    by kernels whose work along one dim follows their output's leading (batch) dim, is (that dim,
+    its units of work at the compiled batch, units per work group): a dynamic batch launches only
+    the groups of its first n entries (compiler/dynamic_batch.py)."""
 
     global_size: tuple[int, ...]
     local_size: tuple[int, ...]
+    entries: tuple[int, int, int] | None = None
+
+    def over_entries(self, units: int, axis: int = 0, per_group: int | None = None) -> "Launch":
+        """This launch, its `units` of work along `axis` walking the output's batch outermost
+        (per_group: units a work group covers, by default one per work item)."""
+        return replace(self, entries=(axis, units, self.local_size[axis] if per_group is None else per_group))
 
 
 @dataclass(frozen=True)
@@ -116,8 +125,8 @@ class LaunchPlanner:
     def per_output(self, outputs: int, lanes: int) -> Launch:
         """`lanes` items per output: one group per output, or plain linear items when lanes is 1."""
         if lanes == 1:
-            return self.linear(outputs)
-        return Launch((outputs * lanes,), (lanes,))
+            return self.linear(outputs).over_entries(outputs)
+        return Launch((outputs * lanes,), (lanes,)).over_entries(outputs, per_group=1)
 
     def gemm_tile(self, rows: int, columns: int, element_bytes: int = 4, batch: int = 1) -> GemmTile:
         """The largest tile that neither wastes most of a small matrix nor exceeds the device, nor

@@ -17,7 +17,7 @@ from compiler.codegen.kernel_table import node_entry
 from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
 from compiler.codegen.opencl.dialect import OpenCLDialect
 from compiler.codegen.opencl.kernels.registry import NAME, GpuContext, Tensor, gpu_kernel_for
-from compiler.codegen.opencl.launch import LaunchPlanner
+from compiler.codegen.opencl.launch import Launch, LaunchPlanner
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import numpy_dtype
 
@@ -43,7 +43,19 @@ def _buffer(location: Location) -> dict:
     return {"buffer": location.region, "offset": location.offset}
 
 
-def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planner: LaunchPlanner) -> Program:
+def _entries(launch: Launch, chunk: int) -> dict | None:
+    """A step's `batch`: how its dim `axis` shrinks for n of the `chunk` entries it was compiled for
+    (ceil(n * per_entry / per_group) groups), when its kernel says its work walks the batch."""
+    if launch.entries is None or launch.entries[1] % chunk:
+        return None
+    axis, units, per_group = launch.entries
+    return {"axis": axis, "per_entry": units // chunk, "per_group": per_group}
+
+
+def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planner: LaunchPlanner,
+                  batched: set[str] = frozenset(), chunk: int = 1) -> Program:
+    """The program and its launch plan; a dynamic batch compiled for `chunk` entries gives the nodes
+    whose outputs carry it (`batched`), whose launches may then shrink with the batch."""
     names: dict[str, str] = {}  # kernel source -> its name
     sources: list[str] = []
     steps: list[dict] = []
@@ -71,6 +83,9 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
             steps.append({"kernel": names[launch.source], "node": node.name, "op_type": node.qualified_op,
                           "args": args, "global": list(launch.launch.global_size),
                           "local": list(launch.launch.local_size), "profile": entry})
+            entries = _entries(launch.launch, chunk) if node.name in batched else None
+            if entries:
+                steps[-1]["batch"] = entries
         if len(steps) and steps[-1].get("profile") == entry:
             table.append(node_entry(graph, node, steps[-1]["kernel"]))
     source = "\n".join(part for part in [dialect.prelude(), *sources] if part)

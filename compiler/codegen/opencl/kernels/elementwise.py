@@ -103,7 +103,8 @@ def load_operands(ctx: GpuContext, out_shape, shapes: list) -> Operands:
 def broadcasting_kernel(ctx: GpuContext, operands: Operands, result: str, lines: Sequence[str] = ()) -> KernelLaunch:
     """y[i] = `result` (a storable expression) after `lines`, over the loaded operands."""
     out = ctx.output()
-    return ctx.kernel("elementwise.cl.j2", operands.params + [out], ctx.planner.linear(out.size), count=out.size,
+    launch = ctx.planner.linear(out.size).over_entries(out.size)
+    return ctx.kernel("elementwise.cl.j2", operands.params + [out], launch, count=out.size,
                       coords=operands.coords, values=operands.values, lines=list(lines), result=result)
 
 

@@ -66,12 +66,19 @@ def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, i
                   bases=[{"name": key, "value": text} for key, text in bases.items()])
     if rows <= GEMV_ROWS and conv is None:
         lanes, per_group, launch = ctx.planner.gemv(columns, depth, b["k_fast"], math.prod(batch))
+        launch = launch.over_entries(math.prod(batch), axis=2) if batch else launch
         return ctx.kernel("gemv.cl.j2", params + extras + [y], launch, LANES=lanes, COLUMNS=per_group, **shared)
     tile = ctx.planner.gemm_tile(rows, columns, batch=math.prod(batch))
     a["vector"] = a["vector"] and depth % 4 == 0 and tile.tk % 4 == 0
     b["vector"] = b["vector"] and columns % 4 == 0 and tile.columns % 4 == 0
-    return ctx.kernel("gemm.cl.j2", params + extras + [y], ctx.planner.gemm(tile, rows, columns, math.prod(batch)),
-                      tile=tile, conv=conv, **shared)
+    launch = ctx.planner.gemm(tile, rows, columns, math.prod(batch))
+    if conv is not None:  # columns are images x positions
+        launch = launch.over_entries(columns, axis=0, per_group=tile.columns)
+    elif batch:
+        launch = launch.over_entries(math.prod(batch), axis=2)
+    else:  # Y is [rows, columns]: rows walk the batch
+        launch = launch.over_entries(rows, axis=1, per_group=tile.rows)
+    return ctx.kernel("gemm.cl.j2", params + extras + [y], launch, tile=tile, conv=conv, **shared)
 
 
 def matmul_shape(a_shape, b_shape) -> tuple[tuple[int, int, int], list[int], dict]:
