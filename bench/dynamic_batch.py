@@ -1,12 +1,13 @@
 """The dynamic-batch encoder beside the same encoder compiled static, in one run (issue 7's benchmark).
 
     python bench/dynamic_batch.py [--bound 8] [--batches 1 4 8] [--sequence 128] [--threads 1 all]
-                                  [--iterations 20] [--out DIR]
+                                  [--target cpu|gpu] [--device NAME] [--iterations 20] [--out DIR]
 
 The BERT-style encoder of bench/models.py (4 layers, hidden 256) is compiled once with a dynamic
 batch 1..BOUND (compiler/dynamic_batch.py) and once per measured batch size as a static model; each
 batch size runs on both, and the table gives the median latencies and dynamic / static (target
-<= 1.2 at sequence 128). Writes DIR/dynamic_batch.md and .json.
+<= 1.2 at sequence 128). `--target gpu` does the same on an OpenCL device (`--device`: as runtime.load;
+the thread column is then meaningless and shows 1). Writes DIR/dynamic_batch.md and .json.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.compare import kiln_runner, median_latency, ratio, write_report  # noqa: E402
+from bench.gpu_vs_cpu import gpu_runner  # noqa: E402
 from bench.models import bert_encoder  # noqa: E402
 
 
@@ -31,15 +33,18 @@ def measure(args, directory: Path) -> dict:
 
     encoder = bert_encoder(sequence=args.sequence, dynamic=True)
     names = ("input_ids", "attention_mask")
-    dynamic = compiler.compile(encoder.model, target="cpu", shapes={
-        name: [f"1..{args.bound}", args.sequence] for name in names}).save(directory / "dynamic.kiln")
+    options = {"device": args.device} if args.target == "gpu" else {}
+    dynamic = compiler.compile(encoder.model, target=args.target, shapes={
+        name: [f"1..{args.bound}", args.sequence] for name in names}, **options).save(directory / "dynamic.kiln")
     rows = {}
     for batch in args.batches:
-        static = compiler.compile(encoder.model, target="cpu", shapes={
-            name: [batch, args.sequence] for name in names}).save(directory / f"static_{batch}.kiln")
+        static = compiler.compile(encoder.model, target=args.target, shapes={
+            name: [batch, args.sequence] for name in names}, **options).save(directory / f"static_{batch}.kiln")
         feeds = encoder.make_inputs(np.random.default_rng(batch), batch=batch, sequence=args.sequence)
         for threads in args.thread_counts:
-            times = {kind: median_latency(kiln_runner(path, feeds, threads), args.iterations) * 1e3
+            run = (lambda path: gpu_runner(path, feeds, args.device)) if args.target == "gpu" else \
+                (lambda path: kiln_runner(path, feeds, threads))
+            times = {kind: median_latency(run(path), args.iterations) * 1e3
                      for kind, path in (("static", static), ("dynamic", dynamic))}
             rows[f"{batch}x{threads}"] = {"batch": batch, "threads": threads, **times}
             print(f"batch {batch}, {threads} thread(s): static {times['static']:.2f} ms, "
@@ -48,7 +53,8 @@ def measure(args, directory: Path) -> dict:
 
 
 def markdown(report: dict) -> str:
-    lines = [f"BERT-style encoder, sequence {report['sequence']}, dynamic batch 1..{report['bound']}", "",
+    lines = [f"BERT-style encoder, sequence {report['sequence']}, dynamic batch 1..{report['bound']}, target "
+             f"{report['target']}", "",
              "| batch | threads | static ms | dynamic ms | dynamic / static (<= 1.2) |", "|---|---|---|---|---|"]
     for row in report["rows"].values():
         lines.append(f"| {row['batch']} | {row['threads']} | {row['static']:.2f} | {row['dynamic']:.2f} | "
@@ -62,13 +68,16 @@ def main() -> None:
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8])
     parser.add_argument("--sequence", type=int, default=128)
     parser.add_argument("--threads", nargs="+", default=["1", "all"])
+    parser.add_argument("--target", choices=["cpu", "gpu"], default="cpu")
+    parser.add_argument("--device", default=None, help="gpu: OpenCL device index or name (default: as runtime.load)")
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--out", type=Path, default=Path("compare-results"))
     args = parser.parse_args()
-    args.thread_counts = sorted({os.cpu_count() if t == "all" else int(t) for t in args.threads})
+    args.thread_counts = [1] if args.target == "gpu" else \
+        sorted({os.cpu_count() if t == "all" else int(t) for t in args.threads})
     with tempfile.TemporaryDirectory() as directory:
         rows = measure(args, Path(directory))
-    report = {"sequence": args.sequence, "bound": args.bound, "rows": rows}
+    report = {"sequence": args.sequence, "bound": args.bound, "target": args.target, "rows": rows}
     write_report(report, markdown(report), args.out, "dynamic_batch")
 
 
