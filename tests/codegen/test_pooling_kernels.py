@@ -25,6 +25,11 @@ WINDOWS = [
     ((1, 2, 5, 75), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
     ((1, 2, 3, 40), {"kernel_shape": [2, 4], "strides": [1, 1], "pads": [0, 2, 1, 1], "dilations": [1, 2]}),
     ((1, 2, 3, 70), {"kernel_shape": [1, 5], "strides": [1, 5], "ceil_mode": 1}),
+    # the plane form: stride 1, rows as long as the input's, a small plane (the first case above too)
+    ((1, 4, 14, 14), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 28, 28), {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}),
+    ((1, 2, 6, 7), {"kernel_shape": [3, 3], "dilations": [2, 2], "pads": [1, 2, 0, 2]}),
+    ((2, 3, 11), {"kernel_shape": [3], "dilations": [2]}),
 ]
 
 
@@ -84,3 +89,18 @@ def test_windows_past_the_input_are_rejected():
 def test_global_pools(op, shape, dtype):
     x = random(shape, dtype)
     assert_cpu_matches_ref(node_model(op, {"x": x}), {"x": x}, exact=op == "GlobalMaxPool")
+
+
+def test_small_stride_1_planes_take_the_plane_form():
+    from compiler.codegen.llvm.kernels.pooling import _plane_form, _pool_items
+    from compiler.driver import optimize
+
+    def items(shape, attrs, op="MaxPool"):
+        model = optimize(node_model(op, {"x": random(shape)}, attrs=attrs), "cpu")
+        node = next(n for n in model.nodes() if n.op_type == op)
+        return _plane_form(model, node) is not None, _pool_items(model, node)
+
+    same = {"kernel_shape": [3, 3], "pads": [1, 1, 1, 1]}
+    assert items((1, 576, 14, 14), same, "AveragePool") == (True, 576)
+    assert items((1, 64, 56, 56), same) == (False, 64 * 56)  # a large plane: a row per item
+    assert items((1, 8, 14, 14), {**same, "strides": [2, 2]}) == (False, 8 * 7)

@@ -9,10 +9,17 @@ over exactly their valid taps, without bounds tests; along the row, a vector of 
 combined in a register over all taps and stored once, each tap one load masked to the input
 (strided windows keep every stride-th lane of a wider load). MaxPool with Indices instead walks,
 for each tap of the innermost dim, the output positions that read it inside the input (a table).
+
+Small planes at stride 1 (Inception's 3x3 pools on 28 x 28 to 7 x 7 maps, where a row fills part of a
+vector) take the plane form: a work item is a whole (image, channel) plane, its flattened output
+positions a few vectors. Rows as long as the input's make every tap of such a vector read one
+contiguous run of the input, so each (vector, tap) is one load under a constant mask (the lanes
+whose tap lies inside the input), unrolled at compile time with the divisors as constants.
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from contextlib import ExitStack, contextmanager
 from dataclasses import astuple
@@ -208,12 +215,74 @@ def _emit_pool(ctx: KernelContext) -> None:
             _emit_finish(ctx, out_start, outer_windows, window_tables)
 
 
-def _pool_rows(graph: Graph, node: Node) -> int:
-    return math.prod(node.outputs[0].shape[:-1])
+PLANE_POSITIONS = 1024  # output positions of a plane the plane form takes at most
+PLANE_LOADS = 512  # and (vector, tap) loads per plane at most (unrolled code)
 
 
-register_kernel(KernelSpec(("MaxPool", "AveragePool", "LpPool"), _check_pool, _pool_rows, _emit_pool,
-                           batch_items=lambda graph, node, bound: batch_major(_pool_rows(graph, node), bound)))
+def _plane_form(graph: Graph, node: Node) -> list[PoolDim] | None:
+    """The pool's dims when it takes the plane form: MaxPool without Indices or AveragePool, stride 1,
+    every spatial dim but the first as long as the input's, a small plane."""
+    if node.op_type not in ("MaxPool", "AveragePool") or (node.op_type == "MaxPool" and
+                                                          extra_outputs_used(graph, node)):
+        return None
+    dims = pool_dims(graph, node)
+    positions = math.prod(dim.size_out for dim in dims)
+    vectors = -(-positions // vector_lanes(graph.input_types(node)[0].dtype))
+    if any(dim.stride != 1 for dim in dims) or any(dim.size_out != dim.size_in for dim in dims[1:]) or \
+            positions > PLANE_POSITIONS or vectors * math.prod(dim.kernel for dim in dims) > PLANE_LOADS:
+        return None
+    return dims
+
+
+def _emit_planes(ctx: KernelContext, dims: list[PoolDim]) -> None:
+    b, x, y, node = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node
+    kind, value_type, lanes = kind_of(x.dtype), element_type(x.dtype), vector_lanes(x.dtype)
+    positions, plane_in = math.prod(dim.size_out for dim in dims), math.prod(dim.size_in for dim in dims)
+    coordinates = np.unravel_index(np.arange(positions), [dim.size_out for dim in dims])
+    in_strides = [math.prod(dim.size_in for dim in dims[axis + 1:]) for axis in range(len(dims))]
+    taps = []  # (input offset from the output position, lanes inside the input) per tap, row-major
+    for tap in itertools.product(*(range(dim.kernel) for dim in dims)):
+        shifts = [t * dim.dilation - dim.pad_begin for t, dim in zip(tap, dims)]
+        inside = np.logical_and.reduce([(c + s >= 0) & (c + s < dim.size_in)
+                                        for c, s, dim in zip(coordinates, shifts, dims)])
+        taps.append((sum(s * stride for s, stride in zip(shifts, in_strides)), inside))
+    windows = [dim.windows(bool(node.attrs.get("count_include_pad", 0))) for dim in dims]
+    divisors = np.prod([[windows[axis][c].divisor for c in coordinates[axis]] for axis in range(len(dims))], axis=0)
+    initial = _initial(node.op_type, value_type, kind)
+    mask_type = ir.VectorType(ir.IntType(1), lanes)
+    with for_range(b, ctx.begin, ctx.end, name="plane") as plane:
+        in_base, out_base = b.mul(plane, const_i64(plane_in)), b.mul(plane, const_i64(positions))
+        for first in range(0, positions, lanes):
+            acc = splat(b, initial, lanes)
+            for offset, inside in taps:
+                mask = [bool(v) for v in inside[first:first + lanes]] + [False] * max(0, first + lanes - positions)
+                if any(mask):
+                    value = masked_load_where(b, x.ptr, x.dtype, b.add(in_base, const_i64(first + offset)),
+                                              ir.Constant(mask_type, mask), splat(b, initial, lanes))
+                    acc = _combine(b, node, acc, value, kind)
+            if node.op_type == "AveragePool":
+                chunk = [float(d) for d in divisors[first:first + lanes]]
+                acc = b.fdiv(acc, ir.Constant(acc.type, chunk + [1.0] * (lanes - len(chunk))))
+            masked_store(b, acc, y.ptr, y.dtype, b.add(out_base, const_i64(first)),
+                         const_i64(min(lanes, positions - first)))
+
+
+def _emit_pool_kernel(ctx: KernelContext) -> None:
+    dims = _plane_form(ctx.graph, ctx.node)
+    if dims is None:
+        _emit_pool(ctx)
+    else:
+        _emit_planes(ctx, dims)
+
+
+def _pool_items(graph: Graph, node: Node) -> int:
+    """Output rows, or (image, channel) planes in the plane form."""
+    shape = node.outputs[0].shape
+    return math.prod(shape[:2] if _plane_form(graph, node) else shape[:-1])
+
+
+register_kernel(KernelSpec(("MaxPool", "AveragePool", "LpPool"), _check_pool, _pool_items, _emit_pool_kernel,
+                           batch_items=lambda graph, node, bound: batch_major(_pool_items(graph, node), bound)))
 
 
 # ----- GlobalAveragePool / GlobalMaxPool: a mean / max reduction over the spatial dims ---------
