@@ -5,6 +5,8 @@ Sizes are odd on purpose: they leave partial register tiles (rows and vector col
 k chunks (16) and several k blocks, channel chunks and work items.
 """
 
+import math
+
 import numpy as np
 import pytest
 from onnx import helper, numpy_helper
@@ -118,6 +120,21 @@ def test_channel_vector_conv_float64():
     (fused,) = [n for n in optimize(model, "cpu").nodes() if n.op_type == "FusedConv"]
     assert fused.attrs["transposed_weights"] == 1 and fused.attrs["out_channels"] == 68
     _check_fused(model, {"x": x}, "FusedConv", 2)
+
+
+def test_a_pointwise_conv_with_few_channel_blocks_splits_its_rows_between_items():
+    """Inception's 1x1 conv from 576 to 160 channels on 14 x 14: 5 channel blocks would leave 2 threads a
+    3 : 2 share, so its rows split too (the CHANNEL_VECTORS cases above run split plans against ref)."""
+    from compiler.codegen.llvm.kernels.convolution import PARALLEL_ITEMS, ConvGeometry, channel_vector_plan
+
+    def plan(channels, size, kernel, pads=(0, 0)):
+        return channel_vector_plan(ConvGeometry("float32", 1, 576, channels, 1, (size, size), (kernel, kernel),
+                                                (size, size), (1, 1), (1, 1), pads))
+
+    split = plan(160, 14, 1)
+    assert split.reads_input and split.rows < 14 and math.prod(split.item_dims) >= PARALLEL_ITEMS
+    assert plan(256, 14, 1).rows == 14  # 8 blocks of 32 channels
+    assert plan(160, 14, 3, (1, 1)).rows == 14  # staged: every item would stage its rows again
 
 
 def test_conv_float64_relu_then_residual():

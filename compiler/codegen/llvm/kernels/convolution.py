@@ -208,7 +208,9 @@ class DirectPlan:
 
     @property
     def slot(self) -> int:
-        """Staged elements per (input channel, outer kernel tap)."""
+        """Staged elements per (input channel, outer kernel tap); a conv read in place: its input plane."""
+        if self.reads_input:
+            return math.prod(self.g.in_size)
         return self.g.phase_count * self.staged_rows * self.g.pitch
 
     @property
@@ -294,7 +296,9 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
     """The channel-vector form: a tile of positions x channels (its columns dividing the channels rounded up
     to whole vectors, which the transposed weights pad with zeros, so no weight is read past them), all
     output rows per item, and the channel blocks that leave PARALLEL_ITEMS items. Steps take several
-    input channels only when they divide the channels."""
+    input channels only when they divide the channels. A stride-1 pointwise conv (read in place, nothing
+    staged per item) with too few channel blocks for that splits its rows between items too: a 1x1 conv
+    to 160 channels on 14 x 14 has 5 blocks, which 2 threads share 3 : 2."""
     positions, channels = math.prod(g.out_size), round_up(g.out_channels, vector_lanes(g.dtype))
     tile = choose_tile(g.dtype, positions, channels, columns_divide=True)
     taps = math.prod(g.kernel)
@@ -306,7 +310,11 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
         chunk = g.in_group
     blocks = [block for block in range(tile.columns, channels + 1, tile.columns) if channels % block == 0]
     block = max([block for block in blocks if g.batch * channels // block >= PARALLEL_ITEMS] or blocks[:1])
-    return DirectPlan(g, tile, block, g.out_size[-2], per_step, chunk, round_up(positions, tile.rows), True)
+    rows, items = g.out_size[-2], g.batch * channels // block
+    if g.pointwise and all(s == 1 for s in g.strides) and items < PARALLEL_ITEMS:
+        rows = math.ceil(rows / min(rows, math.ceil(PARALLEL_ITEMS / items)))
+    positions = rows * math.prod(g.out_size[-1:])
+    return DirectPlan(g, tile, block, rows, per_step, chunk, round_up(positions, tile.rows), True)
 
 
 class _DirectConv:
@@ -359,11 +367,12 @@ class _DirectConv:
                                          lambda plane, slot: self._stage(plane, slot, row0, column0))
                 planes = b.mul(chunk, const_i64(plan.outer_taps))
                 steps = b.udiv(b.add(planes, const_i64(plan.planes_per_step - 1)), const_i64(plan.planes_per_step))
-                self._multiply(stage, c0, planes, steps, first_channel, channels)
+                self._multiply(stage, c0, planes, steps, first_channel, channels, row0, rows)
             self._store(image, first_channel, channels, position, row0, column0, rows, columns)
 
-    def _multiply(self, stage, c0, planes, steps, first_channel, channels) -> None:
-        """acc += the chunk's weights (packed here) times the staged chunk (at `stage`)."""
+    def _multiply(self, stage, c0, planes, steps, first_channel, channels, row0, rows) -> None:
+        """acc += the chunk's weights (packed here) times the staged chunk (at `stage`); the staged rows
+        are the item's own (its first output row is staged row 0)."""
         b, g, plan = self.b, self.g, self.plan
         weights = linear(b, [first_channel, c0], self.w_strides[:2])
         pack_rows(b, plan.tile, g.dtype, self.w, weights, (self.w_strides[0], 1), channels, steps, self.step_width,
@@ -474,10 +483,11 @@ class _ChannelVectorConv(_DirectConv):
         super().__init__(ctx, geometry, plan, epilogue)
         self.square = stack_buffer(self.b, geometry.dtype, vector_lanes(geometry.dtype) ** 2)
 
-    def _multiply(self, stage, c0, planes, steps, first_channel, channels) -> None:
+    def _multiply(self, stage, c0, planes, steps, first_channel, channels, row0, rows) -> None:
+        """The item's output rows [row0, row0 + rows) of a conv read in place (all rows otherwise: row0 0)."""
         b, g, plan = self.b, self.g, self.plan
         tile, dtype, width = plan.tile, element_type(g.dtype), g.out_size[-1]
-        count = math.prod(g.out_size)
+        first, count = b.mul(row0, const_i64(width)), b.mul(rows, const_i64(width))
         per_step, taps = plan.planes_per_step, plan.taps
         offsets = [self._tap_offset(kh, kw) for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1])]
         a_operand = Operand(per_step * plan.slot,
@@ -490,7 +500,7 @@ class _ChannelVectorConv(_DirectConv):
             with rolled_range(b, 0, plan.positions, tile.rows, name="n0") as n0:
                 rows = []
                 for r in range(tile.rows):  # a position's staged input; positions past the last repeat it
-                    position = smin(b, b.add(n0, const_i64(r)), const_i64(count - 1))
+                    position = b.add(first, smin(b, b.add(n0, const_i64(r)), b.sub(count, const_i64(1))))
                     row, column = b.udiv(position, const_i64(width)), b.urem(position, const_i64(width))
                     rows.append(b.gep(stage, [linear(b, [row, column], [g.pitch, 1])], source_etype=dtype))
                 emit_register_tile(b, tile, g.dtype, steps, rows, a_operand, b.gep(weights, [m0], source_etype=dtype),
@@ -502,11 +512,12 @@ class _ChannelVectorConv(_DirectConv):
         square of lanes x lanes at a time: transposed in registers into a scratch square, then stored along
         the positions (positions past the last repeat it and are dropped)."""
         b, g, plan = self.b, self.g, self.plan
-        lanes, count = vector_lanes(g.dtype), math.prod(g.out_size)
+        lanes, width = vector_lanes(g.dtype), g.out_size[-1]
+        first, count = b.mul(row0, const_i64(width)), b.mul(rows, const_i64(width))  # the item's positions
         with rolled_range(b, 0, channels, lanes, name="out_channels") as m0:
             with rolled_range(b, 0, count, lanes, name="out_positions") as q0:
                 square = [load_vector(b, self.acc, g.dtype, linear(b, [smin(b, b.add(q0, const_i64(i)),
-                                                                            const_i64(count - 1)), m0],
+                                                                            b.sub(count, const_i64(1))), m0],
                                                                    [plan.block, 1]), lanes) for i in range(lanes)]
                 for j, column in enumerate(transpose_square(b, square)):
                     store_vector(b, column, self.square, g.dtype, const_i64(j * lanes), aligned=True)
@@ -514,11 +525,11 @@ class _ChannelVectorConv(_DirectConv):
                     channel = b.add(first_channel, b.add(m0, j))
                     bias = None if self.bias is None else load(b, self.bias, g.dtype, channel)
                     out = linear(b, [image, channel], self.y_strides[:2])
-                    with rolled_range(b, 0, smin(b, const_i64(lanes), b.sub(const_i64(count), q0)),
+                    with rolled_range(b, 0, smin(b, const_i64(lanes), b.sub(count, q0)),
                                       name="out_position") as i:
                         value = load(b, self.square, g.dtype, linear(b, [j, i], [lanes, 1]))
                         value = value if bias is None else b.fadd(value, bias)
-                        q = b.add(q0, i)
+                        q = b.add(first, b.add(q0, i))
                         if self.epilogue is not None:
                             value = self.epilogue(b, value, out, q)
                         store(b, value, self.y, g.dtype, b.add(out, q))
