@@ -210,7 +210,8 @@ class _Slot:
                 if nbytes:
                     cl.enqueue_fill_buffer(self.queue, buffer, np.uint8(0), 0, nbytes)
         self.outputs = [cl.Buffer(context, flags.READ_WRITE, max(nbytes, 1)) for nbytes in executor.output_bytes]
-        buffers = {"weights": executor.weights, "workspace": self.workspace}
+        self.scratch = cl.Buffer(context, flags.READ_WRITE, max(plan.get("scratch_bytes", 0), 1))  # kept: kernels use it
+        buffers = {"weights": executor.weights, "workspace": self.workspace, "scratch": self.scratch}
         self.steps = []
         for step in executor.manifest["launches"]:
             if "copy" in step:

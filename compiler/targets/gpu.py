@@ -161,6 +161,7 @@ class GpuTarget(Target):
             "opencl": {"source": "model.cl", "build_options": dialect.build_options, "precision": precision,
                        "extensions": _extensions(dialect, precision_of(options)), "planned_for": limits.to_json()},
             "memory_plan": {"workspace_bytes": plan.workspace_bytes, "weights_bytes": len(plan.weights),
+                            "scratch_bytes": program.scratch_bytes,
                             "kernels": program.kernels,
                             "inputs": _buffer_entries(stored, [Value(n, 0) for n in stored.inputs]),
                             "outputs": _buffer_entries(stored, [v for _, v in stored.outputs])},

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import compiler
+import runtime
 from compiler.codegen.opencl.launch import DeviceLimits, GemmTile, LaunchPlanner
 from compiler.driver import UnsupportedByTargetError
 from tests.gpu.harness import assert_gpu_matches_ref, nodes_model, random
@@ -66,6 +67,32 @@ def test_small_products_take_tiles_that_fill_the_compute_units():
     assert big.gemm_tile(64, 64) == GemmTile(16, 16, 1, 1, 16)  # none fills: the most items (16 groups of 256)
     assert big.gemm_tile(128, 256, batch=8) == GemmTile(16, 16, 2, 2, 16)  # 8 x 32 x 32 tiles: 256 groups
     assert small.lanes(512, 128) == 1 and big.lanes(512, 128) == 32 and big.lanes(100_000, 128) == 1
+    # a deep sum splits along k so that 32 x 32 tiles fill the units, instead of 8 x 8 ones
+    assert big.split_gemm_tile(512, 49, 4608) == (GemmTile(16, 16, 2, 2, 16), 5)
+    assert small.split_gemm_tile(512, 49, 4608) == (GemmTile(16, 16, 2, 2, 16), 1)
+    assert big.split_gemm_tile(512, 49, 300) == (GemmTile(8, 8, 1, 1, 8), 1)  # too shallow to split
+
+
+def test_sums_split_along_k_add_up_in_a_second_kernel(monkeypatch):
+    """Compiled for a device of 132 compute units, small deep products split their sums (slices in the
+    scratch buffer, then gemm_sum.cl.j2 with the epilogue): a fused conv, a batched MatMul."""
+    big = DeviceLimits(max_work_group_size=1024, max_work_item_sizes=(1024, 1024, 64), local_mem_bytes=48 * 1024,
+                       compute_units=132)
+    monkeypatch.setattr("compiler.targets.gpu._device_limits", lambda device: big)
+    feeds = {"x": random((1, 96, 7, 7)), "w": random((64, 96, 3, 3), seed=1), "b": random((64,), seed=2),
+             "p": random((2, 3, 40, 1100), seed=3), "q": random((1100, 20), seed=4)}
+    model = nodes_model([("Conv", ["x", "w", "b"], {"pads": [1, 1, 1, 1]}), ("Relu", ["Conv_0"], {}),
+                         ("MatMul", ["p", "q"], {})], feeds)
+    outputs = [output for output in model.graph.output if output.name != "Conv_0"]
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    artifact = compiler.compile(model, target="gpu", device="132 units")
+    kernels = [step["kernel"] for step in artifact.manifest["launches"]]
+    assert len(kernels) == 4 and artifact.manifest["memory_plan"]["scratch_bytes"] > 0
+    expected = runtime.load(compiler.compile(model, target="ref")).infer(feeds)
+    got = runtime.load(artifact).infer(feeds)
+    for name, value in expected.items():
+        np.testing.assert_allclose(got[name], value, **TOLERANCE)
 
 
 def test_conv_groups_strides_pads_dilations():

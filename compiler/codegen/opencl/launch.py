@@ -12,6 +12,8 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 WAVE = 32  # work items that run in lockstep on common GPUs: groups are sized in multiples of it
+SLICE_DEPTH = 256  # reduction steps per k-slice at least, when a GEMM splits its sum (gemm_tile)
+MAX_SLICES = 16
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,13 @@ class LaunchPlanner:
         leaves compute units idle: a smaller one while the work groups are fewer than the units
         (where none fills them, the one with the most work items). Each output sums along k in the
         same order whatever the tile, so the choice never changes a result."""
+        return self.split_gemm_tile(rows, columns, 0, element_bytes, batch)[0]
+
+    def split_gemm_tile(self, rows: int, columns: int, depth: int, element_bytes: int = 4,
+                        batch: int = 1) -> tuple[GemmTile, int]:
+        """(tile, k-slices): as gemm_tile, but a deep sum (depth) may split into up to MAX_SLICES slices of
+        SLICE_DEPTH steps or more, summed by a second kernel, so that a larger tile fills the units: a
+        3x3 conv on a 7 x 7 map (49 columns, 4608 deep) runs 32 x 32 tiles in 5 slices, not 8 x 8 ones."""
         if rows <= 4:  # matrix-vector shaped: a row of items over the columns
             wn = 4 if columns >= 256 else 2 if columns >= 128 else 1
             candidates = [GemmTile(64, 1, max(rows, 1), wn, 16), GemmTile(32, 1, max(rows, 1), wn, 16),
@@ -148,13 +157,19 @@ class LaunchPlanner:
             candidates += [GemmTile(16, 16, 1, 1, 16), GemmTile(8, 8, 2, 2, 8), GemmTile(8, 8, 1, 1, 8)]
         fitting = [tile for tile in candidates if self.fits((tile.lx, tile.ly), tile.local_bytes(element_bytes))]
         if not fitting:
-            return GemmTile(1, 1, 1, 1, 1)
+            return GemmTile(1, 1, 1, 1, 1), 1
 
         def groups(tile: GemmTile) -> int:
             return -(-rows // tile.rows) * -(-columns // tile.columns) * batch
 
-        filling = [tile for tile in fitting if groups(tile) >= self.limits.compute_units]
-        return filling[0] if filling else max(fitting, key=lambda tile: groups(tile) * tile.lx * tile.ly)
+        units = self.limits.compute_units
+        most = max(1, min(MAX_SLICES, depth // SLICE_DEPTH))
+        for tile in fitting:
+            if groups(tile) >= units:
+                return tile, 1
+            if groups(tile) * most >= units:
+                return tile, -(-units // groups(tile))
+        return max(fitting, key=lambda tile: groups(tile) * tile.lx * tile.ly), 1
 
     def gemv(self, columns: int, depth: int, k_fast: bool, batch: int) -> tuple[int, int, Launch]:
         """(lanes splitting k, columns per group, NDRange) of a matrix-vector shaped product: a group

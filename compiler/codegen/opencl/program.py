@@ -5,7 +5,8 @@ Kernels with identical source (same op, shapes and attributes) are emitted once 
 with different arguments, so a network of repeated blocks builds fewer kernels. Each kernel's
 section of the source (its helper functions, then the kernel) starts with a line
 `// kernel NAME: OP (node NODE)`, which build errors are traced back by. An argument is a buffer
-(an input, an output, the weights or the workspace) plus the element offset of the tensor in it.
+(an input, an output, the weights, the workspace or the scratch buffer) plus the element offset of
+the tensor in it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ class Program:
     steps: list[dict]  # the launch plan, in order
     kernels: int  # distinct kernels in `source`
     table: list[dict]  # the profiled nodes, in order: a launch's `profile` is its entry's index
+    scratch_bytes: int  # the largest scratch buffer a kernel takes (GpuContext.scratch)
 
 
 def _argument(location: Location, tensor: Tensor) -> dict:
@@ -60,6 +62,7 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
     sources: list[str] = []
     steps: list[dict] = []
     table: list[dict] = []
+    scratch = 0
     for step in plan.steps:
         if step.node is None:
             size = tensor_bytes(graph.type_of(step.copy_source))
@@ -78,8 +81,10 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
                 name = names[launch.source]
                 sources.append(f"// kernel {name}: {node.qualified_op} (node {node.name})\n"
                                + launch.source.replace(NAME, name))
-            args = [_argument(plan.locations[values[p.index] if p.role == "input" else Value(node.name, p.index)], p)
+            args = [{"buffer": "scratch", "offset": 0} if p.scratch else
+                    _argument(plan.locations[values[p.index] if p.role == "input" else Value(node.name, p.index)], p)
                     for p in launch.params]
+            scratch = max([scratch] + [p.size * 4 for p in launch.params if p.scratch])
             steps.append({"kernel": names[launch.source], "node": node.name, "op_type": node.qualified_op,
                           "args": args, "global": list(launch.launch.global_size),
                           "local": list(launch.launch.local_size), "profile": entry})
@@ -89,4 +94,4 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
         if len(steps) and steps[-1].get("profile") == entry:
             table.append(node_entry(graph, node, steps[-1]["kernel"]))
     source = "\n".join(part for part in [dialect.prelude(), *sources] if part)
-    return Program(source, steps, len(names), table)
+    return Program(source, steps, len(names), table, scratch)

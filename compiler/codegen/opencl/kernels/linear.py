@@ -18,6 +18,7 @@ import numpy as np
 
 from compiler.codegen.opencl.dialect import SINGLE
 from compiler.codegen.opencl.kernels.epilogue import epilogue
+from compiler.codegen.opencl.launch import round_up
 from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, Tensor, dtype_problem,
                                                       register_gpu_kernel)
 from compiler.codegen.opencl.steps import steps_problem
@@ -54,10 +55,12 @@ GEMV_ROWS = 4  # products with this many rows or fewer run the matrix-vector ker
 
 
 def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, int], batch: list[int],
-                 a: dict, b: dict, bases: dict, y_offset: str, value: str, conv: dict | None = None) -> KernelLaunch:
-    """The kernel storing `value` (a float expression over sum, m and n), or the fused node's epilogue
+                 a: dict, b: dict, bases: dict, y_offset: str, value: str, conv: dict | None = None) -> list[KernelLaunch]:
+    """The kernels storing `value` (a float expression over sum, m and n), or the fused node's epilogue
     of it, at output element `at` (y_offset): the tiled GEMM, or the matrix-vector kernel for a few
-    rows (no convolution has so few output channels that it would pay)."""
+    rows (no convolution has so few output channels that it would pay). A deep sum with too few tiles
+    to fill the device splits along k (LaunchPlanner.split_gemm_tile): the GEMM leaves each slice's
+    sums in the scratch buffer, and gemm_sum.cl.j2 adds them in slice order, then applies `value`."""
     rows, columns, depth = sizes
     y = ctx.output(0, "y")
     extras, lines, value = epilogue(ctx, value) if ctx.node.domain == KILN_DOMAIN else ([], [], value)
@@ -67,18 +70,29 @@ def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, i
     if rows <= GEMV_ROWS and conv is None:
         lanes, per_group, launch = ctx.planner.gemv(columns, depth, b["k_fast"], math.prod(batch))
         launch = launch.over_entries(math.prod(batch), axis=2) if batch else launch
-        return ctx.kernel("gemv.cl.j2", params + extras + [y], launch, LANES=lanes, COLUMNS=per_group, **shared)
-    tile = ctx.planner.gemm_tile(rows, columns, batch=math.prod(batch))
+        return [ctx.kernel("gemv.cl.j2", params + extras + [y], launch, LANES=lanes, COLUMNS=per_group, **shared)]
+    batches = math.prod(batch)
+    tile, slices = ctx.planner.split_gemm_tile(rows, columns, depth, batch=batches)
     a["vector"] = a["vector"] and depth % 4 == 0 and tile.tk % 4 == 0
     b["vector"] = b["vector"] and columns % 4 == 0 and tile.columns % 4 == 0
-    launch = ctx.planner.gemm(tile, rows, columns, math.prod(batch))
+    slice_depth = round_up(-(-depth // slices), tile.tk)  # whole tile steps per slice
+    slices = -(-depth // slice_depth)
+    launch = ctx.planner.gemm(tile, rows, columns, batches * slices)
     if conv is not None:  # columns are images x positions
         launch = launch.over_entries(columns, axis=0, per_group=tile.columns)
     elif batch:
-        launch = launch.over_entries(math.prod(batch), axis=2)
+        launch = launch.over_entries(batches * slices, axis=2)
     else:  # Y is [rows, columns]: rows walk the batch
         launch = launch.over_entries(rows, axis=1, per_group=tile.rows)
-    return ctx.kernel("gemm.cl.j2", params + extras + [y], launch, tile=tile, conv=conv, **shared)
+    if slices == 1:
+        return [ctx.kernel("gemm.cl.j2", params + extras + [y], launch, tile=tile, conv=conv, split=None, **shared)]
+    partial = ctx.scratch(slices * batches * rows * columns)
+    split = {"slices": slices, "depth": slice_depth, "batches": batches}
+    outputs = batches * rows * columns
+    total = ctx.planner.linear(outputs)
+    total = total if conv is not None else total.over_entries(outputs)  # a conv's images sit inside its columns
+    return [ctx.kernel("gemm.cl.j2", params + [partial], launch, tile=tile, conv=conv, split=split, **shared),
+            ctx.kernel("gemm_sum.cl.j2", params + extras + [partial, y], total, split=split, **shared)]
 
 
 def matmul_shape(a_shape, b_shape) -> tuple[tuple[int, int, int], list[int], dict]:
@@ -96,8 +110,8 @@ def matmul_shape(a_shape, b_shape) -> tuple[tuple[int, int, int], list[int], dic
 def _matmul(ctx: GpuContext) -> list[KernelLaunch]:
     a, b = ctx.input(0, "a"), ctx.input(1, "b")
     (m, n, k), batch, bases = matmul_shape(a.shape, b.shape)
-    return [_gemm_kernel(ctx, [a, b], (m, n, k), batch, _operand(ctx, a, "m", k, "k", 1),
-                         _operand(ctx, b, "k", n, "n", 1), bases, f"base + m * {n} + n", "sum")]
+    return _gemm_kernel(ctx, [a, b], (m, n, k), batch, _operand(ctx, a, "m", k, "k", 1),
+                        _operand(ctx, b, "k", n, "n", 1), bases, f"base + m * {n} + n", "sum")
 
 
 def _gemm(ctx: GpuContext) -> list[KernelLaunch]:
@@ -117,8 +131,8 @@ def _gemm(ctx: GpuContext) -> list[KernelLaunch]:
         params.append(c)
         term = d.load("c", " + ".join(f"{var} * {s}" for var, s in zip("mn", strides) if s) or "0", c.dtype)
         value += f" + {d.literal(attrs.get('beta', 1.0), 'float32')} * {term}"
-    return [_gemm_kernel(ctx, params, (m, n, k), [], _operand(ctx, a, "m", a_strides[0], "k", a_strides[1]),
-                         _operand(ctx, b, "k", b_strides[0], "n", b_strides[1]), bases, f"base + m * {n} + n", value)]
+    return _gemm_kernel(ctx, params, (m, n, k), [], _operand(ctx, a, "m", a_strides[0], "k", a_strides[1]),
+                        _operand(ctx, b, "k", b_strides[0], "n", b_strides[1]), bases, f"base + m * {n} + n", value)
 
 
 def leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> list[int]:
@@ -215,8 +229,8 @@ def _conv(ctx: GpuContext) -> list[KernelLaunch]:
         params.append(bias)
         bases["c_batch"] = f"q0 * {g.out_group}"
         value = f"sum + {d.load('c', 'c_batch + m', bias.dtype)}"
-    return [_gemm_kernel(ctx, params, (g.out_group, g.images * g.positions, g.depth), [g.group], a, b, bases,
-                         g.y_offset(), value, g.template)]
+    return _gemm_kernel(ctx, params, (g.out_group, g.images * g.positions, g.depth), [g.group], a, b, bases,
+                        g.y_offset(), value, g.template)
 
 
 def _check_floats(graph: Graph, node: Node) -> str | None:

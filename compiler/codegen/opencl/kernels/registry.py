@@ -45,6 +45,10 @@ class Tensor(TensorOperand):
     def readonly(self) -> bool:
         return self.role == "input"
 
+    @property
+    def scratch(self) -> bool:
+        return self.role == "scratch"
+
 
 @dataclass
 class KernelLaunch:
@@ -74,6 +78,11 @@ class GpuContext:
     def input(self, index: int, name: str | None = None) -> Tensor:
         value_type = self._types[index]
         return Tensor(name or f"x{index}", "input", index, value_type, self.dialect.type(value_type.dtype))
+
+    def scratch(self, elements: int, name: str = "partial") -> Tensor:
+        """A float buffer of the runtime's (the `scratch` buffer, shared by every kernel in turn) for a
+        node whose first kernel leaves results for its second."""
+        return Tensor(name, "scratch", 0, TensorType("float32", (elements,)), "float")
 
     def output(self, index: int = 0, name: str | None = None) -> Tensor:
         value_type = self.node.outputs[index]
