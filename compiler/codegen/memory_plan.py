@@ -7,7 +7,8 @@ once the last reader of its tensor has run (first fit, 64-byte aligned). View op
 reads each input element only to write the same output element (elementwise ops) writes
 its result in place over an input that nobody reads afterwards. With `concat_in_place`, the
 parts of a Concat whose parts are contiguous runs of its output (all dims before the axis are 1)
-are written by their producers straight into their places, and the Concat has no kernel.
+are written by their producers straight into their places, and the Concat has no kernel; such a
+Concat may itself be a part of the next (DenseNet's chains share one block).
 
 With `precompute=True`, nodes computed from constants alone that constant folding left to run
 time (their results are too large to store in the artifact, e.g. ConstantOfShape weights) are
@@ -121,28 +122,44 @@ def precomputable(graph: Graph) -> set[str]:
     return found
 
 
+def _is_concat(node: Node) -> bool:
+    return node.domain == "" and node.op_type == "Concat"
+
+
 def _concat_parts(graph: Graph, output_slot: dict, precomputed: set[str]) -> dict[Value, tuple[Value, int]]:
     """part -> (Concat output, byte offset of the part in it) for every Concat whose parts can all be
     written in place: its output in the workspace, all dims before its axis 1, and each part a distinct
-    value read by the Concat alone, computed by a kernel of one output (no view, input, constant,
-    precomputed value or other Concat), at a 64-byte aligned offset."""
+    value that no other Concat takes, computed by a kernel of one output (no view, input, constant or
+    precomputed value) or itself such a Concat (DenseNet's chains: each layer's Concat a prefix of the
+    next), at a 64-byte aligned offset. Other nodes may read a part too: it stays in place, and its
+    block lives as long as the Concat's."""
     parts: dict[Value, tuple[Value, int]] = {}
-    for node in graph.nodes():
-        if node.domain != "" or node.op_type != "Concat" or Value(node.name, 0) in output_slot:
+    for node in graph.topological_order():
+        if not _is_concat(node) or Value(node.name, 0) in output_slot:
             continue
         shape = node.outputs[0].shape
         axis = node.attrs["axis"] % len(shape)
         values = graph.input_values(node)
         producers = [graph.node(value.node) for value in values]
         if math.prod(shape[:axis]) != 1 or len(set(values)) != len(values) or any(
-                p.is_input or p.is_constant or is_view(p) or p.op_type == "Concat" or p.name in precomputed
-                or len(p.outputs) != 1 or graph.is_graph_output(v) or len(graph.uses(v)) != 1
+                p.is_input or p.is_constant or is_view(p) or p.name in precomputed or len(p.outputs) != 1
+                or (_is_concat(p) and not any(concat == v for concat, _ in parts.values()))
+                or graph.is_graph_output(v) or sum(_is_concat(graph.node(user)) for user, _ in graph.uses(v)) != 1
                 for p, v in zip(producers, values)):
             continue
         offsets = np.cumsum([0] + [tensor_bytes(graph.type_of(value)) for value in values[:-1]])
         if all(offset % ALIGNMENT == 0 for offset in offsets):
             parts.update({value: (Value(node.name, 0), int(offset)) for value, offset in zip(values, offsets)})
     return parts
+
+
+def _placed(parts: dict[Value, tuple[Value, int]], value: Value) -> tuple[Value, int]:
+    """(the outermost Concat holding `value`, its byte offset there), through Concats that are parts."""
+    concat, offset = parts[value]
+    while concat in parts:
+        concat, inner = parts[concat]
+        offset += inner
+    return concat, offset
 
 
 def plan_memory(graph: Graph, in_place: InPlace | None = None, precompute: bool = False,
@@ -168,7 +185,7 @@ def plan_memory(graph: Graph, in_place: InPlace | None = None, precompute: bool 
     parts = _concat_parts(graph, output_slot, precomputed) if concat_in_place else {}
     assembled = {concat for concat, _ in parts.values()}  # Concats with no kernel: their parts write in place
     # value -> the value whose storage it shares
-    root: dict[Value, Value] = {part: concat for part, (concat, _) in parts.items()}
+    root: dict[Value, Value] = {part: _placed(parts, part)[0] for part in parts}
     last_use: dict[Value, int] = {}
     for step, node in enumerate(order):
         for value in graph.input_values(node):
@@ -184,15 +201,16 @@ def plan_memory(graph: Graph, in_place: InPlace | None = None, precompute: bool 
             continue
         if is_view(node) and Value(node.name, 0) in root:
             plan.locations[Value(node.name, 0)] = plan.locations[root[Value(node.name, 0)]]
-        elif Value(node.name, 0) in assembled:
+        elif Value(node.name, 0) in assembled and Value(node.name, 0) not in parts:
             pass  # the first of its parts to be computed placed its block
         elif Value(node.name, 0) in parts:
-            concat, offset = parts[Value(node.name, 0)]
+            concat, offset = _placed(parts, Value(node.name, 0))
             if concat not in plan.locations:
                 block = allocator.allocate(tensor_bytes(graph.type_of(concat)))
                 plan.locations[concat] = Location("workspace", block)
             plan.locations[Value(node.name, 0)] = Location("workspace", plan.locations[concat].offset + offset)
-            plan.steps.append(Step(node))
+            if Value(node.name, 0) not in assembled:  # an assembled Concat that is a part runs no kernel either
+                plan.steps.append(Step(node))
         elif node.name in precomputed:
             for index, value_type in enumerate(node.outputs):
                 plan.locations[Value(node.name, index)] = Location(

@@ -87,6 +87,26 @@ def test_concat_parts_are_written_in_place():
         np.testing.assert_allclose(y, np.exp(np.concatenate([-x, np.maximum(x, 0)], axis=1)), rtol=1e-6)
 
 
+def test_a_chain_of_concats_shares_one_block():
+    """DenseNet's blocks: each layer's Concat is the prefix of the next one's, and read by the layer too.
+    Every part lands in the last Concat's block; no Concat runs a kernel."""
+    nodes = [helper.make_node("Neg", ["x"], ["a"]), helper.make_node("Relu", ["x"], ["b1"]),
+             helper.make_node("Concat", ["a", "b1"], ["c1"], axis=1), helper.make_node("Sigmoid", ["c1"], ["s1"]),
+             helper.make_node("ReduceMax", ["s1"], ["b2"], keepdims=1, axes=[0]),
+             helper.make_node("Concat", ["c1", "b2"], ["c2"], axis=1), helper.make_node("Exp", ["c2"], ["y"])]
+    graph, plan, steps = concat_steps(nodes, 16)
+    assert "Concat" not in steps
+    c1, c2 = (plan.locations[Value(n.name)] for n in graph.topological_order() if n.op_type == "Concat")
+    assert c1.offset == c2.offset
+    x = np.linspace(-1, 1, 16, dtype=np.float32).reshape(1, 16)
+    first = np.concatenate([-x, np.maximum(x, 0)], axis=1)
+    expected = np.exp(np.concatenate([first, 1 / (1 + np.exp(-first))], axis=1))
+    for threads in (1, 2):
+        artifact = compiler.compile(concat_model(nodes, 16), "cpu", disable=["fuse-elementwise"])
+        y = runtime.load(artifact, num_threads=threads).infer({"x": x})["y"]
+        np.testing.assert_allclose(y, expected, rtol=1e-6)
+
+
 def test_concat_copies_parts_it_cannot_place():
     """A part read elsewhere too, a graph input, or parts of unaligned sizes keep the Concat kernel."""
     read_twice = [helper.make_node("Neg", ["x"], ["a"]), helper.make_node("Relu", ["x"], ["b"]),
