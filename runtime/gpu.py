@@ -21,12 +21,13 @@ import re
 import threading
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from runtime.artifact_reader import ArtifactError
-from runtime.dynamic_batch import BatchPlan
 from runtime.cpu import numpy_dtype
+from runtime.dynamic_batch import BatchPlan
 
 log = logging.getLogger("kiln.runtime.gpu")
 DEVICE_ENV = "KILN_OPENCL_DEVICE"
@@ -195,6 +196,16 @@ def _shrunk(global_size: tuple, local_size: tuple, rule: dict, batch: int) -> tu
     return tuple(sizes)
 
 
+class _Launch(NamedTuple):
+    """A kernel launch of a slot: its arguments set; `profile`/`batch` as the manifest's step has them."""
+
+    kernel: object
+    global_size: tuple
+    local_size: tuple
+    profile: int | None
+    batch: dict | None
+
+
 class _Slot:
     """One calling thread's queue, workspace, input/output buffers and kernels with their arguments set."""
 
@@ -224,8 +235,8 @@ class _Slot:
             for arg in step["args"]:
                 arguments += [self._buffer(buffers, arg), np.uint64(arg["offset"])]
             kernel.set_args(*arguments)
-            self.steps.append(("kernel", kernel, tuple(step["global"]), tuple(step["local"]), step.get("profile"),
-                               step.get("batch")))
+            self.steps.append(_Launch(kernel, tuple(step["global"]), tuple(step["local"]), step.get("profile"),
+                                      step.get("batch")))
 
     def _buffer(self, buffers: dict, place: dict):
         if place["buffer"] == "input":
@@ -309,7 +320,8 @@ class GpuExecutor:
         """One inference on `slot`; a dynamic batch larger than the compiled chunk runs chunk by chunk."""
         batch = self.batch.batch_of(inputs) if self.batch else None
         if batch is not None and batch > self.batch.chunk:
-            return self.batch.in_chunks(inputs, batch, lambda part: self._run(slot, part, events, self.batch.batch_of(part)))
+            return self.batch.in_chunks(inputs, batch,
+                                        lambda part: self._run(slot, part, events, self.batch.batch_of(part)))
         return self._run(slot, inputs, events, batch)
 
     def _run(self, slot: _Slot, inputs: list, events: list | None, batch: int | None) -> list:
@@ -321,11 +333,12 @@ class GpuExecutor:
             if array.nbytes:
                 cl.enqueue_copy(slot.queue, buffer, array, is_blocking=False)
         for step in slot.steps:
-            if step[0] == "kernel":
-                global_size = step[2] if batch is None or step[5] is None else _shrunk(step[2], step[3], step[5], batch)
-                event = cl.enqueue_nd_range_kernel(slot.queue, step[1], global_size, step[3])
-                if events is not None and step[4] is not None:
-                    events.append((step[4], event))
+            if isinstance(step, _Launch):
+                global_size = step.global_size if batch is None or step.batch is None else \
+                    _shrunk(step.global_size, step.local_size, step.batch, batch)
+                event = cl.enqueue_nd_range_kernel(slot.queue, step.kernel, global_size, step.local_size)
+                if events is not None and step.profile is not None:
+                    events.append((step.profile, event))
             else:
                 _, source, source_offset, target, target_offset, size = step
                 cl.enqueue_copy(slot.queue, target, source, byte_count=size, src_offset=source_offset,
