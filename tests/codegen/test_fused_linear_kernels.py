@@ -96,6 +96,7 @@ CHANNEL_VECTORS = [
     ((2, 90, 7, 7), (64, 90, 1, 1), {}),  # ... one input channel a step (16 does not divide 90), chunks 83, 7
     ((1, 48, 7, 7), (104, 48, 3, 3), {"pads": [1, 1, 1, 1]}),  # 104 channels: zero weights pad the last block
     ((1, 256, 9, 9), (328, 256, 1, 1), {}),  # ... read in place
+    ((1, 70, 14, 14), (64, 70, 1, 1), {}),  # ... 2 channel blocks: its 14 rows split 5, 5, 4 between items
     ((1, 5, 40), (64, 5, 3), {"pads": [1, 1], "dilations": [2]}),
 ]
 

@@ -54,6 +54,7 @@ CHANNEL_BLOCK = 96  # output channels per work item at most
 CHANNEL_VECTOR_POSITIONS = 1024  # output positions per image at most for the channel-vector form (measured:
 # 1x1 and 3x3 convs still gain at 28 x 28 once the cycle model picks the form)
 PARALLEL_ITEMS = 8  # work items wanted (channel-vector form)
+SPLIT_POSITIONS = 64  # output positions per item at least when a pointwise conv splits its rows
 STAGE_CYCLES, STRIDED_STAGE_CYCLES = 0.5, 1.5  # per staged element (a copy; a strided one gathers)
 PACK_CYCLES, STORE_CYCLES = 0.5, 0.3  # per packed weight; per output (zero fill and the store pass)
 CHANNEL_BLOCKS = (16, 8, 4, 2, 1)  # output channels per work item of the integer convs (integer_linear.py)
@@ -297,8 +298,9 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
     to whole vectors, which the transposed weights pad with zeros, so no weight is read past them), all
     output rows per item, and the channel blocks that leave PARALLEL_ITEMS items. Steps take several
     input channels only when they divide the channels. A stride-1 pointwise conv (read in place, nothing
-    staged per item) with too few channel blocks for that splits its rows between items too: a 1x1 conv
-    to 160 channels on 14 x 14 has 5 blocks, which 2 threads share 3 : 2."""
+    staged per item) with too few channel blocks for that splits its rows between items too, keeping
+    SPLIT_POSITIONS positions an item at least: a 1x1 conv to 160 channels on 14 x 14 has 5 blocks,
+    which 2 threads would share 3 : 2."""
     positions, channels = math.prod(g.out_size), round_up(g.out_channels, vector_lanes(g.dtype))
     tile = choose_tile(g.dtype, positions, channels, columns_divide=True)
     taps = math.prod(g.kernel)
@@ -312,7 +314,8 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
     block = max([block for block in blocks if g.batch * channels // block >= PARALLEL_ITEMS] or blocks[:1])
     rows, items = g.out_size[-2], g.batch * channels // block
     if g.pointwise and all(s == 1 for s in g.strides) and items < PARALLEL_ITEMS:
-        rows = math.ceil(rows / min(rows, math.ceil(PARALLEL_ITEMS / items)))
+        blocks = min(math.ceil(PARALLEL_ITEMS / items), max(1, math.prod(g.out_size) // SPLIT_POSITIONS))
+        rows = math.ceil(rows / blocks)
     positions = rows * math.prod(g.out_size[-1:])
     return DirectPlan(g, tile, block, rows, per_step, chunk, round_up(positions, tile.rows), True)
 
