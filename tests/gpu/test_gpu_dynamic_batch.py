@@ -5,27 +5,16 @@ unbounded batch runs chunk by chunk."""
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 
 import compiler
 import runtime
-from bench.models import bert_encoder
 from compiler.dynamic_batch import UNBOUNDED_CHUNK
 from runtime.gpu import _shrunk
-from tests.runtime.test_dynamic_batch import _cnn
+from tests.runtime.test_dynamic_batch import _cnn, _session, encoder  # noqa: F401 (encoder: a fixture)
 
 RNG = np.random.default_rng(0)
 ENCODER_SHAPES = {"input_ids": ["1..4", 16], "attention_mask": ["1..4", 16]}
-
-
-def _session(model):
-    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-
-
-@pytest.fixture(scope="module")
-def encoder():
-    return bert_encoder(layers=1, sequence=16, dynamic=True)
 
 
 @pytest.fixture(scope="module")
