@@ -38,7 +38,8 @@ class OnnxModule(torch.nn.Module):
         trainable = {node.input[i] for node in self.nodes for i in TRAINABLE.get(node.op_type, ())
                      if i < len(node.input)}
         floats = [t for t in graph.initializer if t.data_type != onnx.TensorProto.INT64]
-        self.host = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT64}
+        self.host = {t.name: numpy_helper.to_array(t) for t in graph.initializer
+                     if t.data_type == onnx.TensorProto.INT64}
         self.names = [t.name for t in floats]
         for index, tensor in enumerate(floats):
             value = torch.from_numpy(numpy_helper.to_array(tensor).copy())

@@ -190,7 +190,8 @@ def build_program(cl, context, device, source: str, options: str, cache: Program
 
 
 def _shrunk(global_size: tuple, local_size: tuple, rule: dict, batch: int) -> tuple:
-    """A launch's NDRange for the first `batch` entries (its step's `batch` rule: compiler/codegen/opencl/program.py)."""
+    """A launch's NDRange for the first `batch` entries (its step's `batch` rule, compiler/codegen/opencl/
+    program.py)."""
     sizes, axis = list(global_size), rule["axis"]
     sizes[axis] = -(-batch * rule["per_entry"] // rule["per_group"]) * local_size[axis]
     return tuple(sizes)
@@ -221,7 +222,8 @@ class _Slot:
                 if nbytes:
                     cl.enqueue_fill_buffer(self.queue, buffer, np.uint8(0), 0, nbytes)
         self.outputs = [cl.Buffer(context, flags.READ_WRITE, max(nbytes, 1)) for nbytes in executor.output_bytes]
-        self.scratch = cl.Buffer(context, flags.READ_WRITE, max(plan.get("scratch_bytes", 0), 1))  # kept: kernels use it
+        # kept as an attribute: the kernels use it, and a buffer left unreferenced would be released
+        self.scratch = cl.Buffer(context, flags.READ_WRITE, max(plan.get("scratch_bytes", 0), 1))
         buffers = {"weights": executor.weights, "workspace": self.workspace, "scratch": self.scratch}
         self.steps = []
         for step in executor.manifest["launches"]:

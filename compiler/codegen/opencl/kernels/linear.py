@@ -18,9 +18,9 @@ import numpy as np
 
 from compiler.codegen.opencl.dialect import SINGLE
 from compiler.codegen.opencl.kernels.epilogue import epilogue
-from compiler.codegen.opencl.launch import round_up
 from compiler.codegen.opencl.kernels.registry import (GpuContext, GpuKernelSpec, KernelLaunch, Tensor, dtype_problem,
                                                       register_gpu_kernel)
+from compiler.codegen.opencl.launch import round_up
 from compiler.codegen.opencl.steps import steps_problem
 from compiler.codegen.tensor_operand import dense_strides
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
@@ -55,7 +55,8 @@ GEMV_ROWS = 4  # products with this many rows or fewer run the matrix-vector ker
 
 
 def _gemm_kernel(ctx: GpuContext, params: list[Tensor], sizes: tuple[int, int, int], batch: list[int],
-                 a: dict, b: dict, bases: dict, y_offset: str, value: str, conv: dict | None = None) -> list[KernelLaunch]:
+                 a: dict, b: dict, bases: dict, y_offset: str, value: str,
+                 conv: dict | None = None) -> list[KernelLaunch]:
     """The kernels storing `value` (a float expression over sum, m and n), or the fused node's epilogue
     of it, at output element `at` (y_offset): the tiled GEMM, or the matrix-vector kernel for a few
     rows (no convolution has so few output channels that it would pay). A deep sum with too few tiles
