@@ -47,7 +47,8 @@ def _launches(ctx: GpuContext) -> list[KernelLaunch]:
         "plane + " + " + ".join(f"i{axis} * {stride}" for axis, stride in enumerate(column_major))
     planes = math.prod(x.shape[:2])
     count = math.prod(y.shape)
-    return [ctx.kernel("pooling.cl.j2", params, ctx.planner.linear(count).over_entries(count), count=count, planes=planes,
+    launch = ctx.planner.linear(count).over_entries(count)
+    return [ctx.kernel("pooling.cl.j2", params, launch, count=count, planes=planes,
                        plane=math.prod(sizes), dims=dims, offset=offset, load=d.load("x", "at", x.dtype),
                        acc_type=d.compute_type(x.dtype), init=d.lowest(x.dtype) if kind == "max" else "0.0f",
                        kind=kind, float=x.dtype in SINGLE, p=d.literal(p, "float32"), indices=indices,
