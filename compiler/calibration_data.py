@@ -24,13 +24,21 @@ class CalibrationError(ValueError):
     """Calibration data that cannot be used for this model."""
 
 
-def _stack(name: str, array: np.ndarray, value_type) -> np.ndarray:
-    """[samples, *shape] in the input's dtype from one sample or a stack of them."""
+def _stack(name: str, array: np.ndarray, value_type, regroup: bool = False) -> np.ndarray:
+    """[samples, *shape] in the input's dtype from one sample or a stack of them; with `regroup` (a dynamic
+    batch, compiled at its bound), samples of another batch size are regrouped into batches of the
+    model's (their entries in order, a last partial batch dropped): ranges do not depend on the grouping."""
     array, shape, dtype = np.asarray(array), tuple(value_type.shape), numpy_dtype(value_type.dtype)
     if array.shape == shape:
         return array[None].astype(dtype)
     if array.shape[1:] == shape and len(array):
         return array.astype(dtype)
+    tail = array.shape[array.ndim - len(shape) + 1:] if array.ndim in (len(shape), len(shape) + 1) else None
+    if regroup and shape and tail == shape[1:]:  # one sample [b, ...] or a stack [samples, b, ...]
+        entries = array.reshape(-1, *shape[1:])
+        whole = len(entries) // shape[0] * shape[0]
+        if whole:
+            return entries[:whole].reshape(-1, *shape).astype(dtype)
     raise CalibrationError(f"calibration input {name!r} has shape {list(array.shape)}; the model takes "
                            f"{list(shape)}: give one sample of that shape or a stack [samples, *shape]")
 
@@ -40,8 +48,9 @@ def _check_size(size: int | None) -> None:
         raise CalibrationError(f"calibration size {size}: give a positive number of samples")
 
 
-def load_calibration(path, graph: Graph, size: int | None = None) -> dict[str, np.ndarray]:
-    """Samples per graph input from an .npz file or a directory of NAME.npy files (the first `size`)."""
+def load_calibration(path, graph: Graph, size: int | None = None, regroup: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """Samples per graph input from an .npz file or a directory of NAME.npy files (the first `size`); the
+    inputs in `regroup` carry a dynamic batch (see _stack)."""
     _check_size(size)
     path = Path(path)
     if path.is_dir():
@@ -55,7 +64,7 @@ def load_calibration(path, graph: Graph, size: int | None = None) -> dict[str, n
     if missing:
         raise CalibrationError(f"calibration data {str(path)!r} has no samples for input(s) {missing} "
                                f"(it holds {sorted(arrays)}); name each array after its input")
-    stacks = {name: _stack(name, arrays[name], graph.node(name).outputs[0])[:size]
+    stacks = {name: _stack(name, arrays[name], graph.node(name).outputs[0], name in regroup)[:size]
               for name in graph.inputs}
     counts = {len(s) for s in stacks.values()}
     if len(counts) != 1:
@@ -77,11 +86,13 @@ def synthetic_samples(graph: Graph, count: int = SYNTHETIC_SAMPLES, seed: int = 
     return {name: _random(rng, graph.node(name).outputs[0], count) for name in graph.inputs}
 
 
-def calibration_samples(graph: Graph, path=None, size: int | None = None, seed: int = 0) -> dict[str, np.ndarray]:
-    """The samples a precision pass measures on: `path`'s data if given, else `size` (default 16) seeded ones."""
+def calibration_samples(graph: Graph, path=None, size: int | None = None, seed: int = 0,
+                        regroup: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+    """The samples a precision pass measures on: `path`'s data if given (`regroup`: see load_calibration),
+    else `size` (default 16) seeded ones."""
     _check_size(size)
     if path:
-        return load_calibration(path, graph, size)
+        return load_calibration(path, graph, size, regroup)
     return synthetic_samples(graph, size or SYNTHETIC_SAMPLES, seed)
 
 

@@ -153,8 +153,6 @@ def _check_dynamic_batch(graph: Graph, target: str, options: dict, bounds: Batch
     if target not in ("cpu", "gpu"):
         raise DynamicBatchError(f"a dynamic batch ({bounds.low}..{bounds.high or ''}) is compiled for the cpu and gpu "
                                 f"targets, not {target!r}; compile one part per batch size with specialize= instead")
-    if precision_of(options) == "int8":
-        raise DynamicBatchError("precision int8 calibrates at one static shape: give the batch as a number")
     check_batch_arithmetic(graph, bounds)
 
 

@@ -56,7 +56,8 @@ def quantize_model(graph: Graph, target: str, options: dict) -> tuple[Graph, byt
     graph = PassManager(PREPARE).run(graph, PassContext(target=target, options=dict(options)))
     plan = plan_quantization(graph, ignore)
     path = options.get("calibration")
-    stacks = calibration_samples(graph, path, options.get("calibration_size"))
+    batched = tuple((options.get("dynamic_batch") or {}).get("inputs", ()))  # compiled at the bound: regroup
+    stacks = calibration_samples(graph, path, options.get("calibration_size"), regroup=batched)
     if not path:
         log.warning("int8: no calibration data given: the ranges come from %d seeded random inputs and are a guess; "
                     "give calibration=PATH (--calibration) with real inputs", sample_count(stacks))

@@ -234,3 +234,37 @@ def test_an_unbounded_batch_runs_in_chunks(tmp_path):
         np.testing.assert_allclose(got, session.run(None, {"x": x})[0], rtol=1e-4, atol=1e-6)
     with pytest.raises(InputError, match=r"outside the sizes 1\.\. "):
         executable.infer({"x": np.zeros((0, 3, 12, 12), np.float32)})
+
+
+@pytest.mark.parametrize("target", ["cpu", "gpu"])
+def test_int8_with_a_dynamic_batch_computes_what_the_static_bound_does(tmp_path, target):
+    """precision int8 with a dynamic batch: calibrated at the bound (batch-1 samples regrouped into batches
+    of 4), so its ranges are those of a static batch-4 compile given the same entries in batches of 4, and
+    any batch equals that artifact's first entries exactly."""
+    model = _cnn()
+    samples = RNG.standard_normal((8, 1, 3, 12, 12)).astype(np.float32)
+    np.savez(tmp_path / "single.npz", x=samples)
+    np.savez(tmp_path / "grouped.npz", x=samples.reshape(2, 4, 3, 12, 12))
+    dynamic = runtime.load(compiler.compile(model, target=target, shapes={"x": ["1..4", 3, 12, 12]}, precision="int8",
+                                            calibration=str(tmp_path / "single.npz")))
+    static = runtime.load(compiler.compile(model, target=target, shapes={"x": [4, 3, 12, 12]}, precision="int8",
+                                           calibration=str(tmp_path / "grouped.npz")))
+    assert any(k["op_type"] in ("kiln::QuantizedConv", "QLinearConv") for k in dynamic.manifest["kernels"])
+    x = RNG.standard_normal((4, 3, 12, 12)).astype(np.float32)
+    full = static.infer({"x": x})["y"]
+    for batch in (4, 1, 3):
+        np.testing.assert_array_equal(dynamic.infer({"x": x[:batch]})["y"], full[:batch])
+
+
+def test_calibration_samples_regroup_into_batches_of_the_bound_only_for_a_dynamic_batch():
+    from compiler.calibration_data import CalibrationError, _stack
+    from compiler.ir.types import TensorType
+
+    bound = TensorType("float32", (4, 3))
+    single = np.arange(30, dtype=np.float32).reshape(10, 1, 3)  # ten batch-1 samples: two whole batches of 4
+    grouped = _stack("x", single, bound, regroup=True)
+    assert grouped.shape == (2, 4, 3) and np.array_equal(grouped.reshape(-1, 3), single.reshape(-1, 3)[:8])
+    with pytest.raises(CalibrationError, match=r"has shape \[10, 1, 3\]; the model takes \[4, 3\]"):
+        _stack("x", single, bound)
+    with pytest.raises(CalibrationError, match="the model takes"):
+        _stack("x", single[:3], bound, regroup=True)  # fewer entries than one batch
