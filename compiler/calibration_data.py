@@ -48,7 +48,8 @@ def _check_size(size: int | None) -> None:
         raise CalibrationError(f"calibration size {size}: give a positive number of samples")
 
 
-def load_calibration(path, graph: Graph, size: int | None = None, regroup: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
+def load_calibration(path, graph: Graph, size: int | None = None,
+                     regroup: tuple[str, ...] = ()) -> dict[str, np.ndarray]:
     """Samples per graph input from an .npz file or a directory of NAME.npy files (the first `size`); the
     inputs in `regroup` carry a dynamic batch (see _stack)."""
     _check_size(size)
