@@ -38,11 +38,15 @@ def gpu_runner(artifact: Path, feeds: dict, device):
     return lambda: model.infer(feeds)
 
 
-def describe_device(device) -> str:
+def device_facts(selector) -> dict:
+    """The OpenCL device `selector` picks (as runtime.load does), for a report: its description, driver
+    version and whether it reports cl_khr_fp16."""
     from runtime.gpu import import_pyopencl, select_device
 
-    chosen = select_device(import_pyopencl(), device)
-    return f"{chosen.platform.name.strip()} / {chosen.name.strip()} ({chosen.max_compute_units} compute units)"
+    chosen = select_device(import_pyopencl(), selector)
+    return {"device": f"{chosen.platform.name.strip()} / {chosen.name.strip()} "
+                      f"({chosen.max_compute_units} compute units)",
+            "driver": chosen.driver_version, "cl_khr_fp16": "cl_khr_fp16" in chosen.extensions.split()}
 
 
 def measure(name: str, directory: Path, args) -> dict:
@@ -88,9 +92,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("gpu-vs-cpu-results"))
     args = parser.parse_args()
-    if args.device is not None and args.device.isdigit():
-        args.device = int(args.device)
-    report = {"device": describe_device(args.device), "threads": args.threads, "iterations": args.iterations,
+    report = {**device_facts(args.device), "threads": args.threads, "iterations": args.iterations,
               "models": {}}
     with tempfile.TemporaryDirectory() as directory:
         for name in args.models:

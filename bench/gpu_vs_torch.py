@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.compare import BUILT, LIGHT, load_model, median_latency, ratio, write_report  # noqa: E402
-from bench.gpu_vs_cpu import describe_device  # noqa: E402
+from bench.gpu_vs_cpu import device_facts  # noqa: E402
 
 DEFAULT_MODELS = ("light_resnet50", "mobilenet_v2", "bert_encoder")
 SLOWEST = 8  # kernels listed per model in the JSON report
@@ -135,13 +135,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=50)
     parser.add_argument("--out", type=Path, default=Path("gpu-vs-torch-results"))
     args = parser.parse_args()
-    if args.device is not None and args.device.isdigit():
-        args.device = int(args.device)
-    from runtime.gpu import import_pyopencl, select_device
-
-    opencl = select_device(import_pyopencl(), args.device)
-    report = {"device": describe_device(args.device), "driver": opencl.driver_version,
-              "cl_khr_fp16": "cl_khr_fp16" in opencl.extensions, "torch": torch.__version__, "torch_device":
+    report = {**device_facts(args.device), "torch": torch.__version__, "torch_device":
               torch.cuda.get_device_name() if args.torch_device.startswith("cuda") else args.torch_device,
               "iterations": args.iterations, "models": {}}
     with tempfile.TemporaryDirectory() as directory:

@@ -11,7 +11,8 @@ import compiler
 import runtime
 from compiler.dynamic_batch import UNBOUNDED_CHUNK
 from runtime.gpu import _shrunk
-from tests.runtime.test_dynamic_batch import _cnn, _session, encoder  # noqa: F401 (encoder: a fixture)
+from tests.runtime.test_dynamic_batch import (_cnn, _session, assert_encoder_matches_onnxruntime,  # noqa: F401
+                                              encoder)  # encoder: a fixture
 
 RNG = np.random.default_rng(0)
 ENCODER_SHAPES = {"input_ids": ["1..4", 16], "attention_mask": ["1..4", 16]}
@@ -23,13 +24,9 @@ def encoder_artifact(encoder):
 
 
 def test_encoder_matches_onnxruntime_at_every_batch_size(encoder, encoder_artifact):
-    model, session = runtime.load(encoder_artifact), _session(encoder.model)
+    model = runtime.load(encoder_artifact)
     assert model.inputs[0].shape == ("batch", 16) and model.inputs[0].bounds == ((1, 4), None)
-    for batch in (1, 3, 4, 2, 1):
-        feeds = encoder.make_inputs(np.random.default_rng(batch), batch=batch, sequence=16)
-        got = next(iter(model.infer(feeds).values()))
-        assert got.shape == (batch, 16, 256)
-        np.testing.assert_allclose(got, session.run(None, feeds)[0], rtol=1e-3, atol=1e-4)
+    assert_encoder_matches_onnxruntime(encoder, model)
 
 
 def test_the_encoders_launches_shrink_with_the_batch(encoder_artifact):

@@ -37,13 +37,18 @@ def encoder_model(encoder, tmp_path_factory):
     return runtime.load(artifact.save(tmp_path_factory.mktemp("dyn") / "encoder.kiln"), num_threads=2)
 
 
-def test_encoder_matches_onnxruntime_at_every_batch_size(encoder, encoder_model):
+def assert_encoder_matches_onnxruntime(encoder, model) -> None:
+    """The 1..4 dynamic-batch encoder `model` (any target) at batch sizes up, down and at the bound."""
     session = _session(encoder.model)
     for batch in (1, 3, 4, 2, 1):
         feeds = encoder.make_inputs(np.random.default_rng(batch), batch=batch, sequence=16)
-        got = next(iter(encoder_model.infer(feeds).values()))
+        got = next(iter(model.infer(feeds).values()))
         assert got.shape == (batch, 16, 256)
         np.testing.assert_allclose(got, session.run(None, feeds)[0], rtol=1e-3, atol=1e-4)
+
+
+def test_encoder_matches_onnxruntime_at_every_batch_size(encoder, encoder_model):
+    assert_encoder_matches_onnxruntime(encoder, encoder_model)
 
 
 def test_signature_shows_the_batch_and_its_bounds(encoder_model):

@@ -314,9 +314,9 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
     block = max([block for block in blocks if g.batch * channels // block >= PARALLEL_ITEMS] or blocks[:1])
     rows, items = g.out_size[-2], g.batch * channels // block
     if g.pointwise and all(s == 1 for s in g.strides) and items < PARALLEL_ITEMS:
-        blocks = min(math.ceil(PARALLEL_ITEMS / items), max(1, math.prod(g.out_size) // SPLIT_POSITIONS))
-        rows = math.ceil(rows / blocks)
-    positions = rows * math.prod(g.out_size[-1:])
+        row_blocks = min(math.ceil(PARALLEL_ITEMS / items), max(1, math.prod(g.out_size) // SPLIT_POSITIONS))
+        rows = math.ceil(rows / row_blocks)
+    positions = rows * g.out_size[-1]
     return DirectPlan(g, tile, block, rows, per_step, chunk, round_up(positions, tile.rows), True)
 
 
