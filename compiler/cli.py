@@ -31,6 +31,7 @@ def _user_errors() -> tuple:
     from compiler.codegen.gna.lowering import GnaLoweringError
     from compiler.driver import UnsupportedByTargetError
     from compiler.dynamic_batch import DynamicBatchError
+    from compiler.dynamic_extent import DynamicExtentError
     from compiler.ir.verifier import VerificationError
     from compiler.ops.interpreter import KernelError, UnsupportedOpError
     from compiler.ops.onnx_semantics import OpInferenceError
@@ -47,7 +48,7 @@ def _user_errors() -> tuple:
     return (UsageError, ModelImportError, UnsupportedByTargetError, ArtifactError, InputError, VerificationError,
             OpInferenceError, KernelError, UnsupportedOpError, PassError, SpecializationError, StateError,
             PreprocessError, VizError, FileNotFoundError, FileExistsError, CalibrationError, GnaEncodeError,
-            GnaLoweringError, QuantizationTargetError, RangeError, DynamicBatchError)
+            GnaLoweringError, QuantizationTargetError, RangeError, DynamicBatchError, DynamicExtentError)
 
 
 # ----- compile --------------------------------------------------------------------------
@@ -113,8 +114,8 @@ def _positive_int(text: str) -> int:
 
 
 def _parse_dim(dim: str, bounds_allowed: bool) -> int | str:
-    """An integer size, or (--shape) LOW..HIGH bounds of a dynamic batch, LOW.. unbounded
-    (compiler/dynamic_batch.py)."""
+    """An integer size, or (--shape) LOW..HIGH bounds of a dynamic dim, LOW.. unbounded (a batch only):
+    compiler/dynamic_batch.py for the leading dim, compiler/dynamic_extent.py for one past it."""
     if bounds_allowed and ".." in dim:
         low, _, high = dim.partition("..")
         return f"{int(low)}..{int(high) if high.strip() else ''}"
@@ -131,7 +132,7 @@ def _parse_shapes(pairs: list[str], flag: str = "--shape") -> dict:
             shapes[name] = None
         if not sep or shapes[name] is None:
             raise UsageError(f"{flag} {pair!r}: use NAME=D0,D1,... with integer sizes, e.g. input=1,3,224,224"
-                             + (" (a leading LOW..HIGH or LOW.. for a dynamic batch, e.g. ids=1..8,128)"
+                             + (" (LOW..HIGH for a dynamic dim, LOW.. for an unbounded batch, e.g. ids=1..8,1..128)"
                                 if flag == "--shape"
                                 else ""))
     return shapes

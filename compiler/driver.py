@@ -8,7 +8,9 @@ from typing import Iterable, Mapping, Sequence, TextIO
 from compiler.artifact import Artifact
 from compiler.cache import cached_compile
 from compiler.dispatch import DispatchError, dispatch_artifact
-from compiler.dynamic_batch import BatchBounds, DynamicBatchError, check_batch_arithmetic, split_bounds
+from compiler.dynamic_batch import (BatchBounds, DynamicBatchError, check_batch_arithmetic, check_size_arithmetic,
+                                    split_bounds)
+from compiler.dynamic_extent import EXTENT_SINKS, DynamicExtentError, ExtentBounds, split_extent
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
 from compiler.precision.options import precision_of, precision_problem
@@ -116,6 +118,12 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
         if freeze:
             artifact.manifest["frozen_inputs"] = sorted(freeze)
         return artifact
+    shapes, extent = split_extent(shapes)
+    if extent:
+        model = to_graph(model)
+        extent = extent.named(model)
+        options = {**options, "dynamic_extent": extent.option()}
+        _check_dynamic_extent(model, target, options, extent)
     shapes, bounds = split_bounds(shapes)
     if bounds:
         options = {**options, "dynamic_batch": bounds.option()}
@@ -154,6 +162,18 @@ def _check_dynamic_batch(graph: Graph, target: str, options: dict, bounds: Batch
         raise DynamicBatchError(f"a dynamic batch ({bounds.low}..{bounds.high or ''}) is compiled for the cpu and gpu "
                                 f"targets, not {target!r}; compile one part per batch size with specialize= instead")
     check_batch_arithmetic(graph, bounds)
+
+
+def _check_dynamic_extent(graph: Graph, target: str, options: dict, bounds: ExtentBounds) -> None:
+    where = f"a dynamic dim past the batch ({bounds.low}..{bounds.high})"
+    if target != "cpu":
+        raise DynamicExtentError(f"{where} is compiled for the cpu target, not {target!r}; compile one part per size "
+                                 "with specialize= instead")
+    if precision_of(options) == "int8":
+        raise DynamicExtentError(f"{where} does not take precision int8 yet; compile one part per size with "
+                                 "specialize= instead")
+    check_size_arithmetic(graph, dict(bounds.inputs), "dynamic dim's size", EXTENT_SINKS,
+                          "Compile one part per size with specialize= instead", error=DynamicExtentError)
 
 
 def _save_report(artifact: Artifact, target: str, path: str | os.PathLike) -> None:

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from compiler.codegen.llvm.kernels.registry import BATCH_ROWS
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
@@ -33,7 +35,7 @@ from compiler.ops.fused_normalization import BASES as FUSED_NORMALIZATION
 BATCH_DIM = "batch"
 ELEMENTWISE = frozenset({*UNARY_MATH, *BINARY, *VARIADIC, *ACTIVATIONS, *CASTS, "QuantizeLinear",
                          "DequantizeLinear"})
-ELEMENTWISE_KILN = frozenset({"FusedElementwise", "QuantizedAdd"})
+ELEMENTWISE_KILN = frozenset({"FusedElementwise", "QuantizedAdd", "MaskTail"})
 LINEAR = frozenset({"MatMul", "Gemm", "FusedMatMul", "FusedGemm", "QuantizedMatMul", "MatMulInteger",
                     "QLinearMatMul"})
 PER_IMAGE = frozenset({"Conv", "FusedConv", "QuantizedConv", "ConvInteger", "QLinearConv", "ConvTranspose",
@@ -93,7 +95,7 @@ class BatchBounds:
             entry["bounds"] = [[factor * self.low, high]] + [None] * (len(shape) - 1)
 
 
-def _bounds_of(dim) -> tuple[int, int | None] | None:
+def bounds_of(dim) -> tuple[int, int | None] | None:
     if isinstance(dim, (tuple, list)) and len(dim) == 2:
         return int(dim[0]), None if dim[1] is None else int(dim[1])
     match = _BOUNDS.match(dim) if isinstance(dim, str) else None
@@ -110,13 +112,11 @@ def split_bounds(shapes: Mapping[str, Sequence] | None) -> tuple[dict | None, Ba
     for name, shape in shapes.items():
         dims = list(shape)
         for axis, dim in enumerate(dims):
-            found = _bounds_of(dim)
+            found = bounds_of(dim)
             if found is None:
                 continue
             if axis != 0:
-                raise DynamicBatchError(f"input {name!r}: axis {axis} is given as {dim}; only the "
-                                        "leading (batch) dim may be dynamic. For other dims, compile one part per "
-                                        "shape with specialize= (--specialize)")
+                continue  # a dynamic dim past the batch: compiler/dynamic_extent.py
             low, high = found
             if not 1 <= low <= (low if high is None else high):
                 raise DynamicBatchError(f"input {name!r}: batch bounds {dim} need 1 <= low <= high")
@@ -151,42 +151,54 @@ def _batched_values(graph: Graph, inputs: Sequence[str]) -> set[str]:
 def check_batch_arithmetic(graph: Graph, bounds: BatchBounds) -> None:
     """Refuse a Shape/Size of a batched value whose batch entry reaches anything but a shape operand
     (Reshape's shape, Expand, ConstantOfShape, Tile, Range): folding at the bound would fix it."""
-    batched = _batched_values(graph, bounds.inputs)
+    check_size_arithmetic(graph, {name: 0 for name in bounds.inputs}, "batch size", SHAPE_SINKS,
+                          "Compile one part per batch size with specialize= instead", computed_axis=0)
+
+
+def check_size_arithmetic(graph: Graph, inputs: Mapping[str, int], what: str, sinks: Mapping[str, int | None],
+                          advice: str, computed_axis: int | None = None,
+                          error: type[ValueError] = DynamicBatchError) -> None:
+    """Refuse a Shape/Size of a value computed from `inputs` (name -> the dynamic axis) whose dynamic
+    element reaches anything but a shape operand in `sinks` (op -> its operand, None: any). The
+    dynamic axis of a computed value is `computed_axis`; None: unknown, so no Gather/Slice drops it."""
+    reached = _batched_values(graph, list(inputs))
     for node in graph.topological_order():
         if node.domain != "" or node.op_type not in ("Shape", "Size"):
             continue
         source = graph.input_values(node)[0]
-        if source.node not in batched or (node.op_type == "Shape" and node.attrs.get("start", 0) not in (0, None)):
+        if source.node not in reached or (node.op_type == "Shape" and node.attrs.get("start", 0) not in (0, None)):
             continue
+        element = inputs.get(source.node, computed_axis)
         pending = [Value(node.name)]
         while pending:
             for reader_name, position in graph.uses(pending.pop()):
                 reader = graph.node(reader_name)
                 moves = reader.domain == "" and reader.op_type in SHAPE_MOVES
-                if _sets_a_shape(reader, position) or (moves and _drops_batch(graph, reader)):
+                sets_a_shape = reader.domain == "" and reader.op_type in sinks and sinks[reader.op_type] in (None,
+                                                                                                           position)
+                if sets_a_shape or (moves and _drops(graph, reader, element)):
                     continue
                 if moves:
                     pending.extend(Value(reader.name, i) for i in range(len(reader.outputs)))
                     continue
-                raise DynamicBatchError(
-                    f"node {reader.name!r} ({reader.qualified_op}) computes with the batch size (from "
-                    f"{node.op_type} {node.name!r} of a batched tensor); compiled once for all batch sizes it "
-                    "would use the upper bound. Compile one part per batch size with specialize= instead")
+                raise error(
+                    f"node {reader.name!r} ({reader.qualified_op}) computes with the {what} (from "
+                    f"{node.op_type} {node.name!r} of a tensor holding it); compiled once for all sizes it "
+                    f"would use the upper bound. {advice}")
 
 
-def _sets_a_shape(node: Node, position: int) -> bool:
-    return node.domain == "" and node.op_type in SHAPE_SINKS and SHAPE_SINKS[node.op_type] in (None, position)
-
-
-def _drops_batch(graph: Graph, node: Node) -> bool:
-    """A Gather/Slice of a shape vector that keeps no element 0 (the batch) of it."""
+def _drops(graph: Graph, node: Node, element: int | None) -> bool:
+    """A Gather/Slice of a shape vector that keeps no element `element` (the dynamic one) of it."""
     values = graph.input_values(node)
+    if element is None:
+        return False
     if node.op_type == "Gather" and len(values) > 1:
         indices = graph.constant_value(values[1])
-        return indices is not None and 0 not in indices.ravel().tolist()
-    if node.op_type == "Slice" and len(values) > 1:
-        starts = graph.constant_value(values[1])
-        return starts is not None and starts.size == 1 and int(starts.ravel()[0]) > 0
+        return indices is not None and bool(np.all(indices >= 0)) and element not in indices.ravel().tolist()
+    if node.op_type == "Slice" and len(values) > 2:
+        starts, ends = graph.constant_value(values[1]), graph.constant_value(values[2])
+        return starts is not None and starts.size == 1 and ends is not None and \
+            not int(starts.ravel()[0]) <= element < int(ends.ravel()[0])
     return False
 
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from runtime.artifact_reader import ArtifactError
 from runtime.dynamic_batch import BatchPlan
+from runtime.dynamic_extent import ExtentPlan
 from runtime.weights import widen_weights
 
 _ALIGNMENT = 64
@@ -90,17 +91,21 @@ class CpuExecutor:
                                 f"{self.manifest.get('machine')}; recompile for this machine.") from None
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.c_void_p] * 4
-        self.batch = BatchPlan.of(self.manifest)
-        if self.batch:
-            self.batch_entry = self.library.kiln_run_batch
-            self.batch_entry.restype = ctypes.c_int
-            self.batch_entry.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64]
-        # the library's buffer shapes (a dynamic batch's at the entries it is compiled for)
+        self.batch, self.extent = BatchPlan.of(self.manifest), ExtentPlan.of(self.manifest)
+        if self.batch or self.extent:  # kiln_run_extent takes the batch (ignored when static) and the extent
+            self.sized_entry = self.library.kiln_run_extent if self.extent else self.library.kiln_run_batch
+            self.sized_entry.restype = ctypes.c_int
+            self.sized_entry.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * (2 if self.extent else 1)
+        # the library's buffer shapes (a dynamic batch's at the entries it is compiled for, a dynamic extent's
+        # at its bound)
         manifest = self.manifest
         self._input_buffers = self.batch.input_shapes(manifest) if self.batch else \
             [entry["type"]["shape"] for entry in manifest["inputs"]]
         output_shapes = self.batch.output_shapes(manifest) if self.batch else \
             [entry["type"]["shape"] for entry in manifest["outputs"]]
+        if self.extent:
+            self._input_buffers = self.extent.compiled(self._input_buffers, self.extent.input_axes)
+            output_shapes = self.extent.compiled(output_shapes, self.extent.output_axes)
         self._output_buffers = [(shape, numpy_dtype(entry["type"]["tensor"]))
                                 for shape, entry in zip(output_shapes, manifest["outputs"])]
         if self.profiled_entry is not None:
@@ -178,22 +183,26 @@ class CpuExecutor:
         batch = self.batch.batch_of(inputs) if self.batch else None
         if batch is not None and batch > self.batch.chunk:
             return self._in_chunks(inputs, batch, nanoseconds)
+        extent = self.extent.extent_of(inputs) if self.extent else None
         outputs = [np.empty(shape, dtype=dtype) for shape, dtype in self._output_buffers]
-        if batch is not None:
-            inputs = self._staged(inputs, batch)
+        if batch is not None or extent is not None:
+            inputs = self._staged(inputs, batch, extent)
         input_pointers = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
         output_pointers = (ctypes.c_void_p * max(len(outputs), 1))(*[a.ctypes.data for a in outputs])
         buffers = (self.weights.ctypes.data, self._workspace().ctypes.data, input_pointers, output_pointers)
         timing = None if nanoseconds is None else nanoseconds.ctypes.data
-        if batch is not None:
-            status = self.batch_entry(*buffers, timing, batch)
+        if extent is not None:
+            status = self.sized_entry(*buffers, timing, batch or 1, extent)
+        elif batch is not None:
+            status = self.sized_entry(*buffers, timing, batch)
         elif nanoseconds is None:
             status = self.entry(*buffers)
         else:
             status = self.profiled_entry(*buffers, timing)
         if status != 0:
             raise RuntimeError(f"the native model returned error status {status}")
-        return outputs if batch is None else self.batch.first_entries(outputs, batch)
+        outputs = outputs if batch is None else self.batch.first_entries(outputs, batch)
+        return outputs if extent is None else self.extent.cut(outputs, extent)
 
     def _in_chunks(self, inputs: list, batch: int, nanoseconds: np.ndarray | None) -> list:
         """An unbounded batch larger than the compiled chunk, chunk by chunk; kernel times add up."""
@@ -205,19 +214,24 @@ class CpuExecutor:
             return outputs
         return self.batch.in_chunks(inputs, batch, call)
 
-    def _staged(self, inputs: list, batch: int) -> list:
-        """Batched inputs in buffers of the upper bound (kernels that run every item read all entries); entries
-        past `batch` keep earlier values, which are valid numbers (an index, a divisor) of the right type."""
-        if batch == self.batch.chunk:
+    def _staged(self, inputs: list, batch: int | None, extent: int | None) -> list:
+        """Inputs in buffers of the bounds (kernels that run every item read all entries and positions). A dynamic
+        batch's entries past `batch` keep earlier values, valid numbers (an index, a divisor) of the right type;
+        a dynamic extent's buffers are zero past the given values."""
+        if (batch is None or batch == self.batch.chunk) and (extent is None or extent == self.extent.bound):
             return inputs
         staging = getattr(self._local, "staging", None)
         if staging is None:
+            dynamic = [(self.batch and self.batch.input_factors[i] is not None) or
+                       (self.extent and self.extent.input_axes[i] is not None) for i in range(len(inputs))]
             staging = self._local.staging = [
-                None if factor is None else np.zeros(shape, numpy_dtype(entry["type"]["tensor"]))
-                for factor, shape, entry in zip(self.batch.input_factors, self._input_buffers, self.manifest["inputs"])]
+                np.zeros(shape, numpy_dtype(entry["type"]["tensor"])) if held else None
+                for held, shape, entry in zip(dynamic, self._input_buffers, self.manifest["inputs"])]
         staged = []
-        for value, buffer in zip(inputs, staging):
-            if buffer is not None:
+        for index, (value, buffer) in enumerate(zip(inputs, staging)):
+            if buffer is not None and self.extent and self.extent.input_axes[index] is not None:
+                value = self.extent.stage(value, buffer)
+            elif buffer is not None:
                 buffer[:batch] = value
                 value = buffer
             staged.append(value)

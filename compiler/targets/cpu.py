@@ -15,6 +15,7 @@ from compiler.codegen.llvm.linker import link_shared_library
 from compiler.codegen.llvm.machine import MachineSpec, compile_module
 from compiler.codegen.memory_plan import plan_memory
 from compiler.dynamic_batch import BatchBounds, DynamicBatchError, batch_factors, mark_linear_rows
+from compiler.dynamic_extent import ExtentBounds, extent_axes, mark_extent_rows, output_axes
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.partition import hetero_artifact, split
@@ -89,9 +90,11 @@ class CpuTarget(Target):
                         why="DequantizeLinear -> Conv/MatMul/Gemm [-> Relu/Clip] -> QuantizeLinear (and with "
                         "fast_qlinear, QLinearConv/MatMul) become int8 kernels (before fold-constants dequantizes "
                         "the weights)")
+        masks = PassSpec("mask-dynamic-tails", why="with a dynamic dim padded to its bound, a softmax, reduction or "
+                         "contraction over it reads its padding through a mask (before fusion; no-op otherwise)")
         add = PassSpec("fuse-quantized-add", why="Q(DQ(a) + DQ(b)) (residual additions) is one 8-bit pass")
         return [sink, int8, add, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"],
-                p["merge"], transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"], normalization,
+                p["merge"], masks, transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"], normalization,
                 p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
@@ -100,9 +103,9 @@ class CpuTarget(Target):
                    and _node_problem(graph, node)}
         if not on_host:
             return self._emit_native(graph, options)
-        if BatchBounds.from_options(options):
+        if BatchBounds.from_options(options) or ExtentBounds.from_options(options):
             raise DynamicBatchError(f"nodes {sorted(on_host)[:5]} run on the host (string tensors), which takes no "
-                                    "dynamic batch; compile one part per batch size with specialize= instead")
+                                    "dynamic dims; compile one part per size with specialize= instead")
         parts = split(graph, lambda node: "host" if node.name in on_host else "cpu")
         return hetero_artifact(graph, parts, lambda part, sub: HostTarget().emit(sub, options) if part.device == "host"
                                else self._emit_native(sub, options))
@@ -116,8 +119,13 @@ class CpuTarget(Target):
         factors = batch_factors(graph, bounds) if bounds else None
         if bounds:
             mark_linear_rows(graph, factors, bounds)
+        extent = ExtentBounds.from_options(options)
+        axes = extent_axes(graph, extent) if extent else None
+        if extent:
+            mark_extent_rows(graph, axes, extent)
         with progress.stage("kernels"):
-            module = build_module(graph, plan, (bounds.chunk, factors) if bounds else None)
+            module = build_module(graph, plan, (bounds.chunk, factors) if bounds else None,
+                                  (extent.high, axes) if extent else None)
         with progress.stage("llvm"):
             code = compile_module(module, machine)
         with progress.stage("link"):
@@ -135,6 +143,8 @@ class CpuTarget(Target):
         }
         if bounds:
             bounds.describe(manifest, graph, factors)
+        if extent:
+            extent.describe(manifest, output_axes(graph, axes, extent))
         weights, storage, fp16 = cpu_weights(graph, plan, options)  # precision fp16: float16 weights
         if storage is not None:
             manifest["weights_storage"] = storage

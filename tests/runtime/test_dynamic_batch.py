@@ -154,14 +154,10 @@ def test_a_reshape_target_from_the_batch_size_is_allowed():
     np.testing.assert_array_equal(executable.infer({"x": x})["y"], np.maximum(x.reshape(3, -1), 0))
 
 
-@pytest.mark.parametrize("shape, shapes, message", [
-    ((2, "M", 6), {"x": [2, "1..4", 6]}, "only the leading"),
-    (("N", 4, 6), {"x": ["4..2", 4, 6]}, "1 <= low <= high"),
-])
-def test_bad_bounds_are_explained(shape, shapes, message):
-    model = _refused([helper.make_node("Relu", ["x"], ["y"])], shape=shape)
-    with pytest.raises(DynamicBatchError, match=message):
-        compiler.compile(model, target="cpu", shapes=shapes)
+def test_bad_bounds_are_explained():
+    model = _refused([helper.make_node("Relu", ["x"], ["y"])])
+    with pytest.raises(DynamicBatchError, match="1 <= low <= high"):
+        compiler.compile(model, target="cpu", shapes={"x": ["4..2", 4, 6]})
 
 
 def test_other_targets_point_to_specialize():

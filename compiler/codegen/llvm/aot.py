@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
+from compiler.codegen.llvm.extent_launch import emit_trampoline, row_runs
 from compiler.codegen.llvm.irhelpers import I32, I64, PTR, const_i64
 from compiler.codegen.llvm.kernels.registry import KernelContext, TensorArg, kernel_for
 from compiler.codegen.kernel_table import node_entry
@@ -41,6 +42,7 @@ ENTRY = "kiln_run"
 PROFILED_ENTRY = "kiln_run_profiled"
 PRECOMPUTE = "kiln_precompute"
 BATCH_ENTRY = "kiln_run_batch"
+EXTENT_ENTRY = "kiln_run_extent"
 LAYOUT = "kiln_layout"
 VOID = ir.VoidType()
 TASK_TYPE = ir.FunctionType(VOID, [PTR, I64, I64])
@@ -66,10 +68,12 @@ def kernel_table(graph: Graph, plan: MemoryPlan) -> list[dict]:
 
 
 
-def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int | None) -> ir.Function:
+def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int | None,
+               extent_slot: int | None = None) -> ir.Function:
     """The kernel of one node as an internal task function. When the plan puts its output over
     input `in_place`, the kernel reads that input through the output's pointer: LLVM then sees
-    one base address and vectorizes without overlap checks."""
+    one base address and vectorizes without overlap checks. With `extent_slot`, the operand array
+    holds the run-time extent there (an i64 in a pointer slot), which the kernel sees as ctx.extent."""
     spec = kernel_for(node)
     function = ir.Function(module, TASK_TYPE, name=_task_name(node, index))
     function.linkage = "internal"
@@ -84,7 +88,11 @@ def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int 
         pointers[in_place] = pointers[len(values)]
     inputs = [None if v is None else TensorArg(pointers[i], graph.type_of(v)) for i, v in enumerate(values)]
     outputs = [TensorArg(pointers[len(values) + i], t) for i, t in enumerate(node.outputs)]
-    spec.emit(KernelContext(builder, module, graph, node, inputs, outputs, begin, end))
+    extent = None
+    if extent_slot is not None:
+        slot = builder.gep(args, [const_i64(extent_slot)], source_etype=PTR, inbounds=True)
+        extent = builder.ptrtoint(builder.load(slot, typ=PTR), I64, name="extent")
+    spec.emit(KernelContext(builder, module, graph, node, inputs, outputs, begin, end, extent))
     if not builder.block.is_terminated:
         builder.ret_void()
     return function
@@ -174,22 +182,39 @@ class Batch:
         return builder.mul(self.size, const_i64(size // self.bound))
 
 
-def _emit_at_bound(module: ir.Module, run: ir.Function, bound: int) -> ir.Function:
-    """kiln_run_profiled of a dynamic-batch artifact: kiln_run_batch at the upper bound."""
+def _emit_at_bound(module: ir.Module, run: ir.Function, bounds: list[int]) -> ir.Function:
+    """kiln_run_profiled of a dynamic-batch or dynamic-extent artifact: its entry at the upper bounds."""
     entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 5), name=PROFILED_ENTRY)
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    builder.ret(builder.call(run, [*entry.args, const_i64(bound)]))
+    builder.ret(builder.call(run, [*entry.args, *map(const_i64, bounds)]))
     return entry
 
 
+@dataclass(frozen=True)
+class Extent:
+    """A dynamic extent (compiler/dynamic_extent.py): its bound, each value's axes holding it, the run-time
+    size. The operand array holds the size at slot `slots`, a row launch's valid items at `slots + 1`."""
+
+    bound: int
+    axes: dict
+    size: ir.Value
+
+    def store(self, builder: ir.IRBuilder, operand_array: ir.Value, slot: int, value: ir.Value) -> None:
+        builder.store(builder.inttoptr(value, PTR), builder.gep(operand_array, [const_i64(0), const_i64(slot)],
+                                                                inbounds=True))
+
+
 def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: MemoryPlan, bases: dict,
-                launcher: _Launcher, precompute: bool, batch: Batch | None = None) -> None:
+                launcher: _Launcher, precompute: bool, batch: Batch | None = None,
+                extent: Extent | None = None) -> None:
     """The launches (and output copies) of the plan's steps that run per inference, or of those
     precomputed at load; task names keep the step's index in the whole plan. With `batch`, the
-    first batch.size entries of a dynamic batch."""
+    first batch.size entries of a dynamic batch; with `extent`, row launches cut to its size."""
     memcpy = module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
     slots = max([len(graph.input_values(s.node)) + len(s.node.outputs) for s in plan.steps if s.node] + [1])
-    operand_array = builder.alloca(ir.ArrayType(PTR, slots), name="operands")
+    operand_array = builder.alloca(ir.ArrayType(PTR, slots + (2 if extent else 0)), name="operands")
+    if extent:
+        extent.store(builder, operand_array, slots, extent.size)
     progress = current()
     for index, step in enumerate(plan.steps):
         if step.precompute != precompute:
@@ -207,25 +232,39 @@ def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: Me
             pointer = ir.Constant(PTR, None) if value is None else _operand_pointer(builder, bases, plan.locations[value])
             builder.store(pointer, builder.gep(operand_array, [const_i64(0), const_i64(slot)], inbounds=True))
         progress.kernel(index, len(plan.steps), node.name)
-        task = _emit_task(module, graph, node, index, plan.in_place.get(node.name))
+        task = _emit_task(module, graph, node, index, plan.in_place.get(node.name), slots if extent else None)
         work = kernel_for(node).work_items(graph, node)
+        runs = extent and row_runs(graph, node, extent.axes.get(Value(node.name), frozenset()), extent.bound, work,
+                                   (batch.bound, batch.factors) if batch else None)
+        if runs:
+            valid = runs.valid(builder, extent.size)
+            extent.store(builder, operand_array, slots + 1, valid)
+            launcher.launch(builder, emit_trampoline(module, task, runs.per_group, slots + 1), operand_array,
+                            runs.launched(builder, valid, batch.size if batch else None))
+            continue
         launcher.launch(builder, task, operand_array, batch.work(builder, graph, node, work) if batch else
                         const_i64(work))
     builder.ret(ir.Constant(I32, 0))
 
 
-def build_module(graph: Graph, plan: MemoryPlan, batch: tuple[int, dict] | None = None) -> ir.Module:
-    """`batch`: (upper bound, value -> dim0 / batch) of a dynamic batch; adds kiln_run_batch."""
+def build_module(graph: Graph, plan: MemoryPlan, batch: tuple[int, dict] | None = None,
+                 extent: tuple[int, dict] | None = None) -> ir.Module:
+    """`batch`: (upper bound, value -> dim0 / batch) of a dynamic batch; adds kiln_run_batch.
+    `extent`: (upper bound, value -> its axes holding it) of a dynamic extent; adds kiln_run_extent,
+    taking the batch (ignored without a dynamic batch) and the extent."""
     module = ir.Module(name="kiln_model")
     _emit_layout(module, layout_table(graph, plan))
-    run = ir.Function(module, ir.FunctionType(I32, [PTR] * 5 + ([I64] if batch else [])),
-                      name=BATCH_ENTRY if batch else PROFILED_ENTRY)
+    sizes = [I64, I64] if extent else [I64] if batch else []
+    run = ir.Function(module, ir.FunctionType(I32, [PTR] * 5 + sizes),
+                      name=EXTENT_ENTRY if extent else BATCH_ENTRY if batch else PROFILED_ENTRY)
     weights, workspace, inputs, outputs, profile = run.args[:5]
     builder = ir.IRBuilder(run.append_basic_block("entry"))
     bases = {"weights": weights, "workspace": workspace, "input": inputs, "output": outputs}
     _emit_steps(module, builder, graph, plan, bases, _Launcher(module, builder, profile), precompute=False,
-                batch=Batch(batch[0], batch[1], run.args[5]) if batch else None)
-    _emit_entry(module, _emit_at_bound(module, run, batch[0]) if batch else run)
+                batch=Batch(batch[0], batch[1], run.args[5]) if batch else None,
+                extent=Extent(extent[0], extent[1], run.args[6]) if extent else None)
+    at_bounds = [batch[0] if batch else 1, extent[0]] if extent else [batch[0]] if batch else []
+    _emit_entry(module, _emit_at_bound(module, run, at_bounds) if sizes else run)
     precompute = ir.Function(module, ir.FunctionType(I32, [PTR]), name=PRECOMPUTE)
     builder = ir.IRBuilder(precompute.append_basic_block("entry"))
     bases = {"weights": precompute.args[0]}

@@ -453,9 +453,14 @@ def gemm_work_items(graph: Graph, node: Node, op_type: str) -> int:
 
 def gemm_batch_items(problem: GemmProblem, bound: int) -> BatchItems | None:
     """How the items walk a batch of `bound` (KernelSpec.batch_items): the problem's leading batch dim, or,
-    stacked into rows, the row blocks of an entry's rows (items are batch, row block, column block)."""
+    stacked into rows, the row blocks of an entry's rows (items are batch, row block, column block); a
+    bound counting every row of a batch of matrices (a dynamic extent's positions) takes their row blocks."""
+    if problem.batch and problem.batch[0] % bound == 0:
+        return batch_major(problem.work_items, bound)
     if problem.batch:
-        return batch_major(problem.work_items, bound) if problem.batch[0] % bound == 0 else None
+        rows = 1 if problem.dot_form else gemm_plan(problem).rows
+        columns = math.ceil(problem.n / (DOT_COLUMNS if problem.dot_form else gemm_plan(problem).columns))
+        return (1, rows, columns) if bound == math.prod(problem.batch) * problem.m and problem.m % rows == 0 else None
     if problem.m % bound:
         return None
     if problem.dot_form:

@@ -40,6 +40,7 @@ class KernelContext:
     outputs: list[TensorArg]
     begin: ir.Value
     end: ir.Value
+    extent: ir.Value | None = None  # the run-time size of a dynamic extent (compiler/dynamic_extent.py), i64
 
     def constant(self, index: int):
         """The compile-time value of input `index` when a Constant produces it, else None."""
