@@ -319,7 +319,8 @@ def mark_linear_rows(graph: Graph, factors: dict[Value, int], bounds: BatchBound
     """Give batched MatMul/Gemm nodes the rows of one entry (registry.BATCH_ROWS) for their GEMM plan."""
     for node in graph.nodes():
         if node.op_type in LINEAR and Value(node.name) in factors and node.op_type not in QUANTIZED:
-            node.attrs[BATCH_ROWS] = math.prod(node.outputs[0].shape[:-1]) // bounds.chunk
+            rows = math.prod(node.outputs[0].shape[:-1]) // bounds.chunk
+            node.attrs[BATCH_ROWS] = math.gcd(node.attrs.get(BATCH_ROWS, rows), rows)  # a dynamic extent's too
 
 
 def _factor(value_type, bounds: BatchBounds, where: str) -> int:

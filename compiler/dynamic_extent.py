@@ -23,9 +23,10 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from compiler.codegen.llvm.extent_launch import LINEAR
-from compiler.codegen.llvm.kernels.registry import BATCH_ROWS
+from compiler.codegen.llvm.kernels.linear_algebra import linear_problem
+from compiler.codegen.llvm.kernels.registry import BATCH_ROWS, EXTENT_COLUMNS, EXTENT_DEPTH, EXTENT_REDUCED
 from compiler.dynamic_batch import bounds_of
-from compiler.extent_rules import ExtentProblem, is_masked, propagate
+from compiler.extent_rules import MASK_OP, ExtentProblem, is_masked, propagate
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import TensorType
 
@@ -153,13 +154,57 @@ def extent_axes(graph: Graph, bounds: ExtentBounds) -> dict[Value, frozenset]:
         raise DynamicExtentError(str(problem)) from None
 
 
-def mark_extent_rows(graph: Graph, axes: Mapping[Value, frozenset], bounds: ExtentBounds) -> None:
-    """Give MatMul/Gemm nodes holding the extent in their rows the rows of one run of positions
-    (registry.BATCH_ROWS), so that their row blocks stop at each run's end (codegen/llvm/extent_launch.py)."""
+def mark_extent_linear(graph: Graph, axes: Mapping[Value, frozenset], bounds: ExtentBounds) -> None:
+    """Tell MatMul/Gemm nodes where they run over the extent (registry attributes): in their rows, the rows
+    of one run of positions (BATCH_ROWS), so row blocks stop at each run's end (codegen/llvm/extent_launch.py);
+    in their columns or their sum (a MatMul's A holding it last), that the GEMM stops them at the extent.
+    Softmax nodes over it stop there too (EXTENT_REDUCED)."""
     for node in graph.nodes():
-        held = sorted(axis for axis, inner in axes.get(Value(node.name), ()) if inner == 1)
-        shape = node.outputs[0].shape if node.outputs and isinstance(node.outputs[0], TensorType) else ()
-        if node.op_type not in LINEAR or not held or held[0] > len(shape) - 2:
+        if node.op_type in ("Softmax", "LogSoftmax") and (node.version or 13) >= 13:
+            x_value = graph.input_values(node)[0]
+            axis = int(node.attrs.get("axis", -1)) % len(node.outputs[0].shape)
+            if node.outputs[0].shape[axis] == bounds.high and (axis, 1) in axes.get(x_value, ()):
+                node.attrs[EXTENT_REDUCED] = 1
+        if node.op_type not in LINEAR:
             continue
-        rows = bounds.high * math.prod(shape[held[0] + 1:-1])
-        node.attrs[BATCH_ROWS] = math.gcd(node.attrs.get(BATCH_ROWS, rows), rows)
+        shape = node.outputs[0].shape
+        held = {axis for axis, inner in axes.get(Value(node.name), ()) if inner == 1}
+        rows = sorted(axis for axis in held if axis <= len(shape) - 2)
+        if rows:
+            period = bounds.high * math.prod(shape[rows[0] + 1:-1])
+            node.attrs[BATCH_ROWS] = math.gcd(node.attrs.get(BATCH_ROWS, period), period)
+        if len(shape) - 1 in held and shape[-1] == bounds.high:
+            node.attrs[EXTENT_COLUMNS] = 1
+        a_value = graph.input_values(node)[0]
+        a_shape = graph.type_of(a_value).shape
+        if node.op_type in ("MatMul", "FusedMatMul") and len(a_shape) >= 2 and a_shape[-1] == bounds.high and \
+                (len(a_shape) - 1, 1) in axes.get(a_value, ()):
+            node.attrs[EXTENT_DEPTH] = 1
+
+
+def drop_honored_masks(graph: Graph) -> None:
+    """Remove the MaskTails whose every reader stops at the extent itself (after mark_extent_linear): a
+    Softmax over the masked axis, a blocked GEMM whose masked columns or sum it cuts short. Their fill would
+    be written for nobody."""
+    for node in list(graph.nodes()):
+        if node.op_type != MASK_OP or node.attrs["inner"] != 1:
+            continue
+        if all(_stops_at_extent(graph, graph.node(reader), position, node) for reader, position in
+               graph.uses(Value(node.name))) and not graph.is_graph_output(Value(node.name)):
+            graph.replace_all_uses(Value(node.name), graph.input_values(node)[0])
+            graph.remove_node(node.name)
+
+
+def _stops_at_extent(graph: Graph, reader, position: int, mask) -> bool:
+    axis, fill = mask.attrs["axis"], mask.attrs["fill"]
+    rank = len(mask.outputs[0].shape)
+    if reader.op_type in ("Softmax", "LogSoftmax"):
+        return bool(reader.attrs.get(EXTENT_REDUCED)) and fill == -math.inf and \
+            int(reader.attrs.get("axis", -1)) % rank == axis
+    if reader.op_type not in ("MatMul", "FusedMatMul") or position > 1 or fill != 0.0 or rank < 2:
+        return False
+    if linear_problem(graph, reader, "MatMul").dot_form:
+        return False
+    depth_axis = rank - 1 if position == 0 else rank - 2
+    return (axis == depth_axis and bool(reader.attrs.get(EXTENT_DEPTH))) or \
+        (position == 1 and axis == rank - 1 and bool(reader.attrs.get(EXTENT_COLUMNS)))

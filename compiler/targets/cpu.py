@@ -15,7 +15,7 @@ from compiler.codegen.llvm.linker import link_shared_library
 from compiler.codegen.llvm.machine import MachineSpec, compile_module
 from compiler.codegen.memory_plan import plan_memory
 from compiler.dynamic_batch import BatchBounds, DynamicBatchError, batch_factors, mark_linear_rows
-from compiler.dynamic_extent import ExtentBounds, extent_axes, mark_extent_rows, output_axes
+from compiler.dynamic_extent import ExtentBounds, drop_honored_masks, extent_axes, mark_extent_linear, output_axes
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.partition import hetero_artifact, split
@@ -113,16 +113,17 @@ class CpuTarget(Target):
     def _emit_native(self, graph: Graph, options: dict) -> Artifact:
         machine = MachineSpec(options.get("triple", ""), options.get("cpu", ""), options.get("features", "")).resolved()
         progress = current()
+        extent = ExtentBounds.from_options(options)
+        axes = extent_axes(graph, extent) if extent else None
+        if extent:
+            mark_extent_linear(graph, axes, extent)
+            drop_honored_masks(graph)
         with progress.stage("memory plan"):
             plan = plan_memory(graph, in_place_input, precompute=True, concat_in_place=True)
         bounds = BatchBounds.from_options(options)
         factors = batch_factors(graph, bounds) if bounds else None
         if bounds:
             mark_linear_rows(graph, factors, bounds)
-        extent = ExtentBounds.from_options(options)
-        axes = extent_axes(graph, extent) if extent else None
-        if extent:
-            mark_extent_rows(graph, axes, extent)
         with progress.stage("kernels"):
             module = build_module(graph, plan, (bounds.chunk, factors) if bounds else None,
                                   (extent.high, axes) if extent else None)

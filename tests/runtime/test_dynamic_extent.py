@@ -17,7 +17,7 @@ from compiler.cli import EXIT_OK, main
 from compiler.codegen.llvm.extent_launch import row_runs
 from compiler.codegen.llvm.kernels.registry import kernel_for
 from compiler.driver import optimize
-from compiler.dynamic_extent import DynamicExtentError, ExtentBounds, extent_axes, mark_extent_rows, split_extent
+from compiler.dynamic_extent import DynamicExtentError, ExtentBounds, extent_axes, mark_extent_linear, split_extent
 from compiler.ir.graph import Value
 from runtime import InputError
 
@@ -87,7 +87,7 @@ def test_row_kernels_launch_only_the_positions_below_the_length(encoder):
     graph = optimize(encoder.model, "cpu", shapes=static, **options)
     bounds = ExtentBounds.from_options(options)
     axes = extent_axes(graph, bounds)
-    mark_extent_rows(graph, axes, bounds)
+    mark_extent_linear(graph, axes, bounds)
     cut = {node.qualified_op: row_runs(graph, node, axes.get(Value(node.name), frozenset()), 128,
                                        kernel_for(node).work_items(graph, node), None)
            for node in graph.nodes() if not (node.is_input or node.is_constant)}

@@ -132,13 +132,16 @@ class Segment:
         """visit(cell) once per column (to set up or finish its Scratch values)."""
         self._each_column(visit, None, None)
 
-    def sweep(self, visit: Callable[[Cell], None]) -> None:
-        """visit(cell) for every (reduced element, column), reduced elements in row-major order."""
+    def sweep(self, visit: Callable[[Cell], None], start: ir.Value | None = None, stop: ir.Value | None = None) -> None:
+        """visit(cell) for every (reduced element, column), reduced elements in row-major order; with one
+        reduced dim, only its elements [start, stop) when given (a dynamic extent's positions)."""
         builder = self.builder
         offset, position = self.offset, const_i64(0)
         with ExitStack() as loops:
             for index, dim in enumerate(self.split.reduced):
-                step = loops.enter_context(for_range(builder, 0, dim.size, name=f"red{index}"))
+                low, high = (start or const_i64(0), stop or const_i64(dim.size)) if len(self.split.reduced) == 1 \
+                    else (0, dim.size)
+                step = loops.enter_context(for_range(builder, low, high, name=f"red{index}"))
                 offset = builder.add(offset, builder.mul(step, const_i64(dim.stride)))
                 position = builder.add(builder.mul(position, const_i64(dim.size)), step)
             self._each_column(visit, offset, position)

@@ -33,8 +33,8 @@ from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, 
                                                             round_up, split_cycles, store_vector, vector_lanes)
 from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import intrinsic
-from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, BatchItems, KernelContext, KernelSpec, batch_major,
-                                                     register_kernel)
+from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_DEPTH, BatchItems,
+                                                     KernelContext, KernelSpec, batch_major, register_kernel)
 from compiler.ir.graph import Graph, Node
 
 FLOATS = ("float32", "float64")
@@ -140,6 +140,8 @@ class GemmProblem:
     beta: float = 1.0
     b_columns: tuple[int, ...] | None = None  # where each column of B starts (elements), instead of b.col
     row_period: int = 0  # rows of one entry of a dynamic batch (dynamic_batch.BATCH_ROWS): row blocks divide it
+    extent_n: bool = False  # n (extent_k: k) runs over a dynamic extent: stop at its run-time size
+    extent_k: bool = False
 
     @property
     def dot_form(self) -> bool:
@@ -245,21 +247,24 @@ class _GemmEmitter:
             Table(builder.module, np.array(problem.b_columns, dtype=np.int32), "gemm_columns")
         self.single_block = problem.k <= plan.depth  # tiles then write their sums: acc needs no zeros first
 
-    def run(self, begin: ir.Value, end: ir.Value) -> None:
+    def run(self, begin: ir.Value, end: ir.Value, extent: ir.Value | None = None) -> None:
+        """Items [begin, end); `extent` is the run-time size that n and k stop at where the problem says so."""
         b, p, plan = self.builder, self.p, self.plan
         lanes = plan.tile.lanes
+        n = extent if p.extent_n and extent is not None else const_i64(p.n)
+        k = extent if p.extent_k and extent is not None else const_i64(p.k)
         with rolled_range(b, begin, end, name="item") as item:
             blocks = (math.ceil(p.m / plan.rows), math.ceil(p.n / plan.columns))
             *batch, row_block, col_block = unravel(b, item, p.batch + blocks)
             i0, j0 = b.mul(row_block, const_i64(plan.rows)), b.mul(col_block, const_i64(plan.columns))
             rows = smin(b, const_i64(plan.rows), b.sub(const_i64(p.m), i0))
-            cols = smin(b, const_i64(plan.columns), b.sub(const_i64(p.n), j0))
+            cols = smin(b, const_i64(plan.columns), b.sub(n, j0))
             a_base = linear(b, batch + [i0], p.a.batch + (p.a.row,))
             b_base = linear(b, batch + [j0], p.b.batch + (0 if p.b_columns else p.b.col,))
             if not self.single_block:
                 zero_fill(b, self.acc, p.dtype, plan.rows * plan.columns)
-            with rolled_range(b, 0, p.k, plan.depth, name="k0") as k0:
-                depth = smin(b, const_i64(plan.depth), b.sub(const_i64(p.k), k0))
+            with rolled_range(b, 0, k, plan.depth, name="k0") as k0:
+                depth = smin(b, const_i64(plan.depth), b.sub(k, k0))
                 chunks = b.udiv(b.add(depth, const_i64(lanes - 1)), const_i64(lanes))
                 self._pack_a(linear(b, [k0], [p.a.col], a_base), depth, chunks, rows)
                 self._pack_b(linear(b, [k0], [p.b.row], b_base), j0, depth, chunks, cols)
@@ -376,11 +381,15 @@ class _DotEmitter:
 
 def emit_gemm(builder: ir.IRBuilder, begin: ir.Value, end: ir.Value, problem: GemmProblem,
               a_ptr: ir.Value, b_ptr: ir.Value, out_ptr: ir.Value, c_ptr: ir.Value | None = None,
-              epilogue: Epilogue | None = None) -> None:
+              epilogue: Epilogue | None = None, extent: ir.Value | None = None) -> None:
     """Compute work items [begin, end) of `problem` (see GemmProblem.work_items); `epilogue` maps
-    each finished output before it is stored (the output must be row-major: out.col == 1)."""
-    emitter = _DotEmitter if problem.dot_form else _GemmEmitter
-    emitter(builder, problem, a_ptr, b_ptr, out_ptr, c_ptr, epilogue).run(begin, end)
+    each finished output before it is stored (the output must be row-major: out.col == 1). The blocked
+    form stops n or k at `extent` where the problem runs them over a dynamic extent; the dot form (a few
+    rows) computes them whole, reading the extent's padding, which is masked where it is summed."""
+    if problem.dot_form:
+        _DotEmitter(builder, problem, a_ptr, b_ptr, out_ptr, c_ptr, epilogue).run(begin, end)
+    else:
+        _GemmEmitter(builder, problem, a_ptr, b_ptr, out_ptr, c_ptr, epilogue).run(begin, end, extent)
 
 
 # ---- MatMul and Gemm nodes ----
@@ -396,7 +405,13 @@ def _batch_strides(dims: Sequence[int], matrix_size: int) -> tuple[int, ...]:
 
 def _matmul_problem(graph: Graph, node: Node) -> GemmProblem:
     a_type, b_type = graph.input_types(node)[:2]
-    return replace(matmul_problem(a_type.dtype, a_type.shape, b_type.shape), row_period=node.attrs.get(BATCH_ROWS, 0))
+    return replace(matmul_problem(a_type.dtype, a_type.shape, b_type.shape), **_dynamic_fields(node))
+
+
+def _dynamic_fields(node: Node) -> dict:
+    """The GemmProblem fields a dynamic batch or extent sets through node attributes (registry.BATCH_ROWS, ...)."""
+    return {"row_period": node.attrs.get(BATCH_ROWS, 0), "extent_n": bool(node.attrs.get(EXTENT_COLUMNS)),
+            "extent_k": bool(node.attrs.get(EXTENT_DEPTH))}
 
 
 def matmul_problem(dtype: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> GemmProblem:
@@ -431,7 +446,7 @@ def _gemm_problem(graph: Graph, node: Node) -> GemmProblem:
                        Layout((), 1, k) if trans_b else Layout((), n, 1),
                        Layout((), n, 1), c_layout,
                        float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0)),
-                       row_period=node.attrs.get(BATCH_ROWS, 0))
+                       **_dynamic_fields(node))
 
 
 _PROBLEMS = {"MatMul": _matmul_problem, "Gemm": _gemm_problem}
@@ -444,6 +459,11 @@ def linear_check(graph: Graph, node: Node) -> str | None:
         return (f"{node.qualified_op} on {', '.join(sorted(dtypes))} is not compiled by the cpu target "
                 "(float32/float64 only)")
     return None
+
+
+def linear_problem(graph: Graph, node: Node, op_type: str) -> GemmProblem:
+    """The GEMM of a MatMul or Gemm (`op_type`) node, or of a fused node with that base."""
+    return _PROBLEMS[op_type](graph, node)
 
 
 def gemm_work_items(graph: Graph, node: Node, op_type: str) -> int:
@@ -480,7 +500,7 @@ def emit_linear(ctx: KernelContext, op_type: str, epilogue: Epilogue | None = No
     problem = _PROBLEMS[op_type](ctx.graph, ctx.node)
     c = ctx.inputs[2] if op_type == "Gemm" and len(ctx.inputs) > 2 else None
     emit_gemm(ctx.builder, ctx.begin, ctx.end, problem, ctx.inputs[0].ptr, ctx.inputs[1].ptr, ctx.outputs[0].ptr,
-              c.ptr if c is not None else None, epilogue)
+              c.ptr if c is not None else None, epilogue, ctx.extent)
 
 
 register_kernel(KernelSpec(tuple(_PROBLEMS), linear_check,

@@ -18,7 +18,7 @@ from compiler.codegen.llvm.kernels.axis_loops import (REASSOCIATE, AxisSplit, Ce
                                                       split_axes)
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
 from compiler.codegen.llvm.kernels.reduction import FLOATS, dtype_problem, lowest
-from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, TensorArg, register_kernel
+from compiler.codegen.llvm.kernels.registry import EXTENT_REDUCED, KernelContext, KernelSpec, TensorArg, register_kernel
 from compiler.codegen.llvm.kernels.vector_math import exp, log
 from compiler.ir.graph import Graph, Node, Value
 
@@ -71,11 +71,12 @@ def softmax_problem(node: Node, input_types: list) -> str | None:
 
 
 def softmax_item(b: ir.IRBuilder, split: AxisSplit, x: TensorArg, y: TensorArg,
-                 log_softmax: bool) -> Callable[[Segment], None]:
+                 log_softmax: bool, length: ir.Value | None = None) -> Callable[[Segment], None]:
     """The sweeps of one work item: exp(x - max) * (1 / sum), or (x - max) - log(sum); the max is
     subtracted first so exp cannot overflow, and the sum is inverted once per column (a multiply per
     element is several times cheaper than a divide). Each element of x is read before y's is written,
-    so x may be y."""
+    so x may be y. With `length` (a dynamic extent along the one reduced axis), the elements from it on
+    count as -inf: they are not read, and come out 0 (log: -inf)."""
     value_type = element_type(x.dtype)
     peak, total = Scratch(b, split, value_type), Scratch(b, split, value_type)
 
@@ -103,19 +104,25 @@ def softmax_item(b: ir.IRBuilder, split: AxisSplit, x: TensorArg, y: TensorArg,
     def find_max(cell: Cell) -> None:
         peak.store(cell, select_max(b, peak.load(cell), _load(b, x, cell.offset), "float"))
 
+    def vanished(cell: Cell) -> None:
+        store(b, float_constant(value_type, float("-inf") if log_softmax else 0.0), y.ptr, y.dtype, cell.offset)
+
     def item(segment: Segment) -> None:
         segment.columns(start)
-        segment.sweep(find_max)
-        segment.sweep(exponentiate)
+        segment.sweep(find_max, stop=length)
+        segment.sweep(exponentiate, stop=length)
         segment.columns(finish_total)
-        segment.sweep(write)
+        segment.sweep(write, stop=length)
+        if length is not None:
+            segment.sweep(vanished, start=length)
 
     return item
 
 
 def _emit_softmax(ctx: KernelContext) -> None:
     split = _softmax_split(ctx.graph, ctx.node)
-    item = softmax_item(ctx.builder, split, ctx.inputs[0], ctx.outputs[0], ctx.node.op_type == "LogSoftmax")
+    length = ctx.extent if ctx.node.attrs.get(EXTENT_REDUCED) and len(split.reduced) == 1 else None
+    item = softmax_item(ctx.builder, split, ctx.inputs[0], ctx.outputs[0], ctx.node.op_type == "LogSoftmax", length)
     emit_segments(ctx.builder, split, ctx.begin, ctx.end, item)
 
 

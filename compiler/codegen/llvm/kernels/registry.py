@@ -74,6 +74,10 @@ BatchItems = tuple[int, int, int]
 BATCH_ROWS = "batch_rows"
 """Attribute a dynamic-batch artifact sets on MatMul/Gemm nodes: rows of one entry, which the GEMM's row
 blocks then divide, so a batch below the bound computes no rows of the next entry."""
+EXTENT_COLUMNS, EXTENT_DEPTH, EXTENT_REDUCED = "extent_columns", "extent_depth", "extent_reduced"
+"""Attributes a dynamic-extent artifact sets on MatMul/Gemm nodes whose columns (n) or sum (k) run over the
+dynamic dim, at its bound, and on Softmax nodes whose axis does: the kernel stops them at the run-time
+extent (KernelContext.extent)."""
 
 
 def batch_major(items: int, bound: int, per_item: int = 1) -> BatchItems | None:

@@ -76,8 +76,11 @@ def _power_of_two(b: ir.IRBuilder, exponent: ir.Value) -> ir.Value:
 def _exp32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     """x = n ln2 + r, exp(x) = 2**n exp(r); 2**n is applied as two normal factors so that results in
     the denormal range are rounded once, and inf comes out of the multiplication itself. A NaN passes
-    the clamps and stays NaN through the arithmetic (the exponent bits it gives are never poison)."""
-    clamped = b.select(b.fcmp_ordered("<", x, _f(EXP_LOW)), _f(EXP_LOW), x)
+    the clamps and stays NaN through the arithmetic (the exponent bits it gives are never poison).
+    Below EXP_LOW (a masked score's -inf or -10000, say) the result is 0 by a select: computing it
+    would underflow in the last multiply, which costs a microcode assist per element on x86."""
+    vanishes = b.fcmp_ordered("<", x, _f(EXP_LOW))
+    clamped = b.select(vanishes, _f(0.0), x)
     clamped = b.select(b.fcmp_ordered(">", clamped, _f(EXP_HIGH)), _f(EXP_HIGH), clamped)
     shifted = b.fadd(b.fmul(clamped, _f(LOG2E)), _f(ROUNDING_SHIFT))
     n = b.fsub(shifted, _f(ROUNDING_SHIFT))
@@ -85,8 +88,9 @@ def _exp32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
     reduced = intrinsic(b, "fmuladd", n, _f(-LN2_LO), reduced)
     exponent = b.sub(b.bitcast(shifted, I32), b.bitcast(_f(ROUNDING_SHIFT), I32))  # n in [-150, 128]
     half = b.ashr(exponent, _i(1))
-    return b.fmul(b.fmul(_polynomial(b, reduced, EXP), _power_of_two(b, half)),
-                  _power_of_two(b, b.sub(exponent, half)))
+    result = b.fmul(b.fmul(_polynomial(b, reduced, EXP), _power_of_two(b, half)),
+                    _power_of_two(b, b.sub(exponent, half)))
+    return b.select(vanishes, _f(0.0), result)
 
 
 def _log32(b: ir.IRBuilder, x: ir.Value) -> ir.Value:
