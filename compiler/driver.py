@@ -74,7 +74,8 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     insert your own passes); `disable` skips passes by name; `instruments` watch each pass.
     `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes; a leading dim given as
     "1..8" (or (1, 8)) is a dynamic batch with those bounds, one cpu or gpu artifact for every size ("1.."
-    unbounded; compiler/dynamic_batch.py);
+    unbounded; compiler/dynamic_batch.py); one dim past it given so ({"ids": ["1..8", "1..512"]}) is a
+    dynamic extent, a sequence length say, shared by the inputs giving one (cpu; compiler/dynamic_extent.py);
     `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
     `state={"h_in": "h_out"}` makes the pair a state variable each infer request carries from one
     inference to the next, starting from `initial_state["h_in"]` or zeros (compiler/state.py).

@@ -24,7 +24,8 @@ from typing import Mapping, Sequence
 
 from compiler.codegen.llvm.extent_launch import LINEAR
 from compiler.codegen.llvm.kernels.linear_algebra import linear_problem
-from compiler.codegen.llvm.kernels.registry import BATCH_ROWS, EXTENT_COLUMNS, EXTENT_DEPTH, EXTENT_REDUCED
+from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_COPY, EXTENT_DEPTH,
+                                                     EXTENT_REDUCED, EXTENT_ROWS)
 from compiler.dynamic_batch import bounds_of
 from compiler.extent_rules import MASK_OP, ExtentProblem, is_masked, propagate
 from compiler.ir.graph import Graph, Value
@@ -156,10 +157,18 @@ def extent_axes(graph: Graph, bounds: ExtentBounds) -> dict[Value, frozenset]:
 
 def mark_extent_linear(graph: Graph, axes: Mapping[Value, frozenset], bounds: ExtentBounds) -> None:
     """Tell MatMul/Gemm nodes where they run over the extent (registry attributes): in their rows, the rows
-    of one run of positions (BATCH_ROWS), so row blocks stop at each run's end (codegen/llvm/extent_launch.py);
+    of one run of positions (BATCH_ROWS), so row blocks stop at each run's end (codegen/llvm/extent_launch.py),
+    and those of the positions below the extent (EXTENT_ROWS), which a row block computes alone;
     in their columns or their sum (a MatMul's A holding it last), that the GEMM stops them at the extent.
-    Softmax nodes over it stop there too (EXTENT_REDUCED)."""
+    Softmax nodes over it stop there too (EXTENT_REDUCED), and Transpose and Gather copies along it
+    (EXTENT_COPY)."""
     for node in graph.nodes():
+        if node.op_type in ("Transpose", "Gather"):
+            shape = node.outputs[0].shape
+            held = sorted(axis for axis, inner in axes.get(Value(node.name), ()) if inner == 1 and
+                          shape[axis] == bounds.high)
+            if held:
+                node.attrs[EXTENT_COPY] = [math.prod(shape[held[0] + 1:]), bounds.high]
         if node.op_type in ("Softmax", "LogSoftmax") and (node.version or 13) >= 13:
             x_value = graph.input_values(node)[0]
             axis = int(node.attrs.get("axis", -1)) % len(node.outputs[0].shape)
@@ -171,8 +180,10 @@ def mark_extent_linear(graph: Graph, axes: Mapping[Value, frozenset], bounds: Ex
         held = {axis for axis, inner in axes.get(Value(node.name), ()) if inner == 1}
         rows = sorted(axis for axis in held if axis <= len(shape) - 2)
         if rows:
-            period = bounds.high * math.prod(shape[rows[0] + 1:-1])
+            per_position = math.prod(shape[rows[0] + 1:-1])
+            period = bounds.high * per_position
             node.attrs[BATCH_ROWS] = math.gcd(node.attrs.get(BATCH_ROWS, period), period)
+            node.attrs[EXTENT_ROWS] = [period, per_position]
         if len(shape) - 1 in held and shape[-1] == bounds.high:
             node.attrs[EXTENT_COLUMNS] = 1
         a_value = graph.input_values(node)[0]

@@ -51,6 +51,19 @@ def test_encoder_matches_onnxruntime_at_every_batch_and_length(encoder, encoder_
         np.testing.assert_allclose(got, session.run(None, feeds)[0], rtol=1e-3, atol=1e-4)
 
 
+def test_a_long_bound_cut_short_matches_onnxruntime():
+    """At a bound of 512 the key transpose walks tiles (strided_copy.TILE), which stop at the tile holding
+    the length; row blocks of 64 hold fewer rows below it."""
+    encoder = bert_encoder(layers=1, dynamic=True)
+    model = runtime.load(compiler.compile(encoder.model, target="cpu", shapes={
+        "input_ids": [2, "1..512"], "attention_mask": [2, "1..512"]}), num_threads=2)
+    session = _session(encoder.model)
+    for length in (300, 7, 512):
+        feeds = encoder.make_inputs(np.random.default_rng(length), batch=2, sequence=length)
+        np.testing.assert_allclose(next(iter(model.infer(feeds).values())), session.run(None, feeds)[0],
+                                   rtol=1e-3, atol=1e-4)
+
+
 def test_signature_shows_both_dims_and_their_bounds(encoder_model):
     ids = next(info for info in encoder_model.inputs if info.name == "input_ids")
     assert ids.shape == ("batch", "sequence") and ids.bounds == ((1, 4), (1, 64))

@@ -33,7 +33,7 @@ from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, 
                                                             round_up, split_cycles, store_vector, vector_lanes)
 from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import intrinsic
-from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_DEPTH, BatchItems,
+from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_DEPTH, EXTENT_ROWS, BatchItems,
                                                      KernelContext, KernelSpec, batch_major, register_kernel)
 from compiler.ir.graph import Graph, Node
 
@@ -142,6 +142,7 @@ class GemmProblem:
     row_period: int = 0  # rows of one entry of a dynamic batch (dynamic_batch.BATCH_ROWS): row blocks divide it
     extent_n: bool = False  # n (extent_k: k) runs over a dynamic extent: stop at its run-time size
     extent_k: bool = False
+    extent_rows: tuple[int, int] | None = None  # rows run over it: (rows of a period, rows per position)
 
     @property
     def dot_form(self) -> bool:
@@ -258,6 +259,10 @@ class _GemmEmitter:
             *batch, row_block, col_block = unravel(b, item, p.batch + blocks)
             i0, j0 = b.mul(row_block, const_i64(plan.rows)), b.mul(col_block, const_i64(plan.columns))
             rows = smin(b, const_i64(plan.rows), b.sub(const_i64(p.m), i0))
+            if p.extent_rows and extent is not None:  # the rows of positions below the extent, one at least
+                period, per_position = map(const_i64, p.extent_rows)
+                valid = b.sub(b.add(b.mul(b.udiv(i0, period), period), b.mul(extent, per_position)), i0)
+                rows = smin(b, rows, b.select(b.icmp_signed("<", valid, const_i64(1)), const_i64(1), valid))
             cols = smin(b, const_i64(plan.columns), b.sub(n, j0))
             a_base = linear(b, batch + [i0], p.a.batch + (p.a.row,))
             b_base = linear(b, batch + [j0], p.b.batch + (0 if p.b_columns else p.b.col,))
@@ -410,8 +415,9 @@ def _matmul_problem(graph: Graph, node: Node) -> GemmProblem:
 
 def _dynamic_fields(node: Node) -> dict:
     """The GemmProblem fields a dynamic batch or extent sets through node attributes (registry.BATCH_ROWS, ...)."""
+    rows = node.attrs.get(EXTENT_ROWS)
     return {"row_period": node.attrs.get(BATCH_ROWS, 0), "extent_n": bool(node.attrs.get(EXTENT_COLUMNS)),
-            "extent_k": bool(node.attrs.get(EXTENT_DEPTH))}
+            "extent_k": bool(node.attrs.get(EXTENT_DEPTH)), "extent_rows": tuple(rows) if rows else None}
 
 
 def matmul_problem(dtype: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> GemmProblem:

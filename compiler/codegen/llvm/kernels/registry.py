@@ -78,6 +78,12 @@ EXTENT_COLUMNS, EXTENT_DEPTH, EXTENT_REDUCED = "extent_columns", "extent_depth",
 """Attributes a dynamic-extent artifact sets on MatMul/Gemm nodes whose columns (n) or sum (k) run over the
 dynamic dim, at its bound, and on Softmax nodes whose axis does: the kernel stops them at the run-time
 extent (KernelContext.extent)."""
+EXTENT_ROWS = "extent_rows"
+"""[rows of a period of the bound, rows per position] on MatMul/Gemm nodes whose rows run over the dim: a
+row block computes only the rows of positions below the extent."""
+EXTENT_COPY = "extent_copy"
+"""[element stride, bound] of the output axis holding a dynamic extent, set on copy kernels (Transpose,
+Gather): their loops along it stop at the run-time extent."""
 
 
 def batch_major(items: int, bound: int, per_item: int = 1) -> BatchItems | None:

@@ -29,8 +29,8 @@ from llvmlite import ir
 from compiler.codegen.copy_plan import Copy, Dim, Plan, coalesced_dims, plan_problem
 from compiler.codegen.llvm.irhelpers import ELEMENT_TYPES, I1, I8, I64, PTR, const_i64, convert, element_type, for_range
 from compiler.codegen.llvm.kernels.narrow_types import cast
-from compiler.codegen.llvm.kernels.registry import (BatchItems, KernelContext, KernelSpec, TensorArg, batch_major,
-                                                     register_kernel)
+from compiler.codegen.llvm.kernels.registry import (EXTENT_COPY, BatchItems, KernelContext, KernelSpec, TensorArg,
+                                                     batch_major, register_kernel)
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType, dtype_of_array, numpy_dtype
 
@@ -125,9 +125,10 @@ class _CopyEmitter:
     """Emits the loop nest of one box of `copy` for its local work items [lo, hi)."""
 
     def __init__(self, builder: ir.IRBuilder, copy: Copy, schedule: _Schedule, source: TensorArg, target: TensorArg,
-                 indices: TensorArg | None, convert: Convert | None, name: str):
+                 indices: TensorArg | None, convert: Convert | None, name: str, limit: "ExtentLimit | None" = None):
         self.builder, self.copy, self.schedule, self.name = builder, copy, schedule, name
         self.dims = schedule.box.dims
+        self.limits = {} if limit is None else limit.levels(builder, self.dims)
         self.source, self.target, self.indices = source, target, indices
         self.convert = convert
         self.converting = convert is not None and self.source.dtype != self.target.dtype
@@ -145,19 +146,25 @@ class _CopyEmitter:
                 start = b.mul(b.urem(rest, const_i64(schedule.chunks)), const_i64(schedule.chunk))
                 rest = b.udiv(rest, const_i64(schedule.chunks))
             offsets = _Offsets(const_i64(box.source_offset), const_i64(box.target_offset), const_i64(0))
+            inside = ir.Constant(I1, 1)
             for level in reversed(range(schedule.split)):
                 size = const_i64(self.dims[level].size)
                 coordinate = b.urem(rest, size) if level else rest
                 rest = b.udiv(rest, size)
                 offsets = self._advance(offsets, self.dims[level], coordinate)
+                if level in self.limits:
+                    inside = b.and_(inside, b.icmp_signed("<", coordinate, self.limits[level]))
             offsets = self._advance(offsets, split_dim, start)
             if self.gather_level is not None and self.gather_level < schedule.split:
                 offsets = self._gather(offsets)
             length = const_i64(schedule.chunk)
-            if split_dim.size % schedule.chunk:
-                remaining = b.sub(const_i64(split_dim.size), start)
+            stop = self.limits.get(schedule.split, const_i64(split_dim.size))
+            if split_dim.size % schedule.chunk or schedule.split in self.limits:
+                remaining = b.sub(stop, start)  # below 0 in an item past the extent, which copies nothing
                 length = b.select(b.icmp_signed("<", remaining, length), remaining, length)
-            self._walk(schedule.split, offsets, length)
+                length = b.select(b.icmp_signed("<", length, const_i64(0)), const_i64(0), length)
+            with b.if_then(inside):
+                self._walk(schedule.split, offsets, length)
 
     def _walk(self, level: int, offsets: _Offsets, length: ir.Value) -> None:
         """Copy dims[level:] starting at `offsets`, with `length` steps along dims[level]."""
@@ -175,7 +182,7 @@ class _CopyEmitter:
                 value = hoisted if hoisted is not None else self._read(here.source)
                 b.store(value, self._address(self.target.ptr, here.target))
             else:
-                self._walk(level + 1, here, const_i64(self.dims[level + 1].size))
+                self._walk(level + 1, here, self.limits.get(level + 1, const_i64(self.dims[level + 1].size)))
 
     def _advance(self, offsets: _Offsets, dim: Dim, coordinate: ir.Value) -> _Offsets:
         b = self.builder
@@ -215,9 +222,32 @@ class _CopyEmitter:
                         size, ir.Constant(I1, 0)])
 
 
+@dataclass(frozen=True)
+class ExtentLimit:
+    """A dynamic extent along the target's axis of element stride `stride` (registry.EXTENT_COPY): box dims
+    walking that axis whole stop at the run-time `extent`, those walking its tiles at the tiles holding it.
+    The positions past it are padding, so a copy may stop there (or not) as it likes."""
+
+    stride: int
+    bound: int
+    extent: ir.Value
+
+    def levels(self, builder: ir.IRBuilder, dims: Sequence[Dim]) -> dict[int, ir.Value]:
+        limits = {}
+        for level, dim in enumerate(dims):
+            if dim.target == self.stride and dim.size == self.bound:
+                limits[level] = self.extent
+            elif dim.target == self.stride * TILE and dim.size == self.bound // TILE:
+                limits[level] = builder.udiv(builder.add(self.extent, const_i64(TILE - 1)), const_i64(TILE))
+        return limits
+
+
 def emit_copies(ctx: KernelContext, copies: Sequence[Copy], convert: Convert | None = cast) -> None:
-    """Emit `copies` with their work items laid end to end; computes items [ctx.begin, ctx.end)."""
+    """Emit `copies` with their work items laid end to end; computes items [ctx.begin, ctx.end). With a dynamic
+    extent along the output (registry.EXTENT_COPY), the positions past it are left as they are."""
     b, first, number = ctx.builder, 0, 0
+    marked = ctx.node.attrs.get(EXTENT_COPY)
+    limit = ExtentLimit(marked[0], marked[1], ctx.extent) if marked and ctx.extent is not None else None
     baked: dict[int, TensorArg] = {}  # each array once, however many boxes read it
     for copy in copies:
         if isinstance(copy.source, np.ndarray):
@@ -233,7 +263,7 @@ def emit_copies(ctx: KernelContext, copies: Sequence[Copy], convert: Convert | N
             lo = b.select(b.icmp_signed("<", lo, const_i64(0)), const_i64(0), lo)
             hi = b.select(b.icmp_signed(">", hi, const_i64(schedule.items)), const_i64(schedule.items), hi)
             _CopyEmitter(b, copy, schedule, source, ctx.outputs[copy.target], indices, convert,
-                         f"box{number}").emit(lo, hi)
+                         f"box{number}", limit).emit(lo, hi)
             first, number = first + schedule.items, number + 1
 
 
