@@ -184,7 +184,7 @@ class CpuExecutor:
         if batch is not None and batch > self.batch.chunk:
             return self._in_chunks(inputs, batch, nanoseconds)
         extent = self.extent.extent_of(inputs) if self.extent else None
-        outputs = [np.empty(shape, dtype=dtype) for shape, dtype in self._output_buffers]
+        outputs = self._outputs()
         if batch is not None or extent is not None:
             inputs = self._staged(inputs, batch, extent)
         input_pointers = (ctypes.c_void_p * max(len(inputs), 1))(*[a.ctypes.data for a in inputs])
@@ -203,6 +203,16 @@ class CpuExecutor:
             raise RuntimeError(f"the native model returned error status {status}")
         outputs = outputs if batch is None else self.batch.first_entries(outputs, batch)
         return outputs if extent is None else self.extent.cut(outputs, extent)
+
+    def _outputs(self) -> list[np.ndarray]:
+        """Buffers for a call's outputs: fresh ones, or with a dynamic extent this thread's (its results are
+        copies cut from them)."""
+        if not self.extent:
+            return [np.empty(shape, dtype=dtype) for shape, dtype in self._output_buffers]
+        outputs = getattr(self._local, "outputs", None)
+        if outputs is None:
+            outputs = self._local.outputs = [np.empty(shape, dtype=dtype) for shape, dtype in self._output_buffers]
+        return outputs
 
     def _in_chunks(self, inputs: list, batch: int, nanoseconds: np.ndarray | None) -> list:
         """An unbounded batch larger than the compiled chunk, chunk by chunk; kernel times add up."""

@@ -1,6 +1,8 @@
 """A dynamic extent at run time (manifest `dynamic_extent`, written by compiler/dynamic_extent.py): which
 inputs and outputs hold the dim on which axis, the buffer shapes at its bound, the extent of a call,
-inputs staged into zero-filled buffers of the bound and outputs cut to the extent.
+inputs staged into zero-filled buffers of the bound and outputs cut to the extent. The executor keeps
+one set of output buffers of the bound per thread: allocating megabytes a call, to return a few rows
+of them, cost more than a short extent's kernels (fresh pages fault in on first touch).
 """
 
 from __future__ import annotations
@@ -36,6 +38,6 @@ class ExtentPlan:
         return buffer
 
     def cut(self, outputs: list, extent: int) -> list:
-        """The outputs at the call's extent, from buffers of the bound."""
-        return [output if axis is None else np.ascontiguousarray(output[(slice(None),) * axis + (slice(0, extent),)])
+        """The outputs at the call's extent, copied from buffers of the bound (which the next call reuses)."""
+        return [np.array(output if axis is None else output[(slice(None),) * axis + (slice(0, extent),)])
                 for axis, output in zip(self.output_axes, outputs)]

@@ -94,8 +94,8 @@ class CpuTarget(Target):
                          "contraction over it reads its padding through a mask (before fusion; no-op otherwise)")
         add = PassSpec("fuse-quantized-add", why="Q(DQ(a) + DQ(b)) (residual additions) is one 8-bit pass")
         return [sink, int8, add, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"],
-                p["merge"], masks, transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"], normalization,
-                p["fuse"], widen, *RefTarget().pipeline(options)]
+                p["merge"], masks, transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"],
+                normalization, p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         """Native code; with string nodes, a hetero artifact of native and host parts."""
@@ -149,6 +149,7 @@ class CpuTarget(Target):
         weights, storage, fp16 = cpu_weights(graph, plan, options)  # precision fp16: float16 weights
         if storage is not None:
             manifest["weights_storage"] = storage
-        header = c_header(graph, plan, storage, bounds.chunk if bounds else None).encode()
+        header = c_header(graph, plan, storage, bounds.chunk if bounds else None,
+                          extent.high if extent else None).encode()
         artifact = Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

@@ -208,3 +208,11 @@ def test_cli_compiles_a_dynamic_length(encoder, tmp_path):
                  "attention_mask=1,1..24"]) == EXIT_OK
     assert runtime.load(out).manifest["dynamic_extent"]["max"] == 24
     assert main(["run", str(out)]) == EXIT_OK  # random inputs at the upper bound
+
+
+def test_the_c_header_declares_the_extent_entry():
+    artifact = compiler.compile(_model([helper.make_node("Relu", ["x"], ["y"])]), target="cpu",
+                                shapes={"x": ["1..4", "1..8", 4]})
+    header = bytes(artifact.files["model.h"]).decode()
+    assert "int kiln_run_extent(" in header and "#define KILN_EXTENT_MAX 8" in header
+    assert "#define KILN_BATCH_MAX 4" in header and "kiln_run_batch" not in header

@@ -195,8 +195,11 @@ def gemm_plan(p: GemmProblem) -> GemmPlan:
 
     row_options = range(tile.rows, min(round_up(p.m, tile.rows), ROW_BLOCK) + 1, tile.rows)
     row_options = [rows for rows in row_options if p.row_period % rows == 0] or row_options  # no rows wasted
+    widest = min(round_up(p.n, tile.columns), COLUMN_BLOCK)
+    if p.extent_rows:  # a short extent leaves one row block: two column blocks at least keep two threads busy
+        widest = min(widest, max(tile.columns, round_up(-(-p.n // 2), tile.columns)))
     options = [(rows, columns) for rows in row_options  # at a batch below the bound
-               for columns in range(tile.columns, min(round_up(p.n, tile.columns), COLUMN_BLOCK) + 1, tile.columns)]
+               for columns in range(tile.columns, widest + 1, tile.columns)]
     rows, columns = min(options, key=cycles)
     return GemmPlan(tile, rows, columns, depth, cycles((rows, columns)))
 
