@@ -8,7 +8,10 @@ dim the parts fill in differently is symbolic with its bounds (the smallest and 
 compiled); the runtime (runtime/dispatch.py) runs the part compiled for the shapes it is given.
 A shape set may give a dynamic batch ("1..8", compiler/dynamic_batch.py): that part runs every
 batch size within its bounds, so `[{"ids": ["1..8", 64]}, {"ids": ["1..8", 128]}]` covers any
-batch at two sequence lengths.
+batch at two sequence lengths. It may give a dynamic extent too (compiler/dynamic_extent.py): the
+runtime runs a part compiled for exactly a call's shapes when there is one, so
+`[{"ids": [1, 128]}, {"ids": ["1..8", "1..512"]}]` runs the specialised part at [1, 128] and the
+generic one at any other shape within the bounds.
 
 Part k's files are stored as `p<k>.<name>` beside its manifest `p<k>.manifest.json`.
 """

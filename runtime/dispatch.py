@@ -37,11 +37,15 @@ class DispatchExecutor:
         self.threads = options.get("cpu", {}).get("num_threads") or os.cpu_count() or 1
 
     def _part_for(self, values: list) -> int:
+        """The first part compiled for exactly these shapes, else the first whose dynamic dims take them (a
+        generic part, compiler/dynamic_extent.py, catching the shapes no specialised part has)."""
         shapes = {name: list(getattr(value, "shape", ())) for name, value in zip(self._names, values)}
-        for index, part in enumerate(self.parts):
-            if all(_fits(shapes[name], shape, part.get("input_bounds", {}).get(name))
-                   for name, shape in part["input_shapes"].items()):
-                return index
+        fitting = [index for index, part in enumerate(self.parts)
+                   if all(_fits(shapes[name], shape, part.get("input_bounds", {}).get(name))
+                          for name, shape in part["input_shapes"].items())]
+        exact = [index for index in fitting if not self.parts[index].get("input_bounds")]
+        if fitting:
+            return (exact or fitting)[0]
         compiled = "; ".join(", ".join(f"{n}={_describe(s, p.get('input_bounds', {}).get(n))}"
                                        for n, s in p["input_shapes"].items()) for p in self.parts)
         given = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in shapes.items())

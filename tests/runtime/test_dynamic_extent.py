@@ -216,3 +216,19 @@ def test_the_c_header_declares_the_extent_entry():
     header = bytes(artifact.files["model.h"]).decode()
     assert "int kiln_run_extent(" in header and "#define KILN_EXTENT_MAX 8" in header
     assert "#define KILN_BATCH_MAX 4" in header and "kiln_run_batch" not in header
+
+
+def test_specialised_shapes_with_a_generic_fallback(tmp_path):
+    """specialize= may list a dynamic part: calls whose shapes a static part was compiled for run it, the
+    others the dynamic one, and all match ONNX Runtime."""
+    encoder = bert_encoder(layers=1, dynamic=True)
+    names = ("input_ids", "attention_mask")
+    artifact = compiler.compile(encoder.model, target="cpu", specialize=[
+        {name: [1, 16] for name in names}, {name: ["1..2", "1..32"] for name in names}])
+    model = runtime.load(artifact.save(tmp_path / "encoder.kiln"))
+    session = _session(encoder.model)
+    for (batch, length), part in (((1, 16), 0), ((2, 20), 1), ((1, 31), 1)):
+        feeds = encoder.make_inputs(np.random.default_rng(length), batch=batch, sequence=length)
+        assert model._executor._part_for([feeds[name] for name in names]) == part
+        np.testing.assert_allclose(next(iter(model.infer(feeds).values())), session.run(None, feeds)[0],
+                                   rtol=1e-3, atol=1e-4)
