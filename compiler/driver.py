@@ -75,7 +75,7 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes; a leading dim given as
     "1..8" (or (1, 8)) is a dynamic batch with those bounds, one cpu or gpu artifact for every size ("1.."
     unbounded; compiler/dynamic_batch.py); one dim past it given so ({"ids": ["1..8", "1..512"]}) is a
-    dynamic extent, a sequence length say, shared by the inputs giving one (cpu; compiler/dynamic_extent.py);
+    dynamic extent, a sequence length say, shared by the inputs giving one (cpu, gpu; compiler/dynamic_extent.py);
     `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
     `state={"h_in": "h_out"}` makes the pair a state variable each infer request carries from one
     inference to the next, starting from `initial_state["h_in"]` or zeros (compiler/state.py).
@@ -167,9 +167,9 @@ def _check_dynamic_batch(graph: Graph, target: str, options: dict, bounds: Batch
 
 def _check_dynamic_extent(graph: Graph, target: str, options: dict, bounds: ExtentBounds) -> None:
     where = f"a dynamic dim past the batch ({bounds.low}..{bounds.high})"
-    if target != "cpu":
-        raise DynamicExtentError(f"{where} is compiled for the cpu target, not {target!r}; compile one part per size "
-                                 "with specialize= instead")
+    if target not in ("cpu", "gpu"):
+        raise DynamicExtentError(f"{where} is compiled for the cpu and gpu targets, not {target!r}; compile one part "
+                                 "per size with specialize= instead")
     if precision_of(options) == "int8":
         raise DynamicExtentError(f"{where} does not take precision int8 yet; compile one part per size with "
                                  "specialize= instead")

@@ -1,4 +1,4 @@
-"""Dynamic extent: one cpu artifact for a bounded dim other than the batch, say a sequence length
+"""Dynamic extent: one cpu or gpu artifact for a bounded dim other than the batch, say a sequence length
 (`shapes={"ids": ["1..8", "1..512"]}`).
 
 The graph is compiled at the bound with the dynamic dim padded to it: position p along the dim holds
@@ -11,9 +11,11 @@ mask-dynamic-tails pass puts in front: it fills positions >= s with what makes t
 a softmax or a max, 0 before a sum or a contraction). Other mixing (Concat or Slice along the dim, a
 convolution over it, a mean over it) is refused naming the node; `specialize=` compiles static parts.
 
-At run time the entry `kiln_run_extent` takes s (and the batch): MaskTail reads it, and kernels whose
-work items walk the dim in rows launch only the items of positions < s (codegen/llvm/extent_launch.py).
-The runtime stages inputs in zero-filled buffers of the bound and cuts the outputs to s.
+At run time the cpu entry `kiln_run_extent` takes s (and the batch): MaskTail reads it, and kernels
+whose work items walk the dim in rows launch only the items of positions < s (codegen/llvm/
+extent_launch.py), or stop their loops there (mark_extent_linear). On the gpu, MaskTail reads s from
+the runtime's `extent` buffer and the other kernels run at the bound. The runtime stages inputs in
+zero-filled buffers of the bound and cuts the outputs to s.
 """
 
 from __future__ import annotations

@@ -30,6 +30,10 @@ class ExtentPlan:
         """The extent of a call (the caller checked it against the bounds)."""
         return next(value.shape[axis] for axis, value in zip(self.input_axes, inputs) if axis is not None)
 
+    def padded(self, value: np.ndarray, axis: int) -> np.ndarray:
+        """`value` padded with zeros to the bound along `axis` (the gpu stages inputs so, whatever the batch)."""
+        return self.stage(value, np.empty((*value.shape[:axis], self.bound, *value.shape[axis + 1:]), value.dtype))
+
     def stage(self, value: np.ndarray, buffer: np.ndarray) -> np.ndarray:
         """`value` at the start of `buffer` (a buffer of the bounds), zeros elsewhere: padding the kernels read
         as valid numbers (a zero index, a zero mask)."""

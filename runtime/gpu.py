@@ -28,6 +28,7 @@ import numpy as np
 from runtime.artifact_reader import ArtifactError
 from runtime.cpu import numpy_dtype
 from runtime.dynamic_batch import BatchPlan
+from runtime.dynamic_extent import ExtentPlan
 
 log = logging.getLogger("kiln.runtime.gpu")
 DEVICE_ENV = "KILN_OPENCL_DEVICE"
@@ -224,7 +225,9 @@ class _Slot:
         self.outputs = [cl.Buffer(context, flags.READ_WRITE, max(nbytes, 1)) for nbytes in executor.output_bytes]
         # kept as an attribute: the kernels use it, and a buffer left unreferenced would be released
         self.scratch = cl.Buffer(context, flags.READ_WRITE, max(plan.get("scratch_bytes", 0), 1))
-        buffers = {"weights": executor.weights, "workspace": self.workspace, "scratch": self.scratch}
+        self.extent = cl.Buffer(context, flags.READ_ONLY, 8)  # a dynamic extent's size, written before each run
+        buffers = {"weights": executor.weights, "workspace": self.workspace, "scratch": self.scratch,
+                   "extent": self.extent}
         self.steps = []
         for step in executor.manifest["launches"]:
             if "copy" in step:
@@ -265,7 +268,7 @@ class GpuExecutor:
         self.output_bytes = [int(np.prod(e["shape"], dtype=np.int64)) * d.itemsize
                              for e, d in zip(plan["outputs"], self.output_dtypes)]
         self.output_shapes = [entry["shape"] for entry in plan["outputs"]]  # a dynamic batch's at the compiled chunk
-        self.batch = BatchPlan.of(self.manifest)
+        self.batch, self.extent = BatchPlan.of(self.manifest), ExtentPlan.of(self.manifest)
         weights = files.read("weights.bin")
         if len(weights) != plan["weights_bytes"]:
             raise ArtifactError("weights.bin does not match the manifest's buffer plan; recompile the artifact")
@@ -331,7 +334,12 @@ class GpuExecutor:
         A dynamic batch uploads and reads back its `batch` entries and launches the groups that compute them."""
         cl = self.cl
         staged = [np.ascontiguousarray(value, dtype=dtype) for value, dtype in zip(inputs, self.input_dtypes)]
-        for buffer, array in zip(slot.inputs, staged):
+        extent = self.extent.extent_of(staged) if self.extent else None
+        if extent is not None:  # inputs padded with zeros to the bound; the masks read the extent
+            staged = [value if axis is None else self.extent.padded(value, axis)
+                      for axis, value in zip(self.extent.input_axes, staged)]
+            staged.append(np.array([extent], np.int64))
+        for buffer, array in zip(slot.inputs + [slot.extent], staged):
             if array.nbytes:
                 cl.enqueue_copy(slot.queue, buffer, array, is_blocking=False)
         for step in slot.steps:
@@ -352,5 +360,7 @@ class GpuExecutor:
             if result.nbytes:
                 cl.enqueue_copy(slot.queue, result, buffer, is_blocking=False)
         slot.queue.finish()
+        if extent is not None:
+            results = self.extent.cut(results, extent)
         wanted = [numpy_dtype(entry["type"]["tensor"]) for entry in self.manifest["outputs"]]
         return [result if result.dtype == dtype else result.astype(dtype) for result, dtype in zip(results, wanted)]

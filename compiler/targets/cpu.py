@@ -90,11 +90,9 @@ class CpuTarget(Target):
                         why="DequantizeLinear -> Conv/MatMul/Gemm [-> Relu/Clip] -> QuantizeLinear (and with "
                         "fast_qlinear, QLinearConv/MatMul) become int8 kernels (before fold-constants dequantizes "
                         "the weights)")
-        masks = PassSpec("mask-dynamic-tails", why="with a dynamic dim padded to its bound, a softmax, reduction or "
-                         "contraction over it reads its padding through a mask (before fusion; no-op otherwise)")
         add = PassSpec("fuse-quantized-add", why="Q(DQ(a) + DQ(b)) (residual additions) is one 8-bit pass")
         return [sink, int8, add, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"],
-                p["merge"], masks, transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"],
+                p["merge"], p["masks"], transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"],
                 normalization, p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:

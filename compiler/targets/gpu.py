@@ -28,6 +28,7 @@ from compiler.codegen.opencl.launch import DeviceLimits, LaunchPlanner
 from compiler.codegen.opencl.program import build_program
 from compiler.codegen.opencl.steps import inner_types
 from compiler.dynamic_batch import BatchBounds, batch_factors
+from compiler.dynamic_extent import ExtentBounds, extent_axes, output_axes
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
@@ -141,7 +142,7 @@ class GpuTarget(Target):
         int8 = PassSpec("qdq-to-qlinear", why="DequantizeLinear -> Conv/MatMul/Gemm [-> Relu/Clip] -> QuantizeLinear "
                         "become QLinearConv/QLinearMatMul, int8 kernels (before fold-constants dequantizes the weights)")
         return [int8, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"], p["merge"],
-                p["batch_norm"], p["epilogues"], p["fuse"], widen, *RefTarget().pipeline(options)]
+                p["masks"], p["batch_norm"], p["epilogues"], p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         precision = options.get("precision", "fp32")
@@ -169,5 +170,8 @@ class GpuTarget(Target):
         }
         if bounds:
             bounds.describe(manifest, stored, factors)
+        extent = ExtentBounds.from_options(options)
+        if extent:  # kernels run at the bound: only the masks read the extent
+            extent.describe(manifest, output_axes(stored, extent_axes(stored, extent), extent))
         artifact = Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

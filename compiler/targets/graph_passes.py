@@ -19,6 +19,8 @@ def shared_passes(target: str, kernel: str) -> dict[str, PassSpec]:
         "flex": PassSpec("decompose-flex-attention", why="FlexAttention (no ONNX function body) as MatMul/Softmax"),
         "merge": PassSpec("eliminate-common-subexpressions", why="duplicates merge before fusion: fused nodes "
                           "record their original node names, so duplicate fused nodes no longer merge"),
+        "masks": PassSpec("mask-dynamic-tails", why="with a dynamic dim padded to its bound, a softmax, reduction "
+                          "or contraction over it reads its padding through a mask (before fusion; no-op otherwise)"),
         "batch_norm": PassSpec("fold-batch-norm", why="BatchNormalization and constant scale/shift fold into the "
                                "producing Conv/Gemm/MatMul weights; the rest become Mul+Add for fusion"),
         "epilogues": PassSpec("fuse-epilogues", why="bias, activation and residual Add after a Conv/Gemm/MatMul are "

@@ -5,8 +5,8 @@ Kernels with identical source (same op, shapes and attributes) are emitted once 
 with different arguments, so a network of repeated blocks builds fewer kernels. Each kernel's
 section of the source (its helper functions, then the kernel) starts with a line
 `// kernel NAME: OP (node NODE)`, which build errors are traced back by. An argument is a buffer
-(an input, an output, the weights, the workspace or the scratch buffer) plus the element offset of
-the tensor in it.
+(an input, an output, the weights, the workspace, the scratch buffer or the extent buffer, which holds
+a dynamic extent's size: compiler/dynamic_extent.py) plus the element offset of the tensor in it.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
                 name = names[launch.source]
                 sources.append(f"// kernel {name}: {node.qualified_op} (node {node.name})\n"
                                + launch.source.replace(NAME, name))
-            args = [{"buffer": "scratch", "offset": 0} if p.scratch else
+            args = [{"buffer": p.role, "offset": 0} if p.role in ("scratch", "extent") else
                     _argument(plan.locations[values[p.index] if p.role == "input" else Value(node.name, p.index)], p)
                     for p in launch.params]
             scratch = max([scratch] + [p.size * 4 for p in launch.params if p.scratch])
