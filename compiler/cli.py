@@ -432,8 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shape", nargs="+", default=[], metavar="NAME=D0,D1,...",
                    help="compile for these static input shapes (symbolic dims become these sizes); a leading "
                         "LOW..HIGH makes a dynamic batch with those bounds (cpu, gpu), e.g. input_ids=1..8,128; LOW.. "
-                        "leaves it unbounded; one LOW..HIGH past it a dynamic extent, e.g. a sequence length (cpu, "
-                        "gpu): input_ids=1..8,1..512 attention_mask=1..8,1..512")
+                        "leaves it unbounded; LOW..HIGH past it makes dynamic extents (cpu, gpu), e.g. a sequence "
+                        "length input_ids=1..8,1..512 attention_mask=1..8,1..512 or an image size "
+                        "x=1,3,32..320,32..320")
     pre = p.add_argument_group("input preprocessing, compiled into the model (OpenVINO's PrePostProcessor order)")
     pre.add_argument("--input-type", nargs="+", default=[], metavar="NAME=TYPE",
                      help="the element type callers give (uint8/u8, int8, float16, float32), converted first")

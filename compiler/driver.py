@@ -8,8 +8,8 @@ from typing import Iterable, Mapping, Sequence, TextIO
 from compiler.artifact import Artifact
 from compiler.cache import cached_compile
 from compiler.dispatch import DispatchError, dispatch_artifact
-from compiler.dynamic_batch import (BatchBounds, DynamicBatchError, check_batch_arithmetic, check_size_arithmetic,
-                                    split_bounds)
+from compiler.dynamic_batch import (BatchBounds, DynamicBatchError, bounds_of, check_batch_arithmetic,
+                                    check_size_arithmetic, split_bounds)
 from compiler.dynamic_extent import EXTENT_SINKS, DynamicExtentError, ExtentBounds, split_extent
 from compiler.ir.graph import Graph
 from compiler.passes.manager import Instrument, PassContext, PassManager, PassSpec
@@ -74,8 +74,9 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
     insert your own passes); `disable` skips passes by name; `instruments` watch each pass.
     `shapes={"input": [1, 3, 320, 320]}` compiles for those static input shapes; a leading dim given as
     "1..8" (or (1, 8)) is a dynamic batch with those bounds, one cpu or gpu artifact for every size ("1.."
-    unbounded; compiler/dynamic_batch.py); one dim past it given so ({"ids": ["1..8", "1..512"]}) is a
-    dynamic extent, a sequence length say, shared by the inputs giving one (cpu, gpu; compiler/dynamic_extent.py);
+    unbounded; compiler/dynamic_batch.py); dims past it given so are dynamic extents, a sequence length
+    ({"ids": ["1..8", "1..512"]}) or an image's height and width ({"x": [1, 3, "32..320", "32..320"]}),
+    shared by inputs naming the same symbolic dim (cpu, gpu; compiler/dynamic_extent.py);
     `freeze={"shape": array}` makes an input a constant (it leaves the artifact's signature).
     `state={"h_in": "h_out"}` makes the pair a state variable each infer request carries from one
     inference to the next, starting from `initial_state["h_in"]` or zeros (compiler/state.py).
@@ -119,10 +120,10 @@ def compile(model, target: str = "ref", *, pipeline: Iterable[PassSpec] | None =
         if freeze:
             artifact.manifest["frozen_inputs"] = sorted(freeze)
         return artifact
-    shapes, extent = split_extent(shapes)
-    if extent:
+    if any(bounds_of(dim) for shape in (shapes or {}).values() for dim in list(shape or ())[1:]):
         model = to_graph(model)
-        extent = extent.named(model)
+    shapes, extent = split_extent(shapes, model if isinstance(model, Graph) else None)
+    if extent:
         options = {**options, "dynamic_extent": extent.option()}
         _check_dynamic_extent(model, target, options, extent)
     shapes, bounds = split_bounds(shapes)
@@ -166,14 +167,17 @@ def _check_dynamic_batch(graph: Graph, target: str, options: dict, bounds: Batch
 
 
 def _check_dynamic_extent(graph: Graph, target: str, options: dict, bounds: ExtentBounds) -> None:
-    where = f"a dynamic dim past the batch ({bounds.low}..{bounds.high})"
+    where = "a dynamic dim past the batch (" + ", ".join(f"{d.name} {d.low}..{d.high}" for d in bounds.dims) + ")"
     if target not in ("cpu", "gpu"):
         raise DynamicExtentError(f"{where} is compiled for the cpu and gpu targets, not {target!r}; compile one part "
                                  "per size with specialize= instead")
     if precision_of(options) == "int8":
         raise DynamicExtentError(f"{where} does not take precision int8 yet; compile one part per size with "
                                  "specialize= instead")
-    check_size_arithmetic(graph, dict(bounds.inputs), "dynamic dim's size", EXTENT_SINKS,
+    axes: dict[str, set[int]] = {}
+    for name, axis, _ in bounds.inputs:
+        axes.setdefault(name, set()).add(axis)
+    check_size_arithmetic(graph, axes, "dynamic dim's size", EXTENT_SINKS,
                           "Compile one part per size with specialize= instead", error=DynamicExtentError)
 
 

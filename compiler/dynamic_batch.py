@@ -35,7 +35,7 @@ from compiler.ops.fused_normalization import BASES as FUSED_NORMALIZATION
 BATCH_DIM = "batch"
 ELEMENTWISE = frozenset({*UNARY_MATH, *BINARY, *VARIADIC, *ACTIVATIONS, *CASTS, "QuantizeLinear",
                          "DequantizeLinear"})
-ELEMENTWISE_KILN = frozenset({"FusedElementwise", "QuantizedAdd", "MaskTail"})
+ELEMENTWISE_KILN = frozenset({"FusedElementwise", "QuantizedAdd", "MaskTail", "ExtentScale"})
 LINEAR = frozenset({"MatMul", "Gemm", "FusedMatMul", "FusedGemm", "QuantizedMatMul", "MatMulInteger",
                     "QLinearMatMul"})
 PER_IMAGE = frozenset({"Conv", "FusedConv", "QuantizedConv", "ConvInteger", "QLinearConv", "ConvTranspose",
@@ -151,16 +151,16 @@ def _batched_values(graph: Graph, inputs: Sequence[str]) -> set[str]:
 def check_batch_arithmetic(graph: Graph, bounds: BatchBounds) -> None:
     """Refuse a Shape/Size of a batched value whose batch entry reaches anything but a shape operand
     (Reshape's shape, Expand, ConstantOfShape, Tile, Range): folding at the bound would fix it."""
-    check_size_arithmetic(graph, {name: 0 for name in bounds.inputs}, "batch size", SHAPE_SINKS,
-                          "Compile one part per batch size with specialize= instead", computed_axis=0)
+    check_size_arithmetic(graph, {name: {0} for name in bounds.inputs}, "batch size", SHAPE_SINKS,
+                          "Compile one part per batch size with specialize= instead", computed_axes={0})
 
 
-def check_size_arithmetic(graph: Graph, inputs: Mapping[str, int], what: str, sinks: Mapping[str, int | None],
-                          advice: str, computed_axis: int | None = None,
+def check_size_arithmetic(graph: Graph, inputs: Mapping[str, set[int]], what: str, sinks: Mapping[str, int | None],
+                          advice: str, computed_axes: set[int] | None = None,
                           error: type[ValueError] = DynamicBatchError) -> None:
-    """Refuse a Shape/Size of a value computed from `inputs` (name -> the dynamic axis) whose dynamic
-    element reaches anything but a shape operand in `sinks` (op -> its operand, None: any). The
-    dynamic axis of a computed value is `computed_axis`; None: unknown, so no Gather/Slice drops it."""
+    """Refuse a Shape/Size of a value computed from `inputs` (name -> the dynamic axes) whose dynamic
+    elements reach anything but a shape operand in `sinks` (op -> its operand, None: any). The dynamic
+    axes of a computed value are `computed_axes`; None: unknown, so no Gather/Slice drops them."""
     reached = _batched_values(graph, list(inputs))
     for node in graph.topological_order():
         if node.domain != "" or node.op_type not in ("Shape", "Size"):
@@ -168,7 +168,7 @@ def check_size_arithmetic(graph: Graph, inputs: Mapping[str, int], what: str, si
         source = graph.input_values(node)[0]
         if source.node not in reached or (node.op_type == "Shape" and node.attrs.get("start", 0) not in (0, None)):
             continue
-        element = inputs.get(source.node, computed_axis)
+        elements = inputs.get(source.node, computed_axes)
         pending = [Value(node.name)]
         while pending:
             for reader_name, position in graph.uses(pending.pop()):
@@ -176,7 +176,7 @@ def check_size_arithmetic(graph: Graph, inputs: Mapping[str, int], what: str, si
                 moves = reader.domain == "" and reader.op_type in SHAPE_MOVES
                 sets_a_shape = reader.domain == "" and reader.op_type in sinks and sinks[reader.op_type] in (None,
                                                                                                            position)
-                if sets_a_shape or (moves and _drops(graph, reader, element)):
+                if sets_a_shape or (moves and _drops(graph, reader, elements)):
                     continue
                 if moves:
                     pending.extend(Value(reader.name, i) for i in range(len(reader.outputs)))
@@ -187,18 +187,18 @@ def check_size_arithmetic(graph: Graph, inputs: Mapping[str, int], what: str, si
                     f"would use the upper bound. {advice}")
 
 
-def _drops(graph: Graph, node: Node, element: int | None) -> bool:
-    """A Gather/Slice of a shape vector that keeps no element `element` (the dynamic one) of it."""
+def _drops(graph: Graph, node: Node, elements: set[int] | None) -> bool:
+    """A Gather/Slice of a shape vector that keeps none of `elements` (the dynamic ones) of it."""
     values = graph.input_values(node)
-    if element is None:
+    if elements is None:
         return False
     if node.op_type == "Gather" and len(values) > 1:
         indices = graph.constant_value(values[1])
-        return indices is not None and bool(np.all(indices >= 0)) and element not in indices.ravel().tolist()
+        return indices is not None and bool(np.all(indices >= 0)) and not elements & set(indices.ravel().tolist())
     if node.op_type == "Slice" and len(values) > 2:
         starts, ends = graph.constant_value(values[1]), graph.constant_value(values[2])
         return starts is not None and starts.size == 1 and ends is not None and \
-            not int(starts.ravel()[0]) <= element < int(ends.ravel()[0])
+            not any(int(starts.ravel()[0]) <= element < int(ends.ravel()[0]) for element in elements)
     return False
 
 

@@ -92,10 +92,11 @@ class CpuExecutor:
         self.entry.restype = ctypes.c_int
         self.entry.argtypes = [ctypes.c_void_p] * 4
         self.batch, self.extent = BatchPlan.of(self.manifest), ExtentPlan.of(self.manifest)
-        if self.batch or self.extent:  # kiln_run_extent takes the batch (ignored when static) and the extent
+        if self.batch or self.extent:  # kiln_run_extent takes the batch (ignored when static) and the sizes
             self.sized_entry = self.library.kiln_run_extent if self.extent else self.library.kiln_run_batch
             self.sized_entry.restype = ctypes.c_int
-            self.sized_entry.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] * (2 if self.extent else 1)
+            self.sized_entry.argtypes = [ctypes.c_void_p] * 5 + [ctypes.c_int64] + \
+                ([ctypes.POINTER(ctypes.c_int64)] if self.extent else [])
         # the library's buffer shapes (a dynamic batch's at the entries it is compiled for, a dynamic extent's
         # at its bound)
         manifest = self.manifest
@@ -104,8 +105,8 @@ class CpuExecutor:
         output_shapes = self.batch.output_shapes(manifest) if self.batch else \
             [entry["type"]["shape"] for entry in manifest["outputs"]]
         if self.extent:
-            self._input_buffers = self.extent.compiled(self._input_buffers, self.extent.input_axes)
-            output_shapes = self.extent.compiled(output_shapes, self.extent.output_axes)
+            self._input_buffers = self.extent.input_shapes(self._input_buffers)
+            output_shapes = self.extent.output_shapes(output_shapes)
         self._output_buffers = [(shape, numpy_dtype(entry["type"]["tensor"]))
                                 for shape, entry in zip(output_shapes, manifest["outputs"])]
         if self.profiled_entry is not None:
@@ -183,7 +184,7 @@ class CpuExecutor:
         batch = self.batch.batch_of(inputs) if self.batch else None
         if batch is not None and batch > self.batch.chunk:
             return self._in_chunks(inputs, batch, nanoseconds)
-        extent = self.extent.extent_of(inputs) if self.extent else None
+        extent = self.extent.sizes_of(inputs) if self.extent else None
         outputs = self._outputs()
         if batch is not None or extent is not None:
             inputs = self._staged(inputs, batch, extent)
@@ -192,7 +193,7 @@ class CpuExecutor:
         buffers = (self.weights.ctypes.data, self._workspace().ctypes.data, input_pointers, output_pointers)
         timing = None if nanoseconds is None else nanoseconds.ctypes.data
         if extent is not None:
-            status = self.sized_entry(*buffers, timing, batch or 1, extent)
+            status = self.sized_entry(*buffers, timing, batch or 1, (ctypes.c_int64 * len(extent))(*extent))
         elif batch is not None:
             status = self.sized_entry(*buffers, timing, batch)
         elif nanoseconds is None:
@@ -228,18 +229,18 @@ class CpuExecutor:
         """Inputs in buffers of the bounds (kernels that run every item read all entries and positions). A dynamic
         batch's entries past `batch` keep earlier values, valid numbers (an index, a divisor) of the right type;
         a dynamic extent's buffers are zero past the given values."""
-        if (batch is None or batch == self.batch.chunk) and (extent is None or extent == self.extent.bound):
+        if (batch is None or batch == self.batch.chunk) and (extent is None or extent == self.extent.bounds):
             return inputs
         staging = getattr(self._local, "staging", None)
         if staging is None:
             dynamic = [(self.batch and self.batch.input_factors[i] is not None) or
-                       (self.extent and self.extent.input_axes[i] is not None) for i in range(len(inputs))]
+                       (self.extent and bool(self.extent.input_axes[i])) for i in range(len(inputs))]
             staging = self._local.staging = [
                 np.zeros(shape, numpy_dtype(entry["type"]["tensor"])) if held else None
                 for held, shape, entry in zip(dynamic, self._input_buffers, self.manifest["inputs"])]
         staged = []
         for index, (value, buffer) in enumerate(zip(inputs, staging)):
-            if buffer is not None and self.extent and self.extent.input_axes[index] is not None:
+            if buffer is not None and self.extent and self.extent.input_axes[index]:
                 value = self.extent.stage(value, buffer)
             elif buffer is not None:
                 buffer[:batch] = value

@@ -1,8 +1,10 @@
-"""A dynamic extent at run time (manifest `dynamic_extent`, written by compiler/dynamic_extent.py): which
-inputs and outputs hold the dim on which axis, the buffer shapes at its bound, the extent of a call,
-inputs staged into zero-filled buffers of the bound and outputs cut to the extent. The executor keeps
-one set of output buffers of the bound per thread: allocating megabytes a call, to return a few rows
-of them, cost more than a short extent's kernels (fresh pages fault in on first touch).
+"""Dynamic extents at run time (manifest `dynamic_extent`, written by compiler/dynamic_extent.py): which
+inputs and outputs hold which dynamic dims on which axes, the buffer shapes at the bounds, the sizes of
+a call, inputs staged into zero-filled buffers of the bounds and outputs cut to their valid sizes. An
+output axis a window went over (a convolution's) holds (size + pads - span) // stride + 1 valid
+positions per step of its extent. The cpu executor keeps one set of output buffers of the bounds per
+thread: allocating megabytes a call, to return a few rows of them, cost more than a short extent's
+kernels (fresh pages fault in on first touch).
 """
 
 from __future__ import annotations
@@ -10,38 +12,68 @@ from __future__ import annotations
 import numpy as np
 
 
+def _valid(extent: list, size: int) -> int:
+    """compiler/extent_types.Extent.size of an extent stored as JSON ([dim, steps])."""
+    for pads, span, stride, ceil in extent[1]:
+        reach = size + pads - span
+        size = (-(-reach // stride) if ceil else reach // stride) + 1
+    return size
+
+
 class ExtentPlan:
     def __init__(self, manifest: dict):
         spec = manifest["dynamic_extent"]
-        self.bound: int = spec["max"]
-        self.input_axes = [spec["inputs"].get(entry["name"]) for entry in manifest["inputs"]]
-        self.output_axes = [spec["outputs"].get(entry["name"]) for entry in manifest["outputs"]]
+        self.bounds: list[int] = [dim["max"] for dim in spec["dims"]]
+        self.input_axes = [spec["inputs"].get(entry["name"], []) for entry in manifest["inputs"]]  # [[axis, dim]]
+        self.output_axes = [spec["outputs"].get(entry["name"], []) for entry in manifest["outputs"]]  # [[axis, extent]]
 
     @classmethod
     def of(cls, manifest: dict) -> "ExtentPlan | None":
         return cls(manifest) if manifest.get("dynamic_extent") else None
 
-    def compiled(self, shapes: list[list], axes: list[int | None]) -> list[list]:
-        """The buffer shapes: `shapes` with each dynamic axis at the bound."""
-        return [shape if axis is None else [*shape[:axis], self.bound, *shape[axis + 1:]]
-                for shape, axis in zip(shapes, axes)]
+    def input_shapes(self, shapes: list[list]) -> list[list]:
+        """The input buffer shapes: `shapes` with each dynamic axis at its dim's bound."""
+        return [self._at(shape, [(axis, self.bounds[dim]) for axis, dim in held])
+                for shape, held in zip(shapes, self.input_axes)]
 
-    def extent_of(self, inputs: list) -> int:
-        """The extent of a call (the caller checked it against the bounds)."""
-        return next(value.shape[axis] for axis, value in zip(self.input_axes, inputs) if axis is not None)
+    def output_shapes(self, shapes: list[list]) -> list[list]:
+        return [self._at(shape, [(axis, _valid(extent, self.bounds[extent[0]])) for axis, extent in held])
+                for shape, held in zip(shapes, self.output_axes)]
 
-    def padded(self, value: np.ndarray, axis: int) -> np.ndarray:
-        """`value` padded with zeros to the bound along `axis` (the gpu stages inputs so, whatever the batch)."""
-        return self.stage(value, np.empty((*value.shape[:axis], self.bound, *value.shape[axis + 1:]), value.dtype))
+    @staticmethod
+    def _at(shape: list, sizes: list[tuple[int, int]]) -> list:
+        shape = list(shape)
+        for axis, size in sizes:
+            shape[axis] = size
+        return shape
 
-    def stage(self, value: np.ndarray, buffer: np.ndarray) -> np.ndarray:
+    def sizes_of(self, inputs: list) -> list[int]:
+        """Each dynamic dim's size in a call (the caller checked them against the bounds)."""
+        sizes = [None] * len(self.bounds)
+        for held, value in zip(self.input_axes, inputs):
+            for axis, dim in held:
+                sizes[dim] = value.shape[axis]
+        return sizes
+
+    def padded(self, value: np.ndarray, index: int) -> np.ndarray:
+        """Input `index` padded with zeros to the bounds (the gpu stages inputs so, whatever the batch)."""
+        shape = self._at(list(value.shape), [(axis, self.bounds[dim]) for axis, dim in self.input_axes[index]])
+        return self.stage(value, np.empty(shape, value.dtype))
+
+    @staticmethod
+    def stage(value: np.ndarray, buffer: np.ndarray) -> np.ndarray:
         """`value` at the start of `buffer` (a buffer of the bounds), zeros elsewhere: padding the kernels read
         as valid numbers (a zero index, a zero mask)."""
         buffer.fill(0)
         buffer[tuple(slice(0, size) for size in value.shape)] = value
         return buffer
 
-    def cut(self, outputs: list, extent: int) -> list:
-        """The outputs at the call's extent, copied from buffers of the bound (which the next call reuses)."""
-        return [np.array(output if axis is None else output[(slice(None),) * axis + (slice(0, extent),)])
-                for axis, output in zip(self.output_axes, outputs)]
+    def cut(self, outputs: list, sizes: list[int]) -> list:
+        """The outputs at the call's sizes, copied from buffers of the bounds (which the next call reuses)."""
+        results = []
+        for held, output in zip(self.output_axes, outputs):
+            cuts = [slice(None)] * output.ndim
+            for axis, extent in held:
+                cuts[axis] = slice(0, _valid(extent, sizes[extent[0]]))
+            results.append(np.array(output[tuple(cuts)]))
+        return results

@@ -225,7 +225,8 @@ class _Slot:
         self.outputs = [cl.Buffer(context, flags.READ_WRITE, max(nbytes, 1)) for nbytes in executor.output_bytes]
         # kept as an attribute: the kernels use it, and a buffer left unreferenced would be released
         self.scratch = cl.Buffer(context, flags.READ_WRITE, max(plan.get("scratch_bytes", 0), 1))
-        self.extent = cl.Buffer(context, flags.READ_ONLY, 8)  # a dynamic extent's size, written before each run
+        sizes = len(executor.extent.bounds) if executor.extent else 1
+        self.extent = cl.Buffer(context, flags.READ_ONLY, 8 * sizes)  # dynamic extents' sizes, written each run
         buffers = {"weights": executor.weights, "workspace": self.workspace, "scratch": self.scratch,
                    "extent": self.extent}
         self.steps = []
@@ -334,11 +335,11 @@ class GpuExecutor:
         A dynamic batch uploads and reads back its `batch` entries and launches the groups that compute them."""
         cl = self.cl
         staged = [np.ascontiguousarray(value, dtype=dtype) for value, dtype in zip(inputs, self.input_dtypes)]
-        extent = self.extent.extent_of(staged) if self.extent else None
-        if extent is not None:  # inputs padded with zeros to the bound; the masks read the extent
-            staged = [value if axis is None else self.extent.padded(value, axis)
-                      for axis, value in zip(self.extent.input_axes, staged)]
-            staged.append(np.array([extent], np.int64))
+        extent = self.extent.sizes_of(staged) if self.extent else None
+        if extent is not None:  # inputs padded with zeros to the bounds; the masks read the sizes
+            staged = [self.extent.padded(value, index) if held else value
+                      for index, (held, value) in enumerate(zip(self.extent.input_axes, staged))]
+            staged.append(np.array(extent, np.int64))
         for buffer, array in zip(slot.inputs + [slot.extent], staged):
             if array.nbytes:
                 cl.enqueue_copy(slot.queue, buffer, array, is_blocking=False)

@@ -1,9 +1,12 @@
-"""kiln::MaskTail: the padding of a dynamic extent read as a chosen value (compiler/dynamic_extent.py).
+"""kiln::MaskTail and kiln::ExtentScale: the padding of dynamic extents (compiler/dynamic_extent.py).
 
-Inputs: X. Attributes: `axis`, `inner`, `bound` (along `axis`, index i is position (i // inner) % bound
-of the dynamic dim) and `fill`. The output is X with every element at a position >= s set to `fill`,
-s being the extent of the call, which compiled code reads at run time. Compiled at the bound, as the
-graph is, s is the bound, so inference and reference semantics are those of Identity.
+MaskTail(X), attributes `axis`, `inner`, `bound` (along `axis`, index i is position (i // inner) % bound
+of a dynamic dim), `extent` (compiler/extent_types.Extent as JSON: which dim, and the window steps that
+give the valid positions from its size) and `fill`: X with every element at a position past the valid
+ones set to `fill`. ExtentScale(X), attributes `extents` and their `bounds`: X times the product of the
+bounds over the product of the valid sizes, which turns a mean over the bounds into one over the valid
+positions. Compiled code reads the sizes of the call at run time. At the bounds, as the graph is
+compiled, both are the identity, so that is their inference and reference semantics.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from compiler.ir.graph import KILN_DOMAIN, Node
 from compiler.ops.registry import OpDef, register
 
-OP_TYPE = "MaskTail"
+OP_TYPE, SCALE_OP_TYPE = "MaskTail", "ExtentScale"
 
 
 def _infer(node: Node, input_types: list, input_values: list) -> list:
@@ -23,3 +26,4 @@ def _kernel(node: Node, input_types: list, present: list):
 
 
 register(OpDef(OP_TYPE, KILN_DOMAIN, "dynamic_extent", _infer, _kernel))
+register(OpDef(SCALE_OP_TYPE, KILN_DOMAIN, "dynamic_extent", _infer, _kernel))

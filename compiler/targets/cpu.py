@@ -15,7 +15,8 @@ from compiler.codegen.llvm.linker import link_shared_library
 from compiler.codegen.llvm.machine import MachineSpec, compile_module
 from compiler.codegen.memory_plan import plan_memory
 from compiler.dynamic_batch import BatchBounds, DynamicBatchError, batch_factors, mark_linear_rows
-from compiler.dynamic_extent import ExtentBounds, drop_honored_masks, extent_axes, mark_extent_linear, output_axes
+from compiler.codegen.llvm.extent_marks import drop_honored_masks, mark_extent_kernels
+from compiler.dynamic_extent import ExtentBounds, extent_axes, output_axes
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
 from compiler.partition import hetero_artifact, split
@@ -46,7 +47,7 @@ def _node_problem(graph: Graph, node: Node) -> str | None:
         if not isinstance(value_type, TensorType):
             return f"{value_type} values (sequences/optionals) are not compiled by the cpu target"
         if not value_type.is_static:
-            return f"shape {value_type} is not static: give static input shapes (dynamic shapes are not compiled yet)"
+            return f"shape {value_type} is not static: give input shapes, each dim a size or LOW..HIGH bounds"
         if value_type.dtype not in ELEMENT_TYPES:
             return f"dtype {value_type.dtype} is not compiled by the cpu target"
     spec = kernel_for(node)
@@ -65,7 +66,8 @@ class CpuTarget(Target):
         for name, value_type in boundary_types(graph):
             if not _static(value_type) and not _host_value(value_type):
                 problems.append(Unsupported(name, "graph input/output", f"type {value_type} is not a static tensor: "
-                                            "give static input shapes (--shape), or several (--specialize)"))
+                                            "give input shapes, each dim a size or LOW..HIGH bounds (--shape), or "
+                                            "several (--specialize)"))
         return problems + self.node_problems(graph)
 
     def node_problem(self, graph: Graph, node: Node) -> str | None:
@@ -114,7 +116,7 @@ class CpuTarget(Target):
         extent = ExtentBounds.from_options(options)
         axes = extent_axes(graph, extent) if extent else None
         if extent:
-            mark_extent_linear(graph, axes, extent)
+            mark_extent_kernels(graph, axes, extent.dims[0].high)
             drop_honored_masks(graph)
         with progress.stage("memory plan"):
             plan = plan_memory(graph, in_place_input, precompute=True, concat_in_place=True)
@@ -124,7 +126,7 @@ class CpuTarget(Target):
             mark_linear_rows(graph, factors, bounds)
         with progress.stage("kernels"):
             module = build_module(graph, plan, (bounds.chunk, factors) if bounds else None,
-                                  (extent.high, axes) if extent else None)
+                                  ([dim.high for dim in extent.dims], axes) if extent else None)
         with progress.stage("llvm"):
             code = compile_module(module, machine)
         with progress.stage("link"):
@@ -148,6 +150,6 @@ class CpuTarget(Target):
         if storage is not None:
             manifest["weights_storage"] = storage
         header = c_header(graph, plan, storage, bounds.chunk if bounds else None,
-                          extent.high if extent else None).encode()
+                          [dim.high for dim in extent.dims] if extent else None).encode()
         artifact = Artifact(manifest, {"model.so": library, "model.h": header, "weights.bin": weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

@@ -48,7 +48,7 @@ def _storage_problem(value_type, double: bool = True) -> str | None:
     if not isinstance(value_type, TensorType):
         return f"{value_type} values (sequences/optionals) are not compiled by the gpu target"
     if not value_type.is_static:
-        return f"shape {value_type} is not static: give static input shapes (dynamic shapes are not compiled yet)"
+        return f"shape {value_type} is not static: give input shapes, each dim a size or LOW..HIGH bounds"
     if value_type.dtype not in STORAGE_TYPES:
         return f"dtype {value_type.dtype} is not compiled by the gpu target"
     if value_type.dtype == "float64" and not double:
@@ -171,7 +171,7 @@ class GpuTarget(Target):
         if bounds:
             bounds.describe(manifest, stored, factors)
         extent = ExtentBounds.from_options(options)
-        if extent:  # kernels run at the bound: only the masks read the extent
+        if extent:  # kernels run at the bounds: only the masks read the sizes
             extent.describe(manifest, output_axes(stored, extent_axes(stored, extent), extent))
         artifact = Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

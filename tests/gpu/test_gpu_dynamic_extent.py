@@ -1,16 +1,18 @@
-"""One gpu artifact for a bounded dynamic sequence length (compiler/dynamic_extent.py): kernels run at the
-bound, the masks read the length from the runtime's extent buffer, and every (batch, length) in the bounds
-matches ONNX Runtime."""
+"""One gpu artifact for bounded dynamic extents (compiler/dynamic_extent.py), a sequence length or an image's
+height and width: kernels run at the bounds, the masks read the sizes from the runtime's extent buffer, and
+every shape in the bounds matches ONNX Runtime."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from onnx import helper
 
 import compiler
 import runtime
 from bench.models import bert_encoder
 from tests.runtime.test_dynamic_extent import _model, _session
+from tests.runtime.test_dynamic_resolution import _check, _cnn
 
 RNG = np.random.default_rng(0)
 
@@ -38,3 +40,8 @@ def test_a_softmax_and_a_sum_over_the_length():
         x = RNG.standard_normal((2, length, 4)).astype(np.float32)
         expected = np.exp(x) / np.exp(x).sum(1, keepdims=True) + x.sum(1, keepdims=True)
         np.testing.assert_allclose(executable.infer({"x": x})["y"], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["classifier", "dense"])
+def test_a_cnn_with_dynamic_batch_and_size(dense):
+    _check(_cnn(dense), "gpu")

@@ -22,6 +22,12 @@ exists in dynamic-batch artifacts (compiler/dynamic_batch.py), compiled at the b
 it computes the first `batch` entries only. Kernels whose items walk the batch outermost launch
 the items of those entries (KernelSpec.batch_items), the others all of theirs, and output copies
 move those entries; kiln_run_profiled is kiln_run_batch at the bound.
+
+    int kiln_run_extent(..., int64_t *nanoseconds, int64_t batch, const int64_t *extents)
+
+replaces it in dynamic-extent artifacts (compiler/dynamic_extent.py), compiled at every dynamic dim's
+bound: `extents` holds each dim's size in the call, which kernels read (KernelContext.extents) and row
+launches are cut to (codegen/llvm/extent_launch.py); kiln_run_profiled is it at the bounds.
 """
 
 from __future__ import annotations
@@ -69,11 +75,11 @@ def kernel_table(graph: Graph, plan: MemoryPlan) -> list[dict]:
 
 
 def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int | None,
-               extent_slot: int | None = None) -> ir.Function:
+               extent_slot: int | None = None, dims: int = 0) -> ir.Function:
     """The kernel of one node as an internal task function. When the plan puts its output over
     input `in_place`, the kernel reads that input through the output's pointer: LLVM then sees
     one base address and vectorizes without overlap checks. With `extent_slot`, the operand array
-    holds the run-time extent there (an i64 in a pointer slot), which the kernel sees as ctx.extent."""
+    holds there the array of the `dims` dynamic dims' sizes, which the kernel sees as ctx.extents."""
     spec = kernel_for(node)
     function = ir.Function(module, TASK_TYPE, name=_task_name(node, index))
     function.linkage = "internal"
@@ -88,11 +94,13 @@ def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int 
         pointers[in_place] = pointers[len(values)]
     inputs = [None if v is None else TensorArg(pointers[i], graph.type_of(v)) for i, v in enumerate(values)]
     outputs = [TensorArg(pointers[len(values) + i], t) for i, t in enumerate(node.outputs)]
-    extent = None
+    extents = None
     if extent_slot is not None:
         slot = builder.gep(args, [const_i64(extent_slot)], source_etype=PTR, inbounds=True)
-        extent = builder.ptrtoint(builder.load(slot, typ=PTR), I64, name="extent")
-    spec.emit(KernelContext(builder, module, graph, node, inputs, outputs, begin, end, extent))
+        sizes = builder.load(slot, typ=PTR, name="extents")
+        extents = tuple(builder.load(builder.gep(sizes, [const_i64(dim)], source_etype=I64, inbounds=True), typ=I64,
+                                     name=f"extent{dim}") for dim in range(dims))
+    spec.emit(KernelContext(builder, module, graph, node, inputs, outputs, begin, end, extents))
     if not builder.block.is_terminated:
         builder.ret_void()
     return function
@@ -182,22 +190,32 @@ class Batch:
         return builder.mul(self.size, const_i64(size // self.bound))
 
 
-def _emit_at_bound(module: ir.Module, run: ir.Function, bounds: list[int]) -> ir.Function:
+def _emit_at_bound(module: ir.Module, run: ir.Function, batch: int | None, extents: list[int] | None) -> ir.Function:
     """kiln_run_profiled of a dynamic-batch or dynamic-extent artifact: its entry at the upper bounds."""
     entry = ir.Function(module, ir.FunctionType(I32, [PTR] * 5), name=PROFILED_ENTRY)
     builder = ir.IRBuilder(entry.append_basic_block("entry"))
-    builder.ret(builder.call(run, [*entry.args, *map(const_i64, bounds)]))
+    sizes = [const_i64(batch or 1)]
+    if extents is not None:
+        array = builder.alloca(ir.ArrayType(I64, len(extents)), name="bounds")
+        for dim, bound in enumerate(extents):
+            builder.store(const_i64(bound), builder.gep(array, [const_i64(0), const_i64(dim)], inbounds=True))
+        sizes.append(builder.bitcast(array, PTR))
+    builder.ret(builder.call(run, [*entry.args, *sizes]))
     return entry
 
 
 @dataclass(frozen=True)
-class Extent:
-    """A dynamic extent (compiler/dynamic_extent.py): its bound, each value's axes holding it, the run-time
-    size. The operand array holds the size at slot `slots`, a row launch's valid items at `slots + 1`."""
+class ExtentSizes:
+    """Dynamic extents (compiler/dynamic_extent.py): each dim's bound, each value's held axes, the run-time
+    array of sizes. The operand array holds that array at slot `slots`, a row launch's valid items at
+    `slots + 1`; row launches follow the first dim."""
 
-    bound: int
+    bounds: list[int]
     axes: dict
-    size: ir.Value
+    sizes: ir.Value
+
+    def first(self, builder: ir.IRBuilder) -> ir.Value:
+        return builder.load(builder.gep(self.sizes, [const_i64(0)], source_etype=I64, inbounds=True), typ=I64)
 
     def store(self, builder: ir.IRBuilder, operand_array: ir.Value, slot: int, value: ir.Value) -> None:
         builder.store(builder.inttoptr(value, PTR), builder.gep(operand_array, [const_i64(0), const_i64(slot)],
@@ -206,15 +224,17 @@ class Extent:
 
 def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: MemoryPlan, bases: dict,
                 launcher: _Launcher, precompute: bool, batch: Batch | None = None,
-                extent: Extent | None = None) -> None:
+                extent: ExtentSizes | None = None) -> None:
     """The launches (and output copies) of the plan's steps that run per inference, or of those
     precomputed at load; task names keep the step's index in the whole plan. With `batch`, the
     first batch.size entries of a dynamic batch; with `extent`, row launches cut to its size."""
     memcpy = module.declare_intrinsic("llvm.memcpy", [PTR, PTR, I64])
     slots = max([len(graph.input_values(s.node)) + len(s.node.outputs) for s in plan.steps if s.node] + [1])
     operand_array = builder.alloca(ir.ArrayType(PTR, slots + (2 if extent else 0)), name="operands")
+    first = None
     if extent:
-        extent.store(builder, operand_array, slots, extent.size)
+        builder.store(extent.sizes, builder.gep(operand_array, [const_i64(0), const_i64(slots)], inbounds=True))
+        first = extent.first(builder)
     progress = current()
     for index, step in enumerate(plan.steps):
         if step.precompute != precompute:
@@ -232,12 +252,13 @@ def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: Me
             pointer = ir.Constant(PTR, None) if value is None else _operand_pointer(builder, bases, plan.locations[value])
             builder.store(pointer, builder.gep(operand_array, [const_i64(0), const_i64(slot)], inbounds=True))
         progress.kernel(index, len(plan.steps), node.name)
-        task = _emit_task(module, graph, node, index, plan.in_place.get(node.name), slots if extent else None)
+        task = _emit_task(module, graph, node, index, plan.in_place.get(node.name), slots if extent else None,
+                          len(extent.bounds) if extent else 0)
         work = kernel_for(node).work_items(graph, node)
-        runs = extent and row_runs(graph, node, extent.axes.get(Value(node.name), frozenset()), extent.bound, work,
-                                   (batch.bound, batch.factors) if batch else None)
+        runs = extent and row_runs(graph, node, extent.axes.get(Value(node.name), frozenset()), extent.bounds[0],
+                                   work, (batch.bound, batch.factors) if batch else None)
         if runs:
-            valid = runs.valid(builder, extent.size)
+            valid = runs.valid(builder, first)
             extent.store(builder, operand_array, slots + 1, valid)
             launcher.launch(builder, emit_trampoline(module, task, runs.per_group, slots + 1), operand_array,
                             runs.launched(builder, valid, batch.size if batch else None))
@@ -248,13 +269,13 @@ def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: Me
 
 
 def build_module(graph: Graph, plan: MemoryPlan, batch: tuple[int, dict] | None = None,
-                 extent: tuple[int, dict] | None = None) -> ir.Module:
+                 extent: tuple[list[int], dict] | None = None) -> ir.Module:
     """`batch`: (upper bound, value -> dim0 / batch) of a dynamic batch; adds kiln_run_batch.
-    `extent`: (upper bound, value -> its axes holding it) of a dynamic extent; adds kiln_run_extent,
-    taking the batch (ignored without a dynamic batch) and the extent."""
+    `extent`: (each dynamic dim's bound, value -> what it holds) of dynamic extents; adds kiln_run_extent,
+    taking the batch (ignored without a dynamic batch) and the array of the dims' sizes instead."""
     module = ir.Module(name="kiln_model")
     _emit_layout(module, layout_table(graph, plan))
-    sizes = [I64, I64] if extent else [I64] if batch else []
+    sizes = [I64, PTR] if extent else [I64] if batch else []
     run = ir.Function(module, ir.FunctionType(I32, [PTR] * 5 + sizes),
                       name=EXTENT_ENTRY if extent else BATCH_ENTRY if batch else PROFILED_ENTRY)
     weights, workspace, inputs, outputs, profile = run.args[:5]
@@ -262,9 +283,9 @@ def build_module(graph: Graph, plan: MemoryPlan, batch: tuple[int, dict] | None 
     bases = {"weights": weights, "workspace": workspace, "input": inputs, "output": outputs}
     _emit_steps(module, builder, graph, plan, bases, _Launcher(module, builder, profile), precompute=False,
                 batch=Batch(batch[0], batch[1], run.args[5]) if batch else None,
-                extent=Extent(extent[0], extent[1], run.args[6]) if extent else None)
-    at_bounds = [batch[0] if batch else 1, extent[0]] if extent else [batch[0]] if batch else []
-    _emit_entry(module, _emit_at_bound(module, run, at_bounds) if sizes else run)
+                extent=ExtentSizes(extent[0], extent[1], run.args[6]) if extent else None)
+    _emit_entry(module, _emit_at_bound(module, run, batch[0] if batch else None, extent[0] if extent else None)
+                if sizes else run)
     precompute = ir.Function(module, ir.FunctionType(I32, [PTR]), name=PRECOMPUTE)
     builder = ir.IRBuilder(precompute.append_basic_block("entry"))
     bases = {"weights": precompute.args[0]}

@@ -21,10 +21,12 @@ from compiler.codegen.llvm.irhelpers import I64, PTR, const_i64, for_range
 from compiler.codegen.llvm.kernels.registry import kernel_for
 from compiler.dynamic_batch import ELEMENTWISE, ELEMENTWISE_KILN, PER_IMAGE
 from compiler.extent_rules import MASK_OP
+from compiler.extent_types import Extent
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ops.fused_linear import BASES as FUSED_LINEAR
 
 LINEAR = ("MatMul", "Gemm", "FusedMatMul", "FusedGemm")
+FIRST = Extent(0)  # positions of the first dynamic dim, unchanged by windows: the one launches are cut to
 NORMALIZATIONS = ("Softmax", "LogSoftmax", "FusedSoftmax", "LayerNormalization", "FusedLayerNormalization")
 
 
@@ -67,10 +69,10 @@ class RowRuns:
 
 def row_runs(graph: Graph, node: Node, axes: frozenset, bound: int, work: int,
              batch: tuple[int, dict] | None) -> RowRuns | None:
-    """How `node`'s `work` items walk the extent (held as `axes` by its output), or None to run them all.
-    `batch`: (bound, value -> dim0 / batch) of a dynamic batch."""
+    """How `node`'s `work` items walk the first dynamic dim (`axes`: what its output holds; `bound`: that
+    dim's), or None to run them all. `batch`: (bound, value -> dim0 / batch) of a dynamic batch."""
     spec = kernel_for(node)
-    plain = sorted(axis for axis, inner in axes if inner == 1)
+    plain = sorted(held.axis for held in axes if held.inner == 1 and held.extent == FIRST)
     if spec.batch_items is None or not plain or not _walks_rows(node, plain[0]):
         return None
     shape = node.outputs[0].shape
@@ -113,3 +115,12 @@ def emit_trampoline(module: ir.Module, task: ir.Function, per_group: int, valid_
         builder.call(task, [args, builder.add(low, offset), builder.add(high, offset)])
     builder.ret_void()
     return function
+
+
+def emit_extent_size(builder: ir.IRBuilder, extents, extent: Extent) -> ir.Value:
+    """Extent.size in IR: the valid positions at the call's sizes `extents` (i64 values, one per dim)."""
+    size = extents[extent.dim]
+    for pads, span, stride, ceil in extent.steps:
+        reach = builder.add(size, const_i64(pads - span + (stride - 1 if ceil else 0)))
+        size = builder.add(builder.sdiv(reach, const_i64(stride)), const_i64(1))
+    return size

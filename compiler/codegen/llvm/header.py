@@ -24,24 +24,25 @@ def _batch_lines(bound: int | None) -> list[str]:
     ]
 
 
-def _extent_lines(bound: int, batch_bound: int | None) -> list[str]:
+def _extent_lines(bounds: list[int], batch_bound: int | None) -> list[str]:
     return [
-        "/* A dynamic extent (compiler/dynamic_extent.py): buffers hold KILN_EXTENT_MAX positions along the dim",
-        " * of the inputs and outputs holding it (the manifest's \"dynamic_extent\" says which axis), the sizes",
-        " * below; kiln_run_extent computes positions below `extent`, 1 <= extent <= KILN_EXTENT_MAX, of the",
-        " * first `batch` entries (a dynamic batch; else batch is ignored). Input positions past it must hold",
-        " * valid numbers (zeros, say); output positions past it are undefined. */",
+        "/* Dynamic extents (compiler/dynamic_extent.py): buffers hold each dynamic dim at its bound",
+        " * (KILN_EXTENT_MAX, one per dim, in the manifest's \"dynamic_extent\" order, which also says which axes",
+        " * hold them), the sizes below; kiln_run_extent computes the positions below extents[d] of each dim d,",
+        " * 1 <= extents[d] <= KILN_EXTENT_MAX[d], of the first `batch` entries (a dynamic batch; else batch is",
+        " * ignored). Input positions past them must hold valid numbers (zeros, say); output positions past the",
+        " * valid ones are undefined. */",
         "int kiln_run_extent(const void *weights, void *workspace, void *const *inputs, void *const *outputs,",
-        "                    int64_t *nanoseconds, int64_t batch, int64_t extent);",
-        f"#define KILN_EXTENT_MAX {bound}",
+        "                    int64_t *nanoseconds, int64_t batch, const int64_t *extents);",
+        f"static const int64_t KILN_EXTENT_MAX[] = {{{', '.join(map(str, bounds))}}};",
         *([f"#define KILN_BATCH_MAX {batch_bound}"] if batch_bound else []),
     ]
 
 
 def c_header(graph: Graph, plan: MemoryPlan, storage: dict | None = None, batch_bound: int | None = None,
-             extent_bound: int | None = None) -> str:
+             extent_bounds: list[int] | None = None) -> str:
     """`storage`: the manifest's "weights_storage" when weights.bin stores some weights as float16;
-    `batch_bound`: the upper bound of a dynamic batch; `extent_bound`: that of a dynamic extent."""
+    `batch_bound`: the upper bound of a dynamic batch; `extent_bounds`: those of dynamic extents."""
     inputs = [(name, graph.type_of(Value(name, 0))) for name in graph.inputs]
     outputs = [(name, graph.type_of(value)) for name, value in graph.outputs]
     lines = [
@@ -71,7 +72,7 @@ def c_header(graph: Graph, plan: MemoryPlan, storage: dict | None = None, batch_
         "/* The sizes the library was built for: weights bytes, workspace bytes, #inputs, #outputs,",
         " * then each input's and each output's bytes, then the precomputed offset and bytes. */",
         "const int64_t *kiln_layout(void);",
-        *(_extent_lines(extent_bound, batch_bound) if extent_bound else _batch_lines(batch_bound)),
+        *(_extent_lines(extent_bounds, batch_bound) if extent_bounds else _batch_lines(batch_bound)),
         "",
         f"#define KILN_WEIGHTS_BYTES {len(plan.weights)}",
         f"#define KILN_WORKSPACE_BYTES {plan.workspace_bytes}",

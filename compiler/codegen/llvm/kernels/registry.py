@@ -40,7 +40,12 @@ class KernelContext:
     outputs: list[TensorArg]
     begin: ir.Value
     end: ir.Value
-    extent: ir.Value | None = None  # the run-time size of a dynamic extent (compiler/dynamic_extent.py), i64
+    extents: tuple[ir.Value, ...] | None = None  # run-time sizes of dynamic dims (compiler/dynamic_extent.py)
+
+    @property
+    def extent(self) -> ir.Value | None:
+        """The first dynamic dim's size: the one kernels stop at (registry.EXTENT_* attributes)."""
+        return self.extents[0] if self.extents else None
 
     def constant(self, index: int):
         """The compile-time value of input `index` when a Constant produces it, else None."""
