@@ -57,6 +57,9 @@ def _windowed(op: Op, kernels: list[int], fill: float, ceil: bool = False) -> Ef
         extent = held.extent.then(begin + end, span, stride, ceil)
         if op.bound(extent) != op.out_shape[held.axis]:
             raise ExtentProblem(f"its output size along axis {held.axis} is not the window formula's")
+        if op.low(extent) < 1:
+            raise ExtentProblem(f"at the dim's lower bound its output has no positions along axis {held.axis}; "
+                                "raise the lower bound")
         outputs.append(held._replace(extent=extent))
         if end or ceil:
             masks.append(Mask(0, held.axis, 1, fill, held.extent))

@@ -73,3 +73,8 @@ def test_padding_that_depends_on_the_size_is_refused():
     del model.graph.node[3].attribute[0]  # pads
     with pytest.raises(DynamicExtentError, match="auto_pad SAME_UPPER with stride 2"):
         compiler.compile(model, target="cpu", shapes={"x": [1, 3, "9..24", "9..24"]})
+
+
+def test_a_lower_bound_leaving_no_positions_is_refused():
+    with pytest.raises(DynamicExtentError, match="MaxPool.*no positions along axis 2; raise the lower bound"):
+        compiler.compile(_cnn(), target="cpu", shapes={"x": [1, 3, "2..24", "9..24"]})
