@@ -144,7 +144,7 @@ def extent_axes(graph: Graph, bounds: ExtentBounds) -> dict[Value, frozenset]:
     rescale must be in place."""
     def check(node, effect) -> None:
         for mask in effect.masks:
-            if not is_masked(graph, graph.input_values(node)[mask.input], mask):
+            if not is_masked(graph, graph.input_values(node)[mask.input], mask, bounds.ranges):
                 raise DynamicExtentError(f"node {node.name!r} ({node.qualified_op}) would read a dynamic dim's "
                                          f"padding (input {mask.input}, axis {mask.axis}): the mask-dynamic-tails "
                                          "pass masks it; do not disable that pass with a dynamic dim")

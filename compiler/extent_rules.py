@@ -256,28 +256,28 @@ def mask_attributes(mask: Mask, bound: int) -> dict:
             "extent": mask.extent.to_json()}
 
 
-def _is_mask(node: Node, mask: Mask) -> bool:
+def _is_mask(node: Node, mask: Mask, dims: tuple[tuple[int, int], ...]) -> bool:
     return node.domain == KILN_DOMAIN and node.op_type == MASK_OP and \
         (node.attrs["axis"], node.attrs["inner"], node.attrs["fill"]) == (mask.axis, mask.inner, mask.fill) and \
-        Extent.from_json(node.attrs["extent"]) == mask.extent
+        Extent.from_json(node.attrs["extent"]).same(mask.extent, dims)
 
 
-def is_masked(graph: Graph, value: Value, mask: Mask) -> bool:
+def is_masked(graph: Graph, value: Value, mask: Mask, dims: tuple[tuple[int, int], ...]) -> bool:
     """Whether `value` already reads `mask.fill` past s along the mask's axis: it is such a MaskTail's
     output (maybe through masks of other axes), or (fill 0) a Softmax over that axis of a -inf-masked
-    input, exactly 0 there."""
+    input, exactly 0 there. `dims`: the dynamic dims' bounds, over which extents are compared."""
     producer = graph.node(value.node)
-    if _is_mask(producer, mask):
+    if _is_mask(producer, mask, dims):
         return True
     if producer.domain == KILN_DOMAIN and producer.op_type == MASK_OP:  # a mask along another axis keeps this one
-        return is_masked(graph, graph.input_values(producer)[0], mask)
+        return is_masked(graph, graph.input_values(producer)[0], mask, dims)
     if mask.fill != 0.0 or producer.domain != "" or producer.op_type != "Softmax":
         return False
     rank = len(producer.outputs[0].shape)
     axis = int(producer.attrs.get("axis", -1)) % rank
     source = graph.input_values(producer)[0]
     return axis == mask.axis and (producer.version or 13) >= 13 and \
-        is_masked(graph, source, Mask(0, mask.axis, mask.inner, float("-inf"), mask.extent))
+        is_masked(graph, source, Mask(0, mask.axis, mask.inner, float("-inf"), mask.extent), dims)
 
 
 def rule_for(node: Node) -> Callable[[Op], Effect] | None:

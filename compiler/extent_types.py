@@ -39,7 +39,16 @@ class Extent:
         return s
 
     def then(self, pads: int, span: int, stride: int, ceil: bool = False) -> "Extent":
+        if span == 1 + pads and stride == 1:  # a window that keeps every size (a 1x1 convolution)
+            return self
         return Extent(self.dim, self.steps + ((pads, span, stride, ceil),))
+
+    def same(self, other: "Extent", dims: tuple[tuple[int, int], ...]) -> bool:
+        """Whether both give the same valid positions at every size their dim may take (`dims`: bounds)."""
+        if self == other:
+            return True
+        low, high = dims[self.dim]
+        return self.dim == other.dim and all(self.size(s) == other.size(s) for s in range(low, high + 1))
 
     def to_json(self) -> list:
         return [self.dim, [list(step) for step in self.steps]]
@@ -111,11 +120,7 @@ class Op:
         return extent.size(self.dims[extent.dim][0])
 
     def same(self, first: Extent, second: Extent) -> bool:
-        """Whether two extents give the same valid positions at every size the dim may take."""
-        if first == second:
-            return True
-        low, high = self.dims[first.dim]
-        return first.dim == second.dim and all(first.size(s) == second.size(s) for s in range(low, high + 1))
+        return first.same(second, self.dims)
 
     def on_axis(self, index: int, axis: int) -> list[Held]:
         return [held for held in self.axes[index] if held.axis == axis]

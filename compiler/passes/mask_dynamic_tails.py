@@ -31,7 +31,7 @@ def mask_dynamic_tails(graph: Graph, ctx: PassContext | None = None) -> Graph:
     def apply(node: Node, effect: Effect) -> None:
         for mask in effect.masks:
             source = graph.input_values(node)[mask.input]
-            if is_masked(graph, source, mask):
+            if is_masked(graph, source, mask, bounds.ranges):
                 continue
             bound = graph.type_of(source).shape[mask.axis] // mask.inner
             masked = graph.add_node(MASK_OP, [source], mask_attributes(mask, bound), domain=KILN_DOMAIN,

@@ -78,3 +78,21 @@ def test_padding_that_depends_on_the_size_is_refused():
 def test_a_lower_bound_leaving_no_positions_is_refused():
     with pytest.raises(DynamicExtentError, match="MaxPool.*no positions along axis 2; raise the lower bound"):
         compiler.compile(_cnn(), target="cpu", shapes={"x": [1, 3, "2..24", "9..24"]})
+
+
+def test_mobilenet_v2_at_two_sizes_within_its_bounds():
+    """Inverted residual blocks: the residual Add meets paths whose windows differ but give the same valid
+    sizes (extent_types.Extent.same)."""
+    from bench.models import mobilenet_v2
+
+    model = mobilenet_v2(classes=10).model
+    for axis, name in ((0, "N"), (2, "H"), (3, "W")):
+        model.graph.input[0].type.tensor_type.shape.dim[axis].dim_param = name
+    model.graph.output[0].type.tensor_type.shape.dim[0].dim_param = "N"
+    name = model.graph.input[0].name
+    executable = runtime.load(compiler.compile(model, target="cpu", shapes={name: [1, 3, "64..96", "64..96"]}))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for height, width in ((96, 96), (65, 80)):
+        x = RNG.standard_normal((1, 3, height, width)).astype(np.float32)
+        np.testing.assert_allclose(next(iter(executable.infer({name: x}).values())), session.run(None, {name: x})[0],
+                                   rtol=1e-3, atol=1e-4)
