@@ -23,6 +23,7 @@ runtime stages inputs in zero-filled buffers of the bounds and cuts outputs to t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Mapping, Sequence
 
@@ -176,3 +177,16 @@ def output_axes(graph: Graph, axes: Mapping[Value, frozenset], bounds: ExtentBou
                                      "output in the model, or compile one part per size with specialize=")
         result[name] = sorted(plain)
     return result
+
+
+def extent_rows(graph: Graph, axes: Mapping[Value, frozenset], bounds: ExtentBounds) -> dict[str, tuple[int, int]]:
+    """Per node whose output holds the first dim whole and unchanged by windows (a sequence): (its bound,
+    the groups of it the axes before hold), for launches that shrink with its size (gpu: program.py)."""
+    bound, rows = bounds.dims[0].high, {}
+    for node in graph.nodes():
+        shape = getattr(node.outputs[0], "shape", None) if node.outputs else None
+        held = sorted(h.axis for h in axes.get(Value(node.name), ()) if h.inner == 1 and h.extent == Extent(0) and
+                      shape and shape[h.axis] == bound)
+        if held:
+            rows[node.name] = (bound, math.prod(shape[:held[0]]))
+    return rows

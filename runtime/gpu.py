@@ -198,14 +198,27 @@ def _shrunk(global_size: tuple, local_size: tuple, rule: dict, batch: int) -> tu
     return tuple(sizes)
 
 
+def _cut_to_extent(global_size: tuple, local_size: tuple, rule: dict, batch: int | None, size: int) -> tuple:
+    """A launch's NDRange for the positions below `size` of the first dynamic dim (its step's `extent` rule,
+    compiler/codegen/opencl/program.py), when the call leaves one group of them (else as it is)."""
+    groups = rule["groups"] * (batch if rule["batched"] and batch is not None else 1)
+    if groups != 1:
+        return global_size
+    sizes, axis = list(global_size), rule["axis"]
+    units = -(-size * rule["units"] // rule["bound"])
+    sizes[axis] = min(sizes[axis], -(-units // rule["per_group"]) * local_size[axis])
+    return tuple(sizes)
+
+
 class _Launch(NamedTuple):
-    """A kernel launch of a slot: its arguments set; `profile`/`batch` as the manifest's step has them."""
+    """A kernel launch of a slot: its arguments set; `profile`/`batch`/`extent` as the manifest's step has them."""
 
     kernel: object
     global_size: tuple
     local_size: tuple
     profile: int | None
     batch: dict | None
+    extent: dict | None
 
 
 class _Slot:
@@ -242,7 +255,7 @@ class _Slot:
                 arguments += [self._buffer(buffers, arg), np.uint64(arg["offset"])]
             kernel.set_args(*arguments)
             self.steps.append(_Launch(kernel, tuple(step["global"]), tuple(step["local"]), step.get("profile"),
-                                      step.get("batch")))
+                                      step.get("batch"), step.get("extent")))
 
     def _buffer(self, buffers: dict, place: dict):
         if place["buffer"] == "input":
@@ -347,6 +360,8 @@ class GpuExecutor:
             if isinstance(step, _Launch):
                 global_size = step.global_size if batch is None or step.batch is None else \
                     _shrunk(step.global_size, step.local_size, step.batch, batch)
+                if extent is not None and step.extent is not None:
+                    global_size = _cut_to_extent(global_size, step.local_size, step.extent, batch, extent[0])
                 event = cl.enqueue_nd_range_kernel(slot.queue, step.kernel, global_size, step.local_size)
                 if events is not None and step.profile is not None:
                     events.append((step.profile, event))

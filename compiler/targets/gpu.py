@@ -28,7 +28,7 @@ from compiler.codegen.opencl.launch import DeviceLimits, LaunchPlanner
 from compiler.codegen.opencl.program import build_program
 from compiler.codegen.opencl.steps import inner_types
 from compiler.dynamic_batch import BatchBounds, batch_factors
-from compiler.dynamic_extent import ExtentBounds, extent_axes, output_axes
+from compiler.dynamic_extent import ExtentBounds, extent_axes, extent_rows, output_axes
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.passes.manager import PassSpec
@@ -154,8 +154,10 @@ class GpuTarget(Target):
         dialect = OpenCLDialect()
         bounds = BatchBounds.from_options(options)
         factors = batch_factors(stored, bounds) if bounds else {}
+        extent = ExtentBounds.from_options(options)
+        axes = extent_axes(stored, extent) if extent else {}
         program = build_program(stored, plan, dialect, LaunchPlanner(limits), {v.node for v in factors},
-                                bounds.chunk if bounds else 1)
+                                bounds.chunk if bounds else 1, extent_rows(stored, axes, extent) if extent else None)
         manifest = {
             "target": self.name, "compiler_version": compiler_version(),
             "options": {k: v for k, v in sorted(options.items())}, **signature(graph),
@@ -170,8 +172,7 @@ class GpuTarget(Target):
         }
         if bounds:
             bounds.describe(manifest, stored, factors)
-        extent = ExtentBounds.from_options(options)
-        if extent:  # kernels run at the bounds: only the masks read the sizes
-            extent.describe(manifest, output_axes(stored, extent_axes(stored, extent), extent))
+        if extent:
+            extent.describe(manifest, output_axes(stored, axes, extent))
         artifact = Artifact(manifest, {"model.cl": program.source.encode(), "weights.bin": plan.weights})
         return add_report(artifact, graph, fp16, self.name, options) if fp16 else artifact

@@ -45,3 +45,20 @@ def test_a_softmax_and_a_sum_over_the_length():
 @pytest.mark.parametrize("dense", [False, True], ids=["classifier", "dense"])
 def test_a_cnn_with_dynamic_batch_and_size(dense):
     _check(_cnn(dense), "gpu")
+
+
+def test_launches_walking_positions_shrink_with_a_single_sequence():
+    """Kernels whose work walks the output in order (elementwise ones here) launch, for a batch of one
+    sequence of 8 positions out of 32, an eighth of their groups (one of two entries, a quarter of its
+    positions); with two sequences (two groups of positions) they launch all."""
+    from runtime.gpu import _cut_to_extent
+
+    encoder = bert_encoder(layers=1, dynamic=True)
+    artifact = compiler.compile(encoder.model, target="gpu", shapes={
+        "input_ids": ["1..2", "1..32"], "attention_mask": ["1..2", "1..32"]})
+    ruled = [(tuple(step["global"]), tuple(step["local"]), step["extent"])
+             for step in artifact.manifest["launches"] if "extent" in step]
+    assert all(_cut_to_extent(full, local, rule, 2, 8) == full for full, local, rule in ruled)
+    cut = [(full, _cut_to_extent(full, local, rule, 1, 8)) for full, local, rule in ruled]
+    assert all(small <= large for full, shrunk in cut for small, large in zip(shrunk, full))
+    assert any(shrunk[0] * 8 == full[0] for full, shrunk in cut)

@@ -54,10 +54,28 @@ def _entries(launch: Launch, chunk: int) -> dict | None:
     return {"axis": axis, "per_entry": units // chunk, "per_group": per_group}
 
 
+def _extent_rule(launch: Launch, held: tuple[int, int] | None, batched: bool, chunk: int) -> dict | None:
+    """A step's `extent`: when its output holds the first dynamic dim whole on an axis (`held`: that
+    axis's bound and the groups of it the axes before hold at the bounds) and its kernel's work walks the
+    output in order, how its dim `axis` shrinks for the positions below a size s when a call leaves one
+    group: ceil(ceil(s * units / groups / bound) / per_group) groups."""
+    if launch.entries is None or held is None:
+        return None
+    axis, units, per_group = launch.entries
+    bound, groups = held
+    if units % groups:
+        return None
+    return {"axis": axis, "units": units // groups, "bound": bound, "per_group": per_group,
+            "groups": groups // chunk if batched else groups, "batched": batched}
+
+
 def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planner: LaunchPlanner,
-                  batched: set[str] = frozenset(), chunk: int = 1) -> Program:
+                  batched: set[str] = frozenset(), chunk: int = 1,
+                  extent_rows: dict[str, tuple[int, int]] | None = None) -> Program:
     """The program and its launch plan; a dynamic batch compiled for `chunk` entries gives the nodes
-    whose outputs carry it (`batched`), whose launches may then shrink with the batch."""
+    whose outputs carry it (`batched`), whose launches may then shrink with the batch. `extent_rows`:
+    per node whose output holds the first dynamic dim whole in rows, (its bound, the groups before it),
+    whose launches may shrink with the size when a call leaves one group (a batch of one sequence)."""
     names: dict[str, str] = {}  # kernel source -> its name
     sources: list[str] = []
     steps: list[dict] = []
@@ -91,6 +109,9 @@ def build_program(graph: Graph, plan: MemoryPlan, dialect: OpenCLDialect, planne
             entries = _entries(launch.launch, chunk) if node.name in batched else None
             if entries:
                 steps[-1]["batch"] = entries
+            extent = _extent_rule(launch.launch, (extent_rows or {}).get(node.name), node.name in batched, chunk)
+            if extent:
+                steps[-1]["extent"] = extent
         if len(steps) and steps[-1].get("profile") == entry:
             table.append(node_entry(graph, node, steps[-1]["kernel"]))
     source = "\n".join(part for part in [dialect.prelude(), *sources] if part)
