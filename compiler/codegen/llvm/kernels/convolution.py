@@ -551,7 +551,7 @@ def conv_check(graph: Graph, node: Node) -> str | None:
     return None
 
 
-def _plan(node: Node, geometry: ConvGeometry, w_type: TensorType) -> DirectPlan:
+def direct_form_plan(node: Node, geometry: ConvGeometry, w_type: TensorType) -> DirectPlan:
     if not node.attrs.get("transposed_weights", 0):
         return direct_plan(geometry)
     return replace(channel_vector_plan(geometry), block=w_type.shape[2])  # the block the weights were laid out for
@@ -565,7 +565,7 @@ def conv_work_items(graph: Graph, node: Node) -> int:
         return depthwise_conv.work_items(geometry)
     if geometry.pointwise and not node.attrs.get("transposed_weights", 0):
         return geometry.gemm(bias=False).work_items
-    return math.prod(_plan(node, geometry, w_type).item_dims)
+    return math.prod(direct_form_plan(node, geometry, w_type).item_dims)
 
 
 def conv_batch_items(graph: Graph, node: Node, bound: int) -> BatchItems | None:
@@ -593,7 +593,7 @@ def emit_conv(ctx: KernelContext, epilogue_for: Callable[[int], Epilogue] | None
         return
     form = _ChannelVectorConv if transposed else _DirectConv
     epilogue = epilogue_for(spatial if transposed else 1) if epilogue_for else None
-    form(ctx, geometry, _plan(node, geometry, w_type), epilogue).run(ctx.begin, ctx.end)
+    form(ctx, geometry, direct_form_plan(node, geometry, w_type), epilogue).run(ctx.begin, ctx.end)
 
 
 register_kernel(KernelSpec(("Conv",), conv_check, conv_work_items, emit_conv, batch_items=conv_batch_items))
