@@ -171,10 +171,15 @@ def test_copy(case, rows, columns, in_extra, out_extra):
     assert run_single(layer, x, (rows, out_stride)).reshape(-1).tolist() == expected
 
 
+TRANSPOSABLE = [(rows, columns) for rows in range(1, 10) for columns in range(1, 10) if rows * columns % 8 == 0]
+"""Shapes a GNA transpose takes (whole groups of 8 elements): drawn from directly, since filtering 81
+pairs down to these with assume() trips hypothesis's filter health check now and then."""
+
+
 @SETTINGS
-@given(cases, st.integers(1, 9), st.integers(1, 9))
-def test_transpose(case, rows, columns):
-    assume(rows * columns % 8 == 0)
+@given(cases, st.sampled_from(TRANSPOSABLE))
+def test_transpose(case, shape):
+    rows, columns = shape
     x = Draw(*case).ints((rows, columns), np.int16)
     layer = Transpose("t", *io(x.shape, (columns, rows)), rows, columns)
     assert run_single(layer, x, (columns, rows)).tolist() == spec.transpose(layer, x.tolist())
