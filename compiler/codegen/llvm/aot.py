@@ -36,10 +36,10 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from compiler.codegen.llvm.extent_launch import emit_row_filter, emit_trampoline, row_runs
-from compiler.codegen.llvm.extent_marks import conv_row_blocks
+from compiler.codegen.llvm.extent_launch import emit_block_filter, emit_trampoline, row_runs
+from compiler.codegen.llvm.extent_marks import conv_blocks
 from compiler.codegen.llvm.irhelpers import I32, I64, PTR, const_i64
-from compiler.codegen.llvm.kernels.registry import EXTENT_IMAGE_ROWS, KernelContext, TensorArg, kernel_for
+from compiler.codegen.llvm.kernels.registry import EXTENT_IMAGE, KernelContext, TensorArg, kernel_for
 from compiler.codegen.kernel_table import node_entry
 from compiler.codegen.memory_plan import Location, MemoryPlan, tensor_bytes
 from compiler.extent_types import Extent
@@ -259,10 +259,9 @@ def _emit_steps(module: ir.Module, builder: ir.IRBuilder, graph: Graph, plan: Me
         work = kernel_for(node).work_items(graph, node)
         runs = extent and row_runs(graph, node, extent.axes.get(Value(node.name), frozenset()), extent.bounds[0],
                                    work, (batch.bound, batch.factors) if batch else None)
-        if extent and EXTENT_IMAGE_ROWS in node.attrs:
-            blocks = conv_row_blocks(graph, node)
-            task = emit_row_filter(module, task, blocks, Extent.from_json(node.attrs[EXTENT_IMAGE_ROWS]), slots,
-                                   len(extent.bounds))
+        if extent and EXTENT_IMAGE in node.attrs:
+            sides = [None if side is None else Extent.from_json(side) for side in node.attrs[EXTENT_IMAGE]]
+            task = emit_block_filter(module, task, *conv_blocks(graph, node), sides, slots, len(extent.bounds))
         if runs:
             valid = runs.valid(builder, first)
             extent.store(builder, operand_array, slots + 1, valid)

@@ -126,23 +126,27 @@ def emit_extent_size(builder: ir.IRBuilder, extents, extent: Extent) -> ir.Value
     return size
 
 
-def emit_row_filter(module: ir.Module, task: ir.Function, blocks: tuple[tuple[int, ...], int, int, int],
-                    extent: Extent, sizes_slot: int, dims: int) -> ir.Function:
-    """A task running `task` on each of its items whose row block starts below the valid rows of `extent`
-    (`blocks`: extent_marks.conv_row_blocks); the sizes array is in the operand array at `sizes_slot`."""
-    item_dims, digit, per_block, per_row = blocks
-    function = ir.Function(module, task.function_type, name=f"{task.name}_rows")
+def emit_block_filter(module: ir.Module, task: ir.Function, item_dims: tuple[int, ...], cuts: list,
+                      sides: list, sizes_slot: int, dims: int) -> ir.Function:
+    """A task running `task` on each of its items whose blocks start inside the valid positions: `cuts`
+    (extent_marks.conv_blocks) say which digits of the item index count blocks of which side, `sides` the
+    extent of each side (None: static); the sizes array is in the operand array at `sizes_slot`."""
+    function = ir.Function(module, task.function_type, name=f"{task.name}_blocks")
     function.linkage = "internal"
     args, begin, end = function.args
     builder = ir.IRBuilder(function.append_basic_block("entry"))
     sizes = builder.load(builder.gep(args, [const_i64(sizes_slot)], source_etype=PTR, inbounds=True), typ=PTR)
     extents = [builder.load(builder.gep(sizes, [const_i64(dim)], source_etype=I64, inbounds=True), typ=I64)
                for dim in range(dims)]
-    limit = builder.mul(emit_extent_size(builder, extents, extent), const_i64(per_row))
-    inner = math.prod(item_dims[digit + 1:])
+    limits = [(digit, per_block, builder.mul(emit_extent_size(builder, extents, sides[side]), const_i64(per_unit)))
+              for digit, per_block, per_unit, side in cuts if sides[side] is not None]
     with for_range(builder, begin, end, name="item") as item:
-        block = builder.urem(builder.udiv(item, const_i64(inner)), const_i64(item_dims[digit]))
-        with builder.if_then(builder.icmp_signed("<", builder.mul(block, const_i64(per_block)), limit)):
+        inside = ir.Constant(ir.IntType(1), 1)
+        for digit, per_block, limit in limits:
+            block = builder.urem(builder.udiv(item, const_i64(math.prod(item_dims[digit + 1:]))),
+                                 const_i64(item_dims[digit]))
+            inside = builder.and_(inside, builder.icmp_signed("<", builder.mul(block, const_i64(per_block)), limit))
+        with builder.if_then(inside):
             builder.call(task, [args, item, builder.add(item, const_i64(1))])
     builder.ret_void()
     return function

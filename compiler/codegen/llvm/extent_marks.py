@@ -18,7 +18,7 @@ from compiler.codegen.llvm.kernels import depthwise_conv
 from compiler.codegen.llvm.kernels.convolution import conv_geometry, direct_form_plan
 from compiler.codegen.llvm.kernels.linear_algebra import DOT_COLUMNS, gemm_plan
 from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_COPY, EXTENT_DEPTH,
-                                                     EXTENT_IMAGE_ROWS, EXTENT_REDUCED, EXTENT_ROWS)
+                                                     EXTENT_IMAGE, EXTENT_REDUCED, EXTENT_ROWS)
 from compiler.extent_rules import MASK_OP
 from compiler.extent_types import Extent
 from compiler.ir.graph import Graph, Node, Value
@@ -37,8 +37,8 @@ def mark_extent_kernels(graph: Graph, axes: Mapping[Value, frozenset], bound: in
     and those of the positions below the size (EXTENT_ROWS), which a row block computes alone; in their
     columns or their sum (a MatMul's A holding it last), that the GEMM stops them there. Softmax over it
     stops there too (EXTENT_REDUCED), and Transpose and Gather copies along it (EXTENT_COPY). 2-D
-    convolutions whose output height is any dynamic dim skip the row blocks past its valid rows
-    (EXTENT_IMAGE_ROWS: the height's extent; conv_row_blocks)."""
+    convolutions over a dynamic image size skip the work items past its valid rows and columns
+    (EXTENT_IMAGE: the height's and width's extents; conv_blocks)."""
     for node in graph.nodes():
         if node.is_input or node.is_constant:
             continue
@@ -53,9 +53,10 @@ def mark_extent_kernels(graph: Graph, axes: Mapping[Value, frozenset], bound: in
         if node.op_type in LINEAR:
             _mark_linear(graph, node, axes, bound)
         if node.op_type in ("Conv", "FusedConv") and len(shape) == 4:
-            rows = [held for held in axes.get(Value(node.name), ()) if held.axis == 2 and held.inner == 1]
-            if rows:
-                node.attrs[EXTENT_IMAGE_ROWS] = rows[0].extent.to_json()
+            sides = {held.axis: held.extent.to_json() for held in axes.get(Value(node.name), ())
+                     if held.axis >= 2 and held.inner == 1}
+            if sides:
+                node.attrs[EXTENT_IMAGE] = [sides.get(2), sides.get(3)]
 
 
 def _mark_linear(graph: Graph, node: Node, axes: Mapping[Value, frozenset], bound: int) -> None:
@@ -104,23 +105,25 @@ def _stops_at_extent(graph: Graph, reader: Node, position: int, mask: Node) -> b
         (position == 1 and axis == rank - 1 and bool(reader.attrs.get(EXTENT_COLUMNS)))
 
 
-def conv_row_blocks(graph: Graph, node: Node) -> tuple[tuple[int, ...], int, int, int] | None:
-    """How a 2-D convolution's work items cover its output rows: (item dims, the digit of the item index
-    counting blocks along the rows, units per block, units per output row). The direct and depthwise
-    forms count blocks of output rows; the pointwise form, a GEMM over the positions, blocks of positions
-    (a row is the output width of them)."""
+def conv_blocks(graph: Graph, node: Node) -> tuple[tuple[int, ...], list[tuple[int, int, int, int]]]:
+    """How a 2-D convolution's work items cover its output: (item dims, cuts), a cut (digit of the item
+    index, output units per block along it, units per output position, 0 for the height or 1 for the
+    width). The direct and channel-vector forms count blocks of rows and tiles of columns; the depthwise
+    form blocks of rows; the pointwise form, a GEMM over the flattened positions, blocks of positions
+    (the output width of them make a row)."""
     x_type, w_type = graph.input_types(node)[:2]
     geometry = conv_geometry(node, x_type, w_type)
     if depthwise_conv.specialised(geometry):
         plan = depthwise_conv.depthwise_plan(geometry)
-        return plan.item_dims, 2, plan.rows, 1
+        return plan.item_dims, [(2, plan.rows, 1, 0)]
     if geometry.pointwise and not node.attrs.get("transposed_weights", 0):
         problem = geometry.gemm(bias=False)
         if problem.dot_form:
-            return (*problem.batch, problem.m, math.ceil(problem.n / DOT_COLUMNS)), len(problem.batch) + 1, \
-                DOT_COLUMNS, geometry.out_size[-1]
+            dims = (*problem.batch, problem.m, math.ceil(problem.n / DOT_COLUMNS))
+            return dims, [(len(dims) - 1, DOT_COLUMNS, geometry.out_size[-1], 0)]
         plan = gemm_plan(problem)
         dims = (*problem.batch, math.ceil(problem.m / plan.rows), math.ceil(problem.n / plan.columns))
-        return dims, len(dims) - 1, plan.columns, geometry.out_size[-1]
+        return dims, [(len(dims) - 1, plan.columns, geometry.out_size[-1], 0)]
     plan = direct_form_plan(node, geometry, w_type)
-    return plan.item_dims, len(plan.item_dims) - 2, plan.rows, 1
+    digits = len(plan.item_dims)
+    return plan.item_dims, [(digits - 2, plan.rows, 1, 0), (digits - 1, geometry.columns, 1, 1)]

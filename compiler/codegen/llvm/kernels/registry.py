@@ -86,9 +86,10 @@ extent (KernelContext.extent)."""
 EXTENT_ROWS = "extent_rows"
 """[rows of a period of the bound, rows per position] on MatMul/Gemm nodes whose rows run over the dim: a
 row block computes only the rows of positions below the extent."""
-EXTENT_IMAGE_ROWS = "extent_image_rows"
-"""The output height's extent (compiler/extent_types.Extent as JSON) set on 2-D convolutions over a dynamic
-image size: their work items past its valid rows are skipped (codegen/llvm/extent_marks.conv_row_blocks)."""
+EXTENT_IMAGE = "extent_image"
+"""[height's, width's] extents (compiler/extent_types.Extent as JSON, or None where static) set on 2-D
+convolutions over a dynamic image size: their work items past the valid rows and columns are skipped
+(codegen/llvm/extent_marks.conv_blocks)."""
 EXTENT_COPY = "extent_copy"
 """[element stride, bound] of the output axis holding a dynamic extent, set on copy kernels (Transpose,
 Gather): their loops along it stop at the run-time extent."""
