@@ -96,3 +96,15 @@ def test_mobilenet_v2_at_two_sizes_within_its_bounds():
         x = RNG.standard_normal((1, 3, height, width)).astype(np.float32)
         np.testing.assert_allclose(next(iter(executable.infer({name: x}).values())), session.run(None, {name: x})[0],
                                    rtol=1e-3, atol=1e-4)
+
+
+def test_wide_images_skip_the_column_tiles_past_the_width():
+    """Rows wider than a direct convolution's column tile (256) take two tiles; a narrower call skips the
+    second one (extent_marks.conv_blocks), and all sizes match ONNX Runtime."""
+    model = _cnn(dense=True)
+    executable = runtime.load(compiler.compile(model, target="cpu", shapes={"x": [1, 3, "9..12", "200..300"]}))
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for height, width in ((12, 300), (9, 200), (10, 257)):
+        x = RNG.standard_normal((1, 3, height, width)).astype(np.float32)
+        np.testing.assert_allclose(executable.infer({"x": x})["y"], session.run(None, {"x": x})[0],
+                                   rtol=1e-4, atol=1e-5)
