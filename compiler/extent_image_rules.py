@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 
-from compiler.extent_types import Effect, ExtentProblem, Mask, Op, aligned, no_extent_in, union
+from compiler.extent_types import Effect, Extent, ExtentProblem, Mask, Op, aligned, no_extent_in, union
 from compiler.ir.graph import Value
 
 PER_CHANNEL = ("BatchNormalization", "LRN")
@@ -61,9 +61,19 @@ def _windowed(op: Op, kernels: list[int], fill: float, ceil: bool = False) -> Ef
             raise ExtentProblem(f"at the dim's lower bound its output has no positions along axis {held.axis}; "
                                 "raise the lower bound")
         outputs.append(held._replace(extent=extent))
-        if end or ceil:
-            masks.append(Mask(0, held.axis, 1, fill, held.extent))
+        reach = _overhang(op, held.extent, begin, end, span, stride, ceil)
+        if reach:
+            masks.append(Mask(0, held.axis, 1, fill, held.extent, reach))
     return Effect([union(op, outputs)], masks)
+
+
+def _overhang(op: Op, extent: Extent, begin: int, end: int, span: int, stride: int, ceil: bool) -> int:
+    """How far past the valid input positions the windows of the valid outputs reach, at most over the
+    sizes the dim may take (what a mask must fill: the true computation reads padding there)."""
+    low, high = op.dims[extent.dim]
+    window = Extent(0, ((begin + end, span, stride, ceil),))
+    return max(0, *((window.size(size) - 1) * stride - begin + span - size
+                    for size in {extent.size(s) for s in range(low, high + 1)}))
 
 
 def _conv(op: Op) -> Effect:

@@ -253,13 +253,15 @@ _RULES: dict[str, Callable[[Op], Effect]] = {
 def mask_attributes(mask: Mask, bound: int) -> dict:
     """A kiln::MaskTail node's attributes for `mask` (`bound`: the positions compiled for)."""
     return {"axis": mask.axis, "inner": mask.inner, "bound": bound, "fill": mask.fill,
-            "extent": mask.extent.to_json()}
+            "extent": mask.extent.to_json(), "reach": bound if mask.reach is None else min(mask.reach, bound)}
 
 
 def _is_mask(node: Node, mask: Mask, dims: tuple[tuple[int, int], ...]) -> bool:
+    """Whether MaskTail `node` fills what `mask` asks: the same positions, as far past them at least."""
     return node.domain == KILN_DOMAIN and node.op_type == MASK_OP and \
         (node.attrs["axis"], node.attrs["inner"], node.attrs["fill"]) == (mask.axis, mask.inner, mask.fill) and \
-        Extent.from_json(node.attrs["extent"]).same(mask.extent, dims)
+        Extent.from_json(node.attrs["extent"]).same(mask.extent, dims) and \
+        node.attrs["reach"] >= (node.attrs["bound"] if mask.reach is None else min(mask.reach, node.attrs["bound"]))
 
 
 def is_masked(graph: Graph, value: Value, mask: Mask, dims: tuple[tuple[int, int], ...]) -> bool:

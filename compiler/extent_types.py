@@ -66,13 +66,15 @@ class Held(NamedTuple):
 
 @dataclass(frozen=True)
 class Mask:
-    """Input `input` must read the positions past `extent` along (axis, inner) as `fill`."""
+    """Input `input` must read the positions past `extent` along (axis, inner) as `fill`: the first `reach`
+    of them (a window's overhang past the valid positions), or all (None)."""
 
     input: int
     axis: int
     inner: int
     fill: float
     extent: Extent
+    reach: int | None = None
 
 
 @dataclass

@@ -2,8 +2,8 @@
 
 MaskTail(X), attributes `axis`, `inner`, `bound` (along `axis`, index i is position (i // inner) % bound
 of a dynamic dim), `extent` (compiler/extent_types.Extent as JSON: which dim, and the window steps that
-give the valid positions from its size) and `fill`: X with every element at a position past the valid
-ones set to `fill`. ExtentScale(X), attributes `extents` and their `bounds`: X times the product of the
+give the valid positions from its size), `reach` and `fill`: X with every element at the first `reach`
+positions past the valid ones set to `fill` (a window reads no further). ExtentScale(X), attributes `extents` and their `bounds`: X times the product of the
 bounds over the product of the valid sizes, which turns a mean over the bounds into one over the valid
 positions. Compiled code reads the sizes of the call at run time. At the bounds, as the graph is
 compiled, both are the identity, so that is their inference and reference semantics.

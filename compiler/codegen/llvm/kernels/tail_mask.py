@@ -1,10 +1,10 @@
 """kiln::MaskTail and kiln::ExtentScale (compiler/ops/tail_mask.py) on the cpu.
 
-MaskTail: the positions past the valid ones of a dynamic dim set to the fill value. The valid count is
-computed from the call's sizes (KernelContext.extents). The tensor is viewed as [outer, periods, bound,
-inner, rest]: a work item is one outer index, and writes the fill over the contiguous runs (inner *
-rest elements) of positions valid..bound-1 of each period, after copying the input slab when the
-output does not share its storage.
+MaskTail: the positions past the valid ones of a dynamic dim (the first `reach` of them) set to the
+fill value. The valid count is computed from the call's sizes (KernelContext.extents). The tensor is
+viewed as [outer, periods, bound, inner, rest]: a work item is one outer index, and writes the fill
+over the contiguous runs (inner * rest elements) of those positions of each period, after copying the
+input slab when the output does not share its storage.
 
 ExtentScale: every element times the product of the bounds over the product of the valid counts; a
 work item is a chunk of CHUNK elements.
@@ -58,7 +58,8 @@ def _emit_mask(ctx: KernelContext) -> None:
         if x.ptr is not out.ptr:
             copy_elements(b, out.ptr, base, x.ptr, base, out.dtype, slab)
         with for_range(b, 0, periods, name="period") as period:
-            with for_range(b, valid, bound, name="position") as position:
+            with for_range(b, valid, smin(b, b.add(valid, const_i64(node.attrs["reach"])), const_i64(bound)),
+                           name="position") as position:
                 start = b.add(base, b.mul(b.add(b.mul(period, const_i64(bound)), position), const_i64(run)))
                 with for_range(b, 0, run, name="element") as element:
                     store(b, fill, out.ptr, out.dtype, b.add(start, element))

@@ -41,7 +41,8 @@ def _mask(ctx: GpuContext) -> list[KernelLaunch]:
     run = node.attrs["inner"] * math.prod(shape[axis + 1:])
     fill = ctx.dialect.literal(float(node.attrs["fill"]), node.outputs[0].dtype)
     valid = _valid(Extent.from_json(node.attrs["extent"]))
-    return _copy(ctx, f"((i / {run}) % {node.attrs['bound']} < {valid}) ? x[i] : {fill}")
+    position = f"((i / {run}) % {node.attrs['bound']})"
+    return _copy(ctx, f"({position} < {valid} || {position} >= {valid} + {node.attrs['reach']}) ? x[i] : {fill}")
 
 
 def _scale(ctx: GpuContext) -> list[KernelLaunch]:
