@@ -38,7 +38,8 @@ def _view(node: Node) -> tuple[int, int, int, int]:
 
 def _check(graph: Graph, node: Node) -> str | None:
     dtype = node.outputs[0].dtype
-    return None if dtype in FLOATS else f"{node.op_type} on {dtype} is not compiled by the cpu target (float types only)"
+    return None if dtype in FLOATS else \
+        f"{node.op_type} on {dtype} is not compiled by the cpu target (float types only)"
 
 
 def _valid(ctx: KernelContext, extent: Extent, bound: int) -> ir.Value:
