@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 from compiler.dynamic_batch import bounds_of
-from compiler.extent_rules import MASK_OP, SCALE_OP, is_masked, propagate
+from compiler.extent_rules import SCALE_OP, is_masked, propagate
 from compiler.extent_types import Extent, ExtentProblem
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import TensorType

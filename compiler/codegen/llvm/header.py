@@ -15,7 +15,7 @@ def _batch_lines(bound: int | None) -> list[str]:
     if bound is None:
         return []
     return [
-        f"/* A dynamic batch (compiler/dynamic_batch.py): buffers hold KILN_BATCH_MAX entries on axis 0 of the",
+        "/* A dynamic batch (compiler/dynamic_batch.py): buffers hold KILN_BATCH_MAX entries on axis 0 of the",
         " * batched inputs and outputs (the sizes below); kiln_run_batch computes the first `batch` entries,",
         " * 1 <= batch <= KILN_BATCH_MAX; input entries past `batch` may hold any values (some kernels read them). */",
         "int kiln_run_batch(const void *weights, void *workspace, void *const *inputs, void *const *outputs,",
