@@ -252,6 +252,13 @@ def main() -> None:
     write_report(report, markdown(report), args.out, "compare")
 
 
+def markdown_table(title: str, header: list[str], rows: list[list[str]]) -> str:
+    """A titled Markdown table, its cells already formatted."""
+    lines = [title, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
 def write_report(report: dict, table: str, out: Path, stem: str) -> None:
     """Print the Markdown table and write it and the JSON report as OUT/<stem>.md and .json."""
     print("\n" + table)

@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.compare import kiln_runner, median_latency, ratio, write_report  # noqa: E402
+from bench.compare import kiln_runner, markdown_table, median_latency, ratio, write_report  # noqa: E402
 from bench.gpu_vs_cpu import gpu_runner  # noqa: E402
 from bench.models import bert_encoder  # noqa: E402
 
@@ -63,13 +63,11 @@ def measure(args, directory: Path) -> dict:
 
 def markdown(report: dict) -> str:
     sequence = f"dynamic sequence 1..{report['sequence_bound']}" if report["sequence_bound"] else "static sequence"
-    lines = [f"BERT-style encoder, dynamic batch 1..{report['bound']}, {sequence}, target {report['target']}", "",
-             "| batch | sequence | threads | static ms | dynamic ms | dynamic / static (<= 1.2) |",
-             "|---|---|---|---|---|---|"]
-    for row in report["rows"].values():
-        lines.append(f"| {row['batch']} | {row['sequence']} | {row['threads']} | {row['static']:.2f} | "
-                     f"{row['dynamic']:.2f} | {ratio(row['dynamic'], row['static'])} |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(
+        f"BERT-style encoder, dynamic batch 1..{report['bound']}, {sequence}, target {report['target']}",
+        ["batch", "sequence", "threads", "static ms", "dynamic ms", "dynamic / static (<= 1.2)"],
+        [[str(row["batch"]), str(row["sequence"]), str(row["threads"]), f"{row['static']:.2f}",
+          f"{row['dynamic']:.2f}", ratio(row["dynamic"], row["static"])] for row in report["rows"].values()])
 
 
 def main() -> None:

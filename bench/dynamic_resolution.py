@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.compare import kiln_runner, median_latency, ratio, write_report  # noqa: E402
+from bench.compare import kiln_runner, markdown_table, median_latency, ratio, write_report  # noqa: E402
 from bench.models import mobilenet_v2  # noqa: E402
 
 
@@ -65,13 +65,12 @@ def measure(args, directory: Path) -> dict:
 
 def markdown(report: dict) -> str:
     low, high = report["bounds"]
-    lines = [f"MobileNetV2, image size {low}..{high} x {low}..{high} (one artifact) against static compiles", "",
-             "| size | threads | static ms | dynamic ms | dynamic / static | max abs diff vs ORT |",
-             "|---|---|---|---|---|---|"]
-    for row in report["rows"].values():
-        lines.append(f"| {row['size']} | {row['threads']} | {row['static']:.2f} | {row['dynamic']:.2f} | "
-                     f"{ratio(row['dynamic'], row['static'])} | {row['max_abs_difference_vs_ort']:.1e} |")
-    return "\n".join(lines) + "\n"
+    return markdown_table(
+        f"MobileNetV2, image size {low}..{high} x {low}..{high} (one artifact) against static compiles",
+        ["size", "threads", "static ms", "dynamic ms", "dynamic / static", "max abs diff vs ORT"],
+        [[str(row["size"]), str(row["threads"]), f"{row['static']:.2f}", f"{row['dynamic']:.2f}",
+          ratio(row["dynamic"], row["static"]), f"{row['max_abs_difference_vs_ort']:.1e}"]
+         for row in report["rows"].values()])
 
 
 def main() -> None:
