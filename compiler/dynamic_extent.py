@@ -29,7 +29,7 @@ from typing import Mapping, Sequence
 
 from compiler.dynamic_batch import bounds_of
 from compiler.extent_rules import SCALE_OP, is_masked, propagate
-from compiler.extent_types import Extent, ExtentProblem
+from compiler.extent_types import FIRST, Extent, ExtentProblem
 from compiler.ir.graph import Graph, Value
 from compiler.ir.types import TensorType
 
@@ -179,14 +179,22 @@ def output_axes(graph: Graph, axes: Mapping[Value, frozenset], bounds: ExtentBou
     return result
 
 
+def first_axes(axes: Mapping[Value, frozenset], value: Value, shape, bound: int, whole: bool = True) -> list[int]:
+    """The axes of `value` holding the first dim (extent_types.FIRST, of bound `bound`) with inner stride 1,
+    outermost first; `whole`: the axis is just the dim, else it may repeat it, as [B*S, H] does."""
+    return sorted(held.axis for held in axes.get(value, ()) if held.inner == 1 and held.extent == FIRST and
+                  (shape[held.axis] == bound if whole else shape[held.axis] % bound == 0))
+
+
 def extent_rows(graph: Graph, axes: Mapping[Value, frozenset], bounds: ExtentBounds) -> dict[str, tuple[int, int]]:
     """Per node whose output holds the first dim whole and unchanged by windows (a sequence): (its bound,
     the groups of it the axes before hold), for launches that shrink with its size (gpu: program.py)."""
     bound, rows = bounds.dims[0].high, {}
     for node in graph.nodes():
-        shape = getattr(node.outputs[0], "shape", None) if node.outputs else None
-        held = sorted(h.axis for h in axes.get(Value(node.name), ()) if h.inner == 1 and h.extent == Extent(0) and
-                      shape and shape[h.axis] == bound)
+        if node.is_input or node.is_constant:
+            continue
+        shape = node.outputs[0].shape
+        held = first_axes(axes, Value(node.name), shape, bound)
         if held:
             rows[node.name] = (bound, math.prod(shape[:held[0]]))
     return rows

@@ -58,6 +58,10 @@ class Extent:
         return cls(int(value[0]), tuple((int(p), int(k), int(s), bool(c)) for p, k, s, c in value[1]))
 
 
+FIRST = Extent(0)
+"""The first dynamic dim, unchanged by windows (a sequence length): the one kernels can stop at."""
+
+
 class Held(NamedTuple):
     axis: int
     inner: int

@@ -2,9 +2,9 @@
 inputs and outputs hold which dynamic dims on which axes, the buffer shapes at the bounds, the sizes of
 a call, inputs staged into zero-filled buffers of the bounds and outputs cut to their valid sizes. An
 output axis a window went over (a convolution's) holds (size + pads - span) // stride + 1 valid
-positions per step of its extent. The cpu executor keeps one set of output buffers of the bounds per
-thread: allocating megabytes a call, to return a few rows of them, cost more than a short extent's
-kernels (fresh pages fault in on first touch).
+positions per step of its extent (compiler/extent_types.Extent.size, restated in `_valid`: the runtime
+imports nothing of the compiler). The cpu executor keeps one set of output buffers of the bounds per
+thread rather than allocating them at every call; results are copies cut from them.
 """
 
 from __future__ import annotations

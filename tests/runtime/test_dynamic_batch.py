@@ -117,6 +117,13 @@ def test_entries_past_the_batch_do_not_reach_the_first_ones(tmp_path):
     np.testing.assert_allclose(y[:2], _session(model).run(None, {"x": x[:2]})[0], rtol=1e-4, atol=1e-6)
 
 
+def dividing_by_size(axis: int, name: str) -> tuple[list, dict]:
+    """Nodes (and their constants) dividing x by its size along `axis`, read from its Shape; the Div is `name`."""
+    return ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "axis"], ["n"]),
+             helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["x", "nf"], ["y"], name=name)], {"axis": np.array(axis, np.int64)})
+
+
 def _refused(nodes, initializers=None, shape=("N", 4, 6)):
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(shape))],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
@@ -129,10 +136,7 @@ def _refused(nodes, initializers=None, shape=("N", 4, 6)):
     ([helper.make_node("ReduceMean", ["x", "axes"], ["y"], name="mean")], {"axes": np.array([0], np.int64)},
      "reduces the batch axis"),
     ([helper.make_node("Softmax", ["x"], ["y"], name="soft", axis=0)], None, "works along the batch axis"),
-    ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "zero"], ["n"]),
-      helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
-      helper.make_node("Div", ["x", "nf"], ["y"], name="by_batch")], {"zero": np.array(0, np.int64)},
-     "computes with the batch size"),
+    (*dividing_by_size(0, "by_batch"), "computes with the batch size"),
 ])
 def test_what_mixes_batch_entries_is_refused_by_name(nodes, initializers, reason):
     model = _refused(nodes, initializers)

@@ -21,6 +21,7 @@ from compiler.codegen.llvm.extent_marks import mark_extent_kernels
 from compiler.dynamic_extent import DynamicExtentError, ExtentBounds, extent_axes, split_extent
 from compiler.ir.graph import Value
 from runtime import InputError
+from tests.runtime.test_dynamic_batch import dividing_by_size
 
 RNG = np.random.default_rng(0)
 PAIRS = [(1, 64), (2, 17), (4, 1), (3, 64), (1, 5), (4, 33)]
@@ -156,10 +157,7 @@ def _attrs(node):
       helper.make_node("AveragePool", ["t"], ["y"], name="average", kernel_shape=[3])], None,
      "would count or move the padding"),
     ([helper.make_node("MatMul", ["x", "w"], ["y"], name="fixed")], {"w": np.ones((4, 5), np.float32)}, None),
-    ([helper.make_node("Shape", ["x"], ["s"]), helper.make_node("Gather", ["s", "one"], ["n"]),
-      helper.make_node("Cast", ["n"], ["nf"], to=TensorProto.FLOAT),
-      helper.make_node("Div", ["x", "nf"], ["y"], name="by_length")], {"one": np.array(1, np.int64)},
-     "computes with the dynamic dim's size"),
+    (*dividing_by_size(1, "by_length"), "computes with the dynamic dim's size"),
 ])
 def test_what_mixes_the_padding_in_is_refused_by_name(nodes, initializers, reason):
     model = _model(nodes, initializers)

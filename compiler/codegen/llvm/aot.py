@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from llvmlite import ir
 
-from compiler.codegen.llvm.extent_launch import emit_block_filter, emit_trampoline, row_runs
+from compiler.codegen.llvm.extent_launch import emit_block_filter, emit_trampoline, load_extents, row_runs
 from compiler.codegen.llvm.extent_marks import conv_blocks
 from compiler.codegen.llvm.irhelpers import I32, I64, PTR, const_i64
 from compiler.codegen.llvm.kernels.registry import EXTENT_IMAGE, KernelContext, TensorArg, kernel_for
@@ -96,12 +96,7 @@ def _emit_task(module: ir.Module, graph: Graph, node, index: int, in_place: int 
         pointers[in_place] = pointers[len(values)]
     inputs = [None if v is None else TensorArg(pointers[i], graph.type_of(v)) for i, v in enumerate(values)]
     outputs = [TensorArg(pointers[len(values) + i], t) for i, t in enumerate(node.outputs)]
-    extents = None
-    if extent_slot is not None:
-        slot = builder.gep(args, [const_i64(extent_slot)], source_etype=PTR, inbounds=True)
-        sizes = builder.load(slot, typ=PTR, name="extents")
-        extents = tuple(builder.load(builder.gep(sizes, [const_i64(dim)], source_etype=I64, inbounds=True), typ=I64,
-                                     name=f"extent{dim}") for dim in range(dims))
+    extents = None if extent_slot is None else load_extents(builder, args, extent_slot, dims)
     spec.emit(KernelContext(builder, module, graph, node, inputs, outputs, begin, end, extents))
     if not builder.block.is_terminated:
         builder.ret_void()

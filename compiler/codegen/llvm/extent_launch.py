@@ -21,12 +21,11 @@ from compiler.codegen.llvm.irhelpers import I64, PTR, const_i64, for_range
 from compiler.codegen.llvm.kernels.registry import kernel_for
 from compiler.dynamic_batch import ELEMENTWISE, ELEMENTWISE_KILN, PER_IMAGE
 from compiler.extent_rules import MASK_OP
-from compiler.extent_types import Extent
+from compiler.extent_types import FIRST, Extent
 from compiler.ir.graph import Graph, Node, Value
 from compiler.ops.fused_linear import BASES as FUSED_LINEAR
 
 LINEAR = ("MatMul", "Gemm", "FusedMatMul", "FusedGemm")
-FIRST = Extent(0)  # positions of the first dynamic dim, unchanged by windows: the one launches are cut to
 NORMALIZATIONS = ("Softmax", "LogSoftmax", "FusedSoftmax", "LayerNormalization", "FusedLayerNormalization")
 
 
@@ -117,6 +116,15 @@ def emit_trampoline(module: ir.Module, task: ir.Function, per_group: int, valid_
     return function
 
 
+def load_extents(builder: ir.IRBuilder, args: ir.Value, slot: int, dims: int) -> tuple[ir.Value, ...]:
+    """Inside a task: the `dims` dynamic dims' sizes, from the array whose pointer the operand array `args`
+    holds at `slot`."""
+    sizes = builder.load(builder.gep(args, [const_i64(slot)], source_etype=PTR, inbounds=True), typ=PTR,
+                         name="extents")
+    return tuple(builder.load(builder.gep(sizes, [const_i64(dim)], source_etype=I64, inbounds=True), typ=I64,
+                              name=f"extent{dim}") for dim in range(dims))
+
+
 def emit_extent_size(builder: ir.IRBuilder, extents, extent: Extent) -> ir.Value:
     """Extent.size in IR: the valid positions at the call's sizes `extents` (i64 values, one per dim)."""
     size = extents[extent.dim]
@@ -135,9 +143,7 @@ def emit_block_filter(module: ir.Module, task: ir.Function, item_dims: tuple[int
     function.linkage = "internal"
     args, begin, end = function.args
     builder = ir.IRBuilder(function.append_basic_block("entry"))
-    sizes = builder.load(builder.gep(args, [const_i64(sizes_slot)], source_etype=PTR, inbounds=True), typ=PTR)
-    extents = [builder.load(builder.gep(sizes, [const_i64(dim)], source_etype=I64, inbounds=True), typ=I64)
-               for dim in range(dims)]
+    extents = load_extents(builder, args, sizes_slot, dims)
     limits = [(digit, per_block, builder.mul(emit_extent_size(builder, extents, sides[side]), const_i64(per_unit)))
               for digit, per_block, per_unit, side in cuts if sides[side] is not None]
     with for_range(builder, begin, end, name="item") as item:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Mapping
 
-from compiler.codegen.llvm.extent_launch import FIRST, LINEAR
+from compiler.codegen.llvm.extent_launch import LINEAR
 from compiler.codegen.llvm.kernels.linear_algebra import linear_problem
 from compiler.codegen.llvm.kernels import depthwise_conv
 from compiler.codegen.llvm.kernels.convolution import conv_geometry, direct_form_plan
@@ -20,15 +20,9 @@ from compiler.codegen.llvm.kernels.linear_algebra import DOT_COLUMNS, gemm_plan
 from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_COPY, EXTENT_DEPTH,
                                                      EXTENT_IMAGE, EXTENT_REDUCED, EXTENT_ROWS)
 from compiler.extent_rules import MASK_OP
-from compiler.extent_types import Extent
+from compiler.dynamic_extent import first_axes
+from compiler.extent_types import FIRST, Extent
 from compiler.ir.graph import Graph, Node, Value
-
-
-def _first_axes(axes: Mapping[Value, frozenset], value: Value, shape, bound: int, whole: bool = True) -> list[int]:
-    """The axes of `value` holding the first dim (inner 1; `whole`: the axis is just the dim, else it may
-    repeat it, as [B*S, H] does), outermost first."""
-    return sorted(held.axis for held in axes.get(value, ()) if held.inner == 1 and held.extent == FIRST and
-                  (shape[held.axis] == bound if whole else shape[held.axis] % bound == 0))
 
 
 def mark_extent_kernels(graph: Graph, axes: Mapping[Value, frozenset], bound: int) -> None:
@@ -43,12 +37,12 @@ def mark_extent_kernels(graph: Graph, axes: Mapping[Value, frozenset], bound: in
         if node.is_input or node.is_constant:
             continue
         shape = node.outputs[0].shape
-        held = _first_axes(axes, Value(node.name), shape, bound)
+        held = first_axes(axes, Value(node.name), shape, bound)
         if node.op_type in ("Transpose", "Gather") and held:
             node.attrs[EXTENT_COPY] = [math.prod(shape[held[0] + 1:]), bound]
         if node.op_type in ("Softmax", "LogSoftmax") and (node.version or 13) >= 13:
             axis = int(node.attrs.get("axis", -1)) % len(shape)
-            if axis in _first_axes(axes, graph.input_values(node)[0], shape, bound):
+            if axis in first_axes(axes, graph.input_values(node)[0], shape, bound):
                 node.attrs[EXTENT_REDUCED] = 1
         if node.op_type in LINEAR:
             _mark_linear(graph, node, axes, bound)
@@ -61,8 +55,8 @@ def mark_extent_kernels(graph: Graph, axes: Mapping[Value, frozenset], bound: in
 
 def _mark_linear(graph: Graph, node: Node, axes: Mapping[Value, frozenset], bound: int) -> None:
     shape = node.outputs[0].shape
-    held = _first_axes(axes, Value(node.name), shape, bound)
-    rows = [axis for axis in _first_axes(axes, Value(node.name), shape, bound, whole=False) if axis <= len(shape) - 2]
+    held = first_axes(axes, Value(node.name), shape, bound)
+    rows = [axis for axis in first_axes(axes, Value(node.name), shape, bound, whole=False) if axis <= len(shape) - 2]
     if rows:
         per_position = math.prod(shape[rows[0] + 1:-1])
         period = bound * per_position
@@ -73,7 +67,7 @@ def _mark_linear(graph: Graph, node: Node, axes: Mapping[Value, frozenset], boun
     a_value = graph.input_values(node)[0]
     a_shape = graph.type_of(a_value).shape
     if node.op_type in ("MatMul", "FusedMatMul") and len(a_shape) >= 2 and \
-            len(a_shape) - 1 in _first_axes(axes, a_value, a_shape, bound):
+            len(a_shape) - 1 in first_axes(axes, a_value, a_shape, bound):
         node.attrs[EXTENT_DEPTH] = 1
 
 

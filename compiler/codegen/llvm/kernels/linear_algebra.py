@@ -487,9 +487,10 @@ def gemm_batch_items(problem: GemmProblem, bound: int) -> BatchItems | None:
     if problem.batch and problem.batch[0] % bound == 0:
         return batch_major(problem.work_items, bound)
     if problem.batch:
-        rows = 1 if problem.dot_form else gemm_plan(problem).rows
-        columns = math.ceil(problem.n / (DOT_COLUMNS if problem.dot_form else gemm_plan(problem).columns))
-        return (1, rows, columns) if bound == math.prod(problem.batch) * problem.m and problem.m % rows == 0 else None
+        plan = None if problem.dot_form else gemm_plan(problem)
+        rows, columns = (1, DOT_COLUMNS) if plan is None else (plan.rows, plan.columns)
+        return (1, rows, math.ceil(problem.n / columns)) \
+            if bound == math.prod(problem.batch) * problem.m and problem.m % rows == 0 else None
     if problem.m % bound:
         return None
     if problem.dot_form:
