@@ -33,7 +33,7 @@ def mask_dynamic_tails(graph: Graph, ctx: PassContext | None = None) -> Graph:
             source = graph.input_values(node)[mask.input]
             if is_masked(graph, source, mask, bounds.ranges):
                 continue
-            bound = graph.type_of(source).shape[mask.axis] // mask.inner
+            bound = mask.extent.size(bounds.dims[mask.extent.dim].high)  # an axis may hold several periods
             masked = graph.add_node(MASK_OP, [source], mask_attributes(mask, bound), domain=KILN_DOMAIN,
                                     outputs=[graph.type_of(source)], name=f"{node.name}_tail{mask.input}")
             graph.set_input(node, mask.input, Value(masked.name))

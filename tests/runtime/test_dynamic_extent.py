@@ -236,3 +236,15 @@ def test_specialised_shapes_with_a_generic_fallback(tmp_path):
         assert model._executor._part_for([feeds[name] for name in names]) == part
         np.testing.assert_allclose(next(iter(model.infer(feeds).values())), session.run(None, feeds)[0],
                                    rtol=1e-3, atol=1e-4)
+
+
+def test_a_sum_over_the_dim_merged_with_the_batch():
+    """[B, S, 4] reshaped to [B*S, 4] holds the dim once per entry along axis 0: the mask before the sum
+    fills each entry's positions past the length, not only the last entry's."""
+    model = _model([helper.make_node("Reshape", ["x", "rows"], ["r"]),
+                    helper.make_node("ReduceSum", ["r", "axes"], ["y"], keepdims=0)],
+                   {"rows": np.array([-1, 4], np.int64), "axes": np.array([0], np.int64)})
+    executable = runtime.load(compiler.compile(model, target="cpu", shapes={"x": [3, "1..8", 4]}))
+    for length in (8, 5, 1):
+        x = RNG.standard_normal((3, length, 4)).astype(np.float32)
+        np.testing.assert_allclose(executable.infer({"x": x})["y"], x.sum((0, 1)), rtol=1e-5, atol=1e-5)
