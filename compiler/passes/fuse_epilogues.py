@@ -13,15 +13,16 @@ to its longest prefix in which every value but the last is read only inside the 
 value leaves it; Gelu's Erf formula reads its input twice and is taken whole that way. Nodes
 inside subgraphs are left alone (the cpu target compiles no subgraphs).
 
-A fused Conv with constant weights and few output positions (convolution.channel_vector_form)
+A fused Conv with constant weights that the kernel computes in channel vectors (few output positions,
+or a long reduction over larger images: convolution.channel_vector_form)
 gets its weights transposed here, at compile time, for the kernel's channel-vector form; such a
 Conv with nothing to fuse becomes a FusedConv with an empty epilogue, for the same weights.
 """
 
 from __future__ import annotations
 
-from compiler.codegen.llvm.kernels.convolution import (ConvGeometry, channel_vector_form, channel_vector_plan,
-                                                       conv_geometry)
+from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry, conv_geometry
+from compiler.codegen.llvm.kernels.convolution import channel_vector_form, channel_vector_plan
 from compiler.codegen.llvm.kernels.elementwise import OPS, op_problem
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType

@@ -13,7 +13,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 from compiler.codegen.llvm.kernels import depthwise_conv
-from compiler.codegen.llvm.kernels.convolution import conv_geometry
+from compiler.codegen.llvm.kernels.conv_geometry import conv_geometry
 from compiler.codegen.llvm.kernels.depthwise_conv import specialised
 from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
 from compiler.driver import optimize

@@ -98,6 +98,9 @@ CHANNEL_VECTORS = [
     ((1, 256, 9, 9), (328, 256, 1, 1), {}),  # ... read in place
     ((1, 70, 14, 14), (64, 70, 1, 1), {}),  # ... 2 channel blocks: its 14 rows split 5, 5, 4 between items
     ((1, 5, 40), (64, 5, 3), {"pads": [1, 1], "dilations": [2]}),
+    # larger images: blocks of CHANNEL_VECTOR_ROWS rows, each staging its own input rows
+    ((1, 16, 42, 37), (64, 16, 3, 3), {"pads": [1, 1, 1, 1]}),  # 42 rows: the last block holds 2
+    ((2, 3, 75, 70), (64, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),  # a network stem
 ]
 
 
@@ -110,6 +113,21 @@ def test_channel_vector_conv_with_bias_and_relu(x_shape, w_shape, attrs):
     assert fused.attrs["transposed_weights"] == 1 and fused.attrs["kernel_shape"] == list(w_shape[2:])
     assert fused.attrs["out_channels"] == w_shape[0]
     _check_fused(model, {"x": x}, "FusedConv", 2)
+
+
+def test_larger_images_take_the_channel_vector_form_only_for_a_long_reduction():
+    """Past CHANNEL_VECTOR_POSITIONS outputs a conv needs CHANNEL_VECTOR_TERMS input channels x taps (a C=3
+    3x3 stem ran slower in it), and a pointwise conv stays a GEMM."""
+    from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry
+    from compiler.codegen.llvm.kernels.convolution import CHANNEL_VECTOR_ROWS, channel_vector_form, channel_vector_plan
+
+    def geometry(channels, kernel):
+        return ConvGeometry("float32", 1, channels, 64, 1, (56, 56), (kernel, kernel), (56, 56), (1, 1), (1, 1),
+                            (kernel // 2, kernel // 2))
+
+    assert channel_vector_form(geometry(64, 3)) and channel_vector_plan(geometry(64, 3)).rows == CHANNEL_VECTOR_ROWS
+    assert not channel_vector_form(geometry(3, 3))
+    assert not channel_vector_form(geometry(64, 1))
 
 
 def test_channel_vector_conv_float64():
@@ -126,7 +144,8 @@ def test_channel_vector_conv_float64():
 def test_a_pointwise_conv_with_few_channel_blocks_splits_its_rows_between_items():
     """Inception's 1x1 conv from 576 to 160 channels on 14 x 14: 5 channel blocks would leave 2 threads a
     3 : 2 share, so its rows split too (the CHANNEL_VECTORS cases above run split plans against ref)."""
-    from compiler.codegen.llvm.kernels.convolution import PARALLEL_ITEMS, ConvGeometry, channel_vector_plan
+    from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry
+    from compiler.codegen.llvm.kernels.convolution import PARALLEL_ITEMS, channel_vector_plan
 
     def plan(channels, size, kernel, pads=(0, 0)):
         return channel_vector_plan(ConvGeometry("float32", 1, 576, channels, 1, (size, size), (kernel, kernel),

@@ -15,7 +15,8 @@ from typing import Mapping
 from compiler.codegen.llvm.extent_launch import LINEAR
 from compiler.codegen.llvm.kernels.linear_algebra import linear_problem
 from compiler.codegen.llvm.kernels import depthwise_conv
-from compiler.codegen.llvm.kernels.convolution import conv_geometry, direct_form_plan
+from compiler.codegen.llvm.kernels.conv_geometry import conv_geometry
+from compiler.codegen.llvm.kernels.convolution import direct_form_plan
 from compiler.codegen.llvm.kernels.linear_algebra import DOT_COLUMNS, gemm_plan
 from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_COPY, EXTENT_DEPTH,
                                                      EXTENT_IMAGE, EXTENT_REDUCED, EXTENT_ROWS)

@@ -16,9 +16,10 @@ each tap's positions as vectors straight from the stage. A 1-D conv is a 2-D one
 A last pass adds the bias and applies the caller's epilogue before the store. Blocking comes
 from a small cycle model (DirectPlan.cycles).
 
-Small outputs with many channels (7 x 7 in a ResNet) leave position vectors part empty: a fused
-conv whose weights fuse-epilogues transposed at compile time instead runs tiles of positions x
-channels, broadcasting staged inputs (a stride-1 1x1 conv's input in place) and loading weight
+Small outputs with many channels (7 x 7 in a ResNet) leave position vectors part empty, and larger
+ones reload their position vectors unaligned for every tap: a fused conv whose weights fuse-epilogues
+transposed at compile time instead runs tiles of positions x channels (on larger images, over a few
+rows per item), broadcasting staged inputs (a stride-1 1x1 conv's input in place) and loading weight
 vectors (channel_vector_form); its store pass reads the accumulators through squares transposed
 in registers. When all input channels fit one chunk, the tiles start from zero instead of a
 zeroed accumulator buffer.
@@ -32,141 +33,36 @@ from dataclasses import dataclass, replace
 from functools import cache
 from typing import Callable
 
-import numpy as np
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
 from compiler.codegen.llvm.kernels import depthwise_conv
+from compiler.codegen.llvm.kernels.conv_geometry import COLUMN_TILE, ConvGeometry, conv_geometry, row_major
 from compiler.codegen.llvm.kernels.gemm_microkernel import (MicroTile, Operand, choose_tile, emit_register_tile,
                                                             load_vector, round_up, split_cycles, store_vector,
                                                             transpose_square, vector_lanes)
-from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, Epilogue, GemmProblem, Layout,
-                                                          emit_gemm, gemm_plan, linear, pack_rows, rolled_range, smax,
-                                                          smin, stack_buffer, unravel, zero_fill)
+from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, Epilogue, emit_gemm, gemm_plan, linear, pack_rows,
+                                                          rolled_range, smax, smin, stack_buffer, unravel, zero_fill)
 from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, KernelSpec, batch_major, register_kernel
 from compiler.ir.graph import Graph, Node
 from compiler.ir.types import TensorType
-from compiler.ops.fused_linear import weights_shape
 
 BLOCK_POSITIONS = 512  # flattened output positions (rows x pitch) per work item, at most
-COLUMN_TILE = 256  # output columns per work item, for wider rows
 CHANNEL_BLOCK = 96  # output channels per work item at most
-CHANNEL_VECTOR_POSITIONS = 1024  # output positions per image at most for the channel-vector form (measured:
-# 1x1 and 3x3 convs still gain at 28 x 28 once the cycle model picks the form)
+CHANNEL_VECTOR_POSITIONS = 1024  # output positions per image up to which a channel-vector item takes all rows
+# (measured: 1x1 and 3x3 convs still gain at 28 x 28 once the cycle model picks the form)
+CHANNEL_VECTOR_ROWS = 4  # output rows per channel-vector item on larger images (measured on 3x3 convs at 56 x 56
+# and 112 x 112, 1 thread: 4 rows 0.85x the direct form, where 2, 3, 6, 9 or 16 rows gained less or lost)
+CHANNEL_VECTOR_TERMS = 64  # input channels x taps at least for the channel-vector form on larger images (a
+# C=3 3x3 stem, 27 terms, ran 1.2x slower in it; the C=3 7x7 stem, 147, 0.9x)
 PARALLEL_ITEMS = 8  # work items wanted (channel-vector form)
 SPLIT_POSITIONS = 64  # output positions per item at least when a pointwise conv splits its rows
 STAGE_CYCLES, STRIDED_STAGE_CYCLES = 0.5, 1.5  # per staged element (a copy; a strided one gathers)
 PACK_CYCLES, STORE_CYCLES = 0.5, 0.3  # per packed weight; per output (zero fill and the store pass)
-CHANNEL_BLOCKS = (16, 8, 4, 2, 1)  # output channels per work item of the integer convs (integer_linear.py)
 STEP_TAPS = 16  # kernel taps per register-tile step at least: whole planes of taps, as many as that takes
 MAX_TILE_TAPS = 17  # taps unrolled in one register tile at most (more and LLVM hoists their loads, then spills)
 STAGED_ELEMENTS = 4096  # staging budget (L1): a chunk of input channels is staged before any
 # of it is read, so reads never wait on a pending copy store
-
-
-def _row_major(dims) -> tuple[int, ...]:
-    return tuple(math.prod(dims[axis + 1:]) for axis in range(len(dims)))
-
-
-@dataclass(frozen=True)
-class ConvGeometry:
-    """Static sizes of one Conv node (at least 2 spatial dims); `pads` holds leading pads."""
-
-    dtype: str
-    batch: int
-    channels: int
-    out_channels: int
-    group: int
-    in_size: tuple[int, ...]
-    kernel: tuple[int, ...]
-    out_size: tuple[int, ...]
-    strides: tuple[int, ...]
-    dilations: tuple[int, ...]
-    pads: tuple[int, ...]
-
-    @property
-    def in_group(self) -> int:
-        return self.channels // self.group
-
-    @property
-    def out_group(self) -> int:
-        return self.out_channels // self.group
-
-    @property
-    def pointwise(self) -> bool:
-        """A 1x1 kernel reading no padding: a GEMM (see gemm)."""
-        return all(k == 1 for k in self.kernel) and not any(self.pads) and \
-            all(o == (i - 1) // s + 1 for i, o, s in zip(self.in_size, self.out_size, self.strides))
-
-    @property
-    def channel_block(self) -> int:
-        return next(size for size in CHANNEL_BLOCKS if self.out_group % size == 0)
-
-    def shift(self, axis: int, tap: int) -> tuple[int, int]:
-        """(stride phase, staged step) where kernel tap `tap` along `axis` reads, relative to output 0."""
-        return divmod(tap * self.dilations[axis], self.strides[axis])[::-1]
-
-    def phases(self, axis: int) -> list[int]:
-        """The stride phases some kernel tap reads along `axis` (only those are staged)."""
-        return sorted({self.shift(axis, tap)[0] for tap in range(self.kernel[axis])})
-
-    @property
-    def columns(self) -> int:
-        return min(COLUMN_TILE, self.out_size[-1])
-
-    @property
-    def pitch(self) -> int:
-        """Staged row length: the tile's columns plus the reach of the kernel's columns."""
-        return self.columns + self.shift(-1, self.kernel[-1] - 1)[1]
-
-    @property
-    def phase_count(self) -> int:
-        return len(self.phases(-2)) * len(self.phases(-1))
-
-    def gemm(self, bias: bool) -> GemmProblem:
-        """The pointwise form: per (image, group), out[m, s] = sum_c w[m, c] * x[c, s] (+ bias[m]) over the
-        positions s (strided: position s reads the input at a tabled offset)."""
-        cg, mg = self.in_group, self.out_group
-        in_plane, out_plane = math.prod(self.in_size), math.prod(self.out_size)
-        columns = None
-        if any(s != 1 for s in self.strides):
-            steps = [s * step for s, step in zip(self.strides, _row_major(self.in_size))]
-            columns = tuple(sum(int(c) * step for c, step in zip(coords, steps))
-                            for coords in np.ndindex(*self.out_size))
-        return GemmProblem(self.dtype, (self.batch, self.group), mg, out_plane, cg,
-                           a=Layout((0, mg * cg), cg, 1),
-                           b=Layout((self.channels * in_plane, cg * in_plane), in_plane, 1),
-                           out=Layout((self.out_channels * out_plane, mg * out_plane), out_plane, 1),
-                           c=Layout((0, mg), 1, 0) if bias else None, b_columns=columns)
-
-
-def _leading_pads(node: Node, in_size, kernel, out_size, strides, dilations) -> tuple[int, ...]:
-    auto_pad = node.attrs.get("auto_pad", "NOTSET")
-    if auto_pad == "VALID":
-        return (0,) * len(in_size)
-    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-        totals = [max(0, (o - 1) * s + (k - 1) * d + 1 - i)
-                  for i, k, o, s, d in zip(in_size, kernel, out_size, strides, dilations)]
-        return tuple(t // 2 if auto_pad == "SAME_UPPER" else t - t // 2 for t in totals)
-    return tuple(node.attrs.get("pads", [0] * 2 * len(in_size))[:len(in_size)])
-
-
-def conv_geometry(node: Node, x_type: TensorType, w_type: TensorType) -> ConvGeometry:
-    """The geometry of a Conv-like `node` with input `x_type` and weight `w_type` (integer convs reuse it;
-    a fused conv's weights may be transposed in blocks, [M / B, C/group * taps, B]: compiler/ops/fused_linear.py)."""
-    in_size = x_type.shape[2:]
-    out_channels, _, *kernel = weights_shape(node, w_type.shape)
-    rank = len(in_size)
-    out_size = node.outputs[0].shape[2:]
-    strides = tuple(node.attrs.get("strides", [1] * rank))
-    dilations = tuple(node.attrs.get("dilations", [1] * rank))
-    pads = _leading_pads(node, in_size, kernel, out_size, strides, dilations)
-    if rank == 1:  # a 2-D conv of height 1 (same memory layout)
-        in_size, kernel, out_size = (1, *in_size), (1, *kernel), (1, *out_size)
-        strides, dilations, pads = (1, *strides), (1, *dilations), (0, *pads)
-    return ConvGeometry(x_type.dtype, x_type.shape[0], x_type.shape[1], out_channels,
-                        int(node.attrs.get("group", 1)), tuple(in_size), tuple(kernel), tuple(out_size),
-                        strides, dilations, pads)
 
 
 @dataclass(frozen=True)
@@ -282,11 +178,14 @@ def channel_vector_form(g: ConvGeometry) -> bool:
     """Whether register tiles should run their vectors along the output channels instead of the positions
     (the weights, transposed at compile time by fuse-epilogues, then load as vectors unpacked): for few
     positions and many channels, when the cycle model says so. A 7 x 7 output fills 49 of 64 position
-    lanes but every channel lane."""
+    lanes but every channel lane. Larger images take it in blocks of rows (channel_vector_plan) where the
+    reduction is long enough: a pointwise conv there stays a GEMM (the form measured no faster)."""
     lanes = vector_lanes(g.dtype)
     if not (g.group == 1 and len(g.kernel) == 2 and g.out_size[-1] <= COLUMN_TILE
-            and math.prod(g.out_size) <= CHANNEL_VECTOR_POSITIONS
             and g.out_channels >= 4 * lanes):
+        return False
+    if math.prod(g.out_size) > CHANNEL_VECTOR_POSITIONS and \
+            (g.pointwise or g.in_group * math.prod(g.kernel) < CHANNEL_VECTOR_TERMS):
         return False
     positions = gemm_plan(g.gemm(bias=False)).cycles if g.pointwise else direct_plan(g).cycles()
     return channel_vector_plan(g).cycles() < positions
@@ -296,23 +195,28 @@ def channel_vector_form(g: ConvGeometry) -> bool:
 def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
     """The channel-vector form: a tile of positions x channels (its columns dividing the channels rounded up
     to whole vectors, which the transposed weights pad with zeros, so no weight is read past them), all
-    output rows per item, and the channel blocks that leave PARALLEL_ITEMS items. Steps take several
+    output rows per item (CHANNEL_VECTOR_ROWS on larger images: their input rows are staged per item, as in
+    the direct form), and the channel blocks that leave PARALLEL_ITEMS items. Steps take several
     input channels only when they divide the channels. A stride-1 pointwise conv (read in place, nothing
     staged per item) with too few channel blocks for that splits its rows between items too, keeping
     SPLIT_POSITIONS positions an item at least: a 1x1 conv to 160 channels on 14 x 14 has 5 blocks,
     which 2 threads would share 3 : 2."""
-    positions, channels = math.prod(g.out_size), round_up(g.out_channels, vector_lanes(g.dtype))
-    tile = choose_tile(g.dtype, positions, channels, columns_divide=True)
+    channels = round_up(g.out_channels, vector_lanes(g.dtype))
+    rows = g.out_size[-2] if math.prod(g.out_size) <= CHANNEL_VECTOR_POSITIONS else \
+        min(g.out_size[-2], CHANNEL_VECTOR_ROWS)
+    tile = choose_tile(g.dtype, rows * g.out_size[-1], channels, columns_divide=True)
     taps = math.prod(g.kernel)
     per_step = max(1, STEP_TAPS // taps)
     per_step = per_step if g.in_group % per_step == 0 else 1
-    slot = g.phase_count * (g.out_size[-2] + g.shift(-2, g.kernel[-2] - 1)[1]) * g.pitch
+    slot = g.phase_count * (rows + g.shift(-2, g.kernel[-2] - 1)[1]) * g.pitch
     chunk = min(g.in_group, max(2 * per_step, STAGED_ELEMENTS // slot) // per_step * per_step)
     if g.in_group * slot <= 2 * STAGED_ELEMENTS:  # as in _direct_plan
         chunk = g.in_group
+    row_blocks = math.ceil(g.out_size[-2] / rows)
     blocks = [block for block in range(tile.columns, channels + 1, tile.columns) if channels % block == 0]
-    block = max([block for block in blocks if g.batch * channels // block >= PARALLEL_ITEMS] or blocks[:1])
-    rows, items = g.out_size[-2], g.batch * channels // block
+    block = max([block for block in blocks if g.batch * channels // block * row_blocks >= PARALLEL_ITEMS]
+                or blocks[:1])
+    items = g.batch * channels // block * row_blocks
     if g.pointwise and all(s == 1 for s in g.strides) and items < PARALLEL_ITEMS:
         row_blocks = min(math.ceil(PARALLEL_ITEMS / items), max(1, math.prod(g.out_size) // SPLIT_POSITIONS))
         rows = math.ceil(rows / row_blocks)
@@ -331,9 +235,9 @@ class _DirectConv:
         self.bias = ctx.inputs[2].ptr if len(ctx.inputs) > 2 and ctx.inputs[2] is not None else None
         self.epilogue = epilogue
         g = geometry
-        self.x_strides = _row_major((g.batch, g.channels, *g.in_size))
-        self.y_strides = _row_major((g.batch, g.out_channels, *g.out_size))
-        self.w_strides = _row_major((g.out_channels, g.in_group, *g.kernel))
+        self.x_strides = row_major((g.batch, g.channels, *g.in_size))
+        self.y_strides = row_major((g.batch, g.out_channels, *g.out_size))
+        self.w_strides = row_major((g.out_channels, g.in_group, *g.kernel))
         self.blocks = {phases: index for index, phases in enumerate(
             (row, column) for row in g.phases(-2) for column in g.phases(-1))}
         self.step_width = plan.planes_per_step * plan.taps  # weights per tile row and step
@@ -399,7 +303,7 @@ class _DirectConv:
                 coords.append(coord)
             loops.enter_context(b.if_then(valid))
             plane = linear(b, [image, b.add(first_input, c), *coords], self.x_strides[:-2])
-            slot = b.mul(linear(b, [c, *taps], (self.plan.outer_taps, *_row_major(g.kernel[:-2]))),
+            slot = b.mul(linear(b, [c, *taps], (self.plan.outer_taps, *row_major(g.kernel[:-2]))),
                          const_i64(self.plan.slot))
             visit(plane, slot)
 
@@ -490,7 +394,8 @@ class _ChannelVectorConv(_DirectConv):
         """The item's output rows [row0, row0 + rows) of a conv read in place (all rows otherwise: row0 0)."""
         b, g, plan = self.b, self.g, self.plan
         tile, dtype, width = plan.tile, element_type(g.dtype), g.out_size[-1]
-        first, count = b.mul(row0, const_i64(width)), b.mul(rows, const_i64(width))
+        first = b.mul(row0, const_i64(width)) if plan.reads_input else const_i64(0)  # a stage starts at row0
+        count = b.mul(rows, const_i64(width))
         per_step, taps = plan.planes_per_step, plan.taps
         offsets = [self._tap_offset(kh, kw) for kh in range(g.kernel[-2]) for kw in range(g.kernel[-1])]
         a_operand = Operand(per_step * plan.slot,

@@ -24,7 +24,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 from llvmlite import ir
@@ -33,12 +32,10 @@ from compiler.codegen.llvm.irhelpers import I1, I8, I32, I64, PTR, const_i64, el
 from compiler.codegen.llvm.kernels.gemm_microkernel import (FMA_PORTS, LOAD_PORTS, fma, load_vector, masked_load,
                                                             masked_store, splat, split_cycles, store_vector,
                                                             vector_lanes)
+from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry
 from compiler.codegen.llvm.kernels.linear_algebra import (Epilogue, linear, rolled_range, smax, smin, stack_buffer,
                                                           unravel, zero_fill)
 from compiler.codegen.llvm.kernels.registry import KernelContext
-
-if TYPE_CHECKING:
-    from compiler.codegen.llvm.kernels.convolution import ConvGeometry
 
 MAX_TAPS = 49  # kernel taps unrolled per register block at most (7 x 7)
 STAGED_ELEMENTS = 4096  # stage plus output block per item (L1), by which the row block is chosen

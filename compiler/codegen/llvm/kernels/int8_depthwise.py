@@ -22,7 +22,7 @@ from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import F32, I32, const_i64, load
 from compiler.codegen.llvm.kernels import depthwise_conv
-from compiler.codegen.llvm.kernels.convolution import ConvGeometry
+from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry
 from compiler.codegen.llvm.kernels.int8_isa import Requantize
 from compiler.codegen.llvm.kernels.linear_algebra import linear
 from compiler.codegen.llvm.kernels.registry import KernelContext

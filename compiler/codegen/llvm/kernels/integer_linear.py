@@ -21,7 +21,7 @@ from typing import Callable
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import F64, I32, const_i64, convert, load, store
-from compiler.codegen.llvm.kernels.convolution import ConvGeometry, conv_geometry
+from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry, conv_geometry
 from compiler.codegen.llvm.kernels.linear_algebra import (GemmProblem, linear, matmul_problem, rolled_range, smax,
                                                           smin, stack_buffer, unravel, zero_fill)
 from compiler.codegen.llvm.kernels.quantization import saturate_round
