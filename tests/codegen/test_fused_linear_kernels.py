@@ -97,7 +97,7 @@ CHANNEL_VECTORS = [
     ((1, 48, 7, 7), (104, 48, 3, 3), {"pads": [1, 1, 1, 1]}),  # 104 channels: zero weights pad the last block
     ((1, 256, 9, 9), (328, 256, 1, 1), {}),  # ... read in place
     ((1, 70, 14, 14), (64, 70, 1, 1), {}),  # ... 2 channel blocks: its 14 rows split 5, 5, 4 between items
-    ((1, 5, 40), (64, 5, 3), {"pads": [1, 1], "dilations": [2]}),
+    ((1, 5, 40), (128, 5, 3), {"pads": [1, 1], "dilations": [2]}),
     # larger images: blocks of CHANNEL_VECTOR_ROWS rows, each staging its own input rows
     ((1, 16, 42, 37), (64, 16, 3, 3), {"pads": [1, 1, 1, 1]}),  # 42 rows: the last block holds 2
     ((2, 3, 75, 70), (64, 3, 7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]}),  # a network stem

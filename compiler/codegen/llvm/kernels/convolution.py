@@ -196,15 +196,17 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
     """The channel-vector form: a tile of positions x channels (its columns dividing the channels rounded up
     to whole vectors, which the transposed weights pad with zeros, so no weight is read past them), all
     output rows per item (CHANNEL_VECTOR_ROWS on larger images: their input rows are staged per item, as in
-    the direct form), and the channel blocks that leave PARALLEL_ITEMS items. Steps take several
-    input channels only when they divide the channels. A stride-1 pointwise conv (read in place, nothing
-    staged per item) with too few channel blocks for that splits its rows between items too, keeping
+    the direct form), and the channel block of the fewest modelled cycles: more blocks stage the input
+    more often. Steps take several input channels only when they divide the channels. A stride-1 pointwise
+    conv (read in place, nothing staged per item) takes the blocks that leave PARALLEL_ITEMS items, and
+    with too few channel blocks for that splits its rows between items too, keeping
     SPLIT_POSITIONS positions an item at least: a 1x1 conv to 160 channels on 14 x 14 has 5 blocks,
     which 2 threads would share 3 : 2."""
     channels = round_up(g.out_channels, vector_lanes(g.dtype))
     rows = g.out_size[-2] if math.prod(g.out_size) <= CHANNEL_VECTOR_POSITIONS else \
         min(g.out_size[-2], CHANNEL_VECTOR_ROWS)
-    tile = choose_tile(g.dtype, rows * g.out_size[-1], channels, columns_divide=True)
+    in_place = g.pointwise and all(s == 1 for s in g.strides)  # (wide tiles measured slower there)
+    tile = choose_tile(g.dtype, rows * g.out_size[-1], channels, columns_divide=True, aligned=not in_place)
     taps = math.prod(g.kernel)
     per_step = max(1, STEP_TAPS // taps)
     per_step = per_step if g.in_group % per_step == 0 else 1
@@ -214,10 +216,14 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
         chunk = g.in_group
     row_blocks = math.ceil(g.out_size[-2] / rows)
     blocks = [block for block in range(tile.columns, channels + 1, tile.columns) if channels % block == 0]
+    if not in_place:  # each item stages its input: the block of the fewest modelled cycles
+        plans = [DirectPlan(g, tile, block, rows, per_step, chunk, round_up(rows * g.out_size[-1], tile.rows), True)
+                 for block in blocks]
+        return min(plans, key=DirectPlan.cycles)
     block = max([block for block in blocks if g.batch * channels // block * row_blocks >= PARALLEL_ITEMS]
                 or blocks[:1])
     items = g.batch * channels // block * row_blocks
-    if g.pointwise and all(s == 1 for s in g.strides) and items < PARALLEL_ITEMS:
+    if items < PARALLEL_ITEMS:
         row_blocks = min(math.ceil(PARALLEL_ITEMS / items), max(1, math.prod(g.out_size) // SPLIT_POSITIONS))
         rows = math.ceil(rows / row_blocks)
     positions = rows * g.out_size[-1]
