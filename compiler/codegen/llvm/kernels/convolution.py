@@ -215,12 +215,12 @@ def channel_vector_plan(g: ConvGeometry) -> DirectPlan:
     chunk = min(g.in_group, max(2 * per_step, STAGED_ELEMENTS // slot) // per_step * per_step)
     if g.in_group * slot <= 2 * STAGED_ELEMENTS:  # as in _direct_plan
         chunk = g.in_group
-    row_blocks = math.ceil(g.out_size[-2] / rows)
     blocks = [block for block in range(tile.columns, channels + 1, tile.columns) if channels % block == 0]
     if not in_place:  # each item stages its input: the block of the fewest modelled cycles
         plans = [DirectPlan(g, tile, block, rows, per_step, chunk, round_up(rows * g.out_size[-1], tile.rows), True)
                  for block in blocks]
         return min(plans, key=DirectPlan.cycles)
+    row_blocks = math.ceil(g.out_size[-2] / rows)
     block = max([block for block in blocks if g.batch * channels // block * row_blocks >= PARALLEL_ITEMS]
                 or blocks[:1])
     items = g.batch * channels // block * row_blocks
