@@ -29,6 +29,7 @@ from compiler.codegen.llvm.kernels.registry import BATCH_ROWS
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.ops.elementwise import ACTIVATIONS, BINARY, CASTS, UNARY_MATH, VARIADIC
+from compiler.ops.blocked_conv import BASES as BLOCKED_CONV
 from compiler.ops.fused_linear import BASES as FUSED_LINEAR
 from compiler.ops.fused_normalization import BASES as FUSED_NORMALIZATION
 
@@ -38,9 +39,9 @@ ELEMENTWISE = frozenset({*UNARY_MATH, *BINARY, *VARIADIC, *ACTIVATIONS, *CASTS, 
 ELEMENTWISE_KILN = frozenset({"FusedElementwise", "QuantizedAdd", "MaskTail", "ExtentScale"})
 LINEAR = frozenset({"MatMul", "Gemm", "FusedMatMul", "FusedGemm", "QuantizedMatMul", "MatMulInteger",
                     "QLinearMatMul"})
-PER_IMAGE = frozenset({"Conv", "FusedConv", "QuantizedConv", "ConvInteger", "QLinearConv", "ConvTranspose",
-                       "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool",
-                       "LRN", "InstanceNormalization", "BatchNormalization", "DepthToSpace", "SpaceToDepth"})
+PER_IMAGE = frozenset({"Conv", "FusedConv", "BlockedConv", "QuantizedConv", "ConvInteger", "QLinearConv",
+                       "ConvTranspose", "MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool",
+                       "GlobalLpPool", "LRN", "InstanceNormalization", "BatchNormalization", "DepthToSpace", "SpaceToDepth"})
 QUANTIZED = frozenset({"QuantizedMatMul", "MatMulInteger", "QLinearMatMul"})  # GEMMs planned their own way
 VIEWS = frozenset({"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity"})
 ALONG_AN_AXIS = frozenset({"Softmax", "LogSoftmax", "Hardmax", "FusedSoftmax", "LayerNormalization",
@@ -282,7 +283,7 @@ RULES = {**{op: _linear for op in LINEAR}, **{op: _per_image for op in PER_IMAGE
 def _separation_problem(graph: Graph, node: Node, carried: list[bool]) -> str | None:
     """Why `node` mixes batch entries (None when each output entry reads only the same input entries)."""
     types = graph.input_types(node)
-    fused = FUSED_LINEAR.get(node.op_type) or FUSED_NORMALIZATION.get(node.op_type)
+    fused = FUSED_LINEAR.get(node.op_type) or BLOCKED_CONV.get(node.op_type) or FUSED_NORMALIZATION.get(node.op_type)
     if node.domain == KILN_DOMAIN and fused:  # operands after the base op's are elementwise with the output
         count = fused[1]  # fused linear: X, W[, B]; fused normalization: the parameters after X (X is computed)
         if _misplaced(node, types[count:], carried[count:]):

@@ -95,7 +95,7 @@ def _shapes(kernel: dict) -> str:
 
 
 def kernel_flops(kernel: dict) -> int | None:
-    """Floating-point operations (2 per multiply-add) of a Conv, ConvTranspose, Gemm or MatMul kernel (fused
+    """Floating-point operations (2 per multiply-add) of a Conv (blocked too), ConvTranspose, Gemm or MatMul (fused
     epilogues included; the int8 kiln::QuantizedConv/MatMul count their integer ones, a packed Conv's padded
     channels included), from its operand shapes; None for other ops."""
     inputs, outputs = kernel.get("input_shapes", []), kernel.get("output_shapes", [])
@@ -105,6 +105,8 @@ def kernel_flops(kernel: dict) -> int | None:
     op_type = kernel["op_type"].removeprefix("kiln::Fused").removeprefix("kiln::Quantized")
     if op_type == "Conv":  # W holds M * C/group * taps weights (in whatever blocking): C/group * taps MACs per output
         return 2 * math.prod(y) * math.prod(w) // max(y[1], 1)
+    if op_type == "kiln::BlockedConv":  # Y [N, M / c, OH, OW, c]; W holds M * C * taps weights
+        return 2 * math.prod(y) * math.prod(w) // max(y[1] * y[-1], 1)
     if op_type == "ConvTranspose":  # W holds C * M/group * taps: one input element feeds M/group * taps
         return 2 * math.prod(x) * math.prod(w) // max(x[1], 1)
     if op_type == "Gemm":  # K = A's size / M, transposed or not

@@ -89,7 +89,7 @@ def _weights_type(value_type: TensorType, node: Node) -> TensorType:
     return TensorType(value_type.dtype, weights_shape(node, value_type.shape))
 
 
-def _weights(value: np.ndarray, node: Node) -> np.ndarray:
+def untransposed_weights(value: np.ndarray, node: Node) -> np.ndarray:
     shape = weights_shape(node, value.shape)
     return value.transpose(0, 2, 1).reshape(-1, *shape[1:])[:shape[0]]
 
@@ -103,15 +103,12 @@ def _infer(node: Node, input_types: list, input_values: list) -> list:
     base_types, extra_types = _split(node, input_types, _weights_type)
     if any(t is None for t in extra_types):
         return [None]
-    base_type = lookup(base.op_type).infer(base, base_types, _split(node, input_values, _weights)[0])[0]
+    base_type = lookup(base.op_type).infer(base, base_types, _split(node, input_values, untransposed_weights)[0])[0]
     return [None if base_type is None else epilogue_types(node, base_type, extra_types)[-1]]
 
 
-def _kernel(node: Node, input_types: list, present: list):
-    base = base_node(node)
-    base_types, extra_types = _split(node, input_types, _weights_type)
-    base_kernel = lookup(base.op_type).kernel(base, base_types, _split(node, present, _present)[0])
-    base_type = lookup(base.op_type).infer(base, base_types, [None] * len(base_types))[0]
+def epilogue_kernel(node: Node, base_type, extra_types: list):
+    """The numpy epilogue of a fused node: (base result, extra input values) -> its output."""
     types = epilogue_types(node, base_type, extra_types)
     steps = epilogue_steps(node)
     kernels = [lookup(step.node.op_type).kernel(step.node,
@@ -119,12 +116,25 @@ def _kernel(node: Node, input_types: list, present: list):
                                                 [ref is not None for ref in step.operands])
                for step in steps]
 
-    def kernel(inputs: list) -> list:
-        base_inputs, extras = _split(node, inputs, _weights)
-        values = [base_kernel(base_inputs)[0], *extras]
+    def apply(result, extras: list):
+        values = [result, *extras]
         for step, step_kernel in zip(steps, kernels):
             values.append(step_kernel([None if ref is None else values[ref] for ref in step.operands])[0])
-        return [values[-1]]
+        return values[-1]
+
+    return apply
+
+
+def _kernel(node: Node, input_types: list, present: list):
+    base = base_node(node)
+    base_types, extra_types = _split(node, input_types, _weights_type)
+    base_kernel = lookup(base.op_type).kernel(base, base_types, _split(node, present, _present)[0])
+    base_type = lookup(base.op_type).infer(base, base_types, [None] * len(base_types))[0]
+    epilogue = epilogue_kernel(node, base_type, extra_types)
+
+    def kernel(inputs: list) -> list:
+        base_inputs, extras = _split(node, inputs, untransposed_weights)
+        return [epilogue(base_kernel(base_inputs)[0], extras)]
 
     return kernel
 

@@ -92,10 +92,13 @@ class CpuTarget(Target):
                         why="DequantizeLinear -> Conv/MatMul/Gemm [-> Relu/Clip] -> QuantizeLinear (and with "
                         "fast_qlinear, QLinearConv/MatMul) become int8 kernels (before fold-constants dequantizes "
                         "the weights)")
+        blocked = PassSpec("block-channels", why="chains of convolutions keep their activations in the blocked "
+                           "channel layout NCHWc, converted only at the chain's ends (after fuse-epilogues: a "
+                           "blocked conv takes its epilogue along)")
         add = PassSpec("fuse-quantized-add", why="Q(DQ(a) + DQ(b)) (residual additions) is one 8-bit pass")
         return [sink, int8, add, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"],
                 p["merge"], p["masks"], transposes, reshapes, squares, p["batch_norm"], subsample, p["epilogues"],
-                normalization, p["fuse"], widen, *RefTarget().pipeline(options)]
+                blocked, normalization, p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         """Native code; with string nodes, a hetero artifact of native and host parts."""

@@ -121,3 +121,9 @@ def test_fused_conv_flops_do_not_depend_on_the_weight_layout(weights):
     kernel = {"op_type": "kiln::FusedConv", "input_shapes": [[1, 64, 13, 13], weights, [256]],
               "output_shapes": [[1, 256, 13, 13]]}
     assert kernel_flops(kernel) == 2 * 256 * 13 * 13 * 64 * 9
+
+
+def test_blocked_conv_flops_count_the_plain_conv():
+    kernel = {"op_type": "kiln::BlockedConv", "input_shapes": [[1, 4, 13, 13, 16], [4, 4, 3, 3, 16, 64], [256]],
+              "output_shapes": [[1, 16, 13, 13, 16]]}
+    assert kernel_flops(kernel) == 2 * 256 * 13 * 13 * 64 * 9

@@ -1,0 +1,303 @@
+"""kiln::BlockedConv (compiler/ops/blocked_conv.py): a 2-D conv over the blocked channel layout NCHWc.
+
+A work item is (image, group of G output channels, block of output rows); it owns whole output
+elements, so results are the same for any thread count. Its register tiles (gemm_microkernel.py) hold
+R output columns x the group's G / c channel vectors: each reduction step loads the G weights of one
+(input channel, tap) as vectors and broadcasts the input of each of the R columns, read in place, since
+a blocked input keeps the c channels of one pixel together. Nothing is staged or transposed.
+
+The item's accumulators sit in a small buffer, [rows, OW, G]: more rows per item read the weights fewer
+times. For each run of `chunk` input channel blocks (so that the weights read meanwhile stay in L1),
+each of the item's rows and each kernel row inside the image, the tiles sweep the output row, a pass
+per kernel column: their steps are the run's input channel blocks, their unrolled taps that block's
+c_in channels. Columns whose taps reach into the left or right padding are tiled apart, with only the
+taps inside the image, so no tile reads padding; when an item holds the whole image, those columns
+are tiled down its rows instead. A last pass adds the bias and applies the epilogue while storing the
+output's vectors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cache
+from itertools import groupby
+
+from llvmlite import ir
+
+from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
+from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry
+from compiler.codegen.llvm.kernels.gemm_microkernel import MicroTile, Operand, choose_tile, emit_register_tile
+from compiler.codegen.llvm.kernels.linear_algebra import (Epilogue, linear, rolled_range, smax, smin, stack_buffer,
+                                                          unravel, zero_fill)
+from compiler.codegen.llvm.kernels.fused_linear import Epilogue as FusedEpilogue
+from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, KernelSpec, batch_major, register_kernel
+from compiler.ir.graph import KILN_DOMAIN, Graph, Node
+
+L1_WEIGHTS = 24 * 1024  # bytes of weights a run of input channel blocks reads per kernel row, at most
+ACC_BYTES = 32 * 1024  # accumulator buffer of an item at most (more output rows per item read the weights fewer times)
+PARALLEL_ITEMS = 8  # work items wanted at least, when an item takes several rows
+MAX_PASS_TAPS = 16  # taps unrolled in one register tile pass at most (more and LLVM hoists loads, then spills)
+
+
+@dataclass(frozen=True)
+class ColumnRun:
+    """Output columns [first, first + count) whose taps inside the image are the same kernel columns."""
+
+    first: int
+    count: int
+    kernel_columns: tuple[int, ...]
+
+    def full(self, g: ConvGeometry) -> bool:
+        return len(self.kernel_columns) == g.kernel[1]
+
+
+@dataclass(frozen=True)
+class BlockedPlan:
+    g: ConvGeometry
+    in_block: int  # c_in: 1 for a plain NCHW input
+    out_block: int  # c: the vector lanes
+    tile: MicroTile  # R columns x G / c vectors
+    chunk: int  # input channel blocks per run of register-tile steps
+    rows: int  # output rows per item
+
+    @property
+    def group_channels(self) -> int:
+        return self.tile.columns
+
+    @property
+    def in_blocks(self) -> int:
+        return self.g.channels // self.in_block
+
+    @property
+    def item_dims(self) -> tuple[int, int, int]:
+        return self.g.batch, self.g.out_channels // self.group_channels, math.ceil(self.g.out_size[0] / self.rows)
+
+    @property
+    def whole_image(self) -> bool:
+        """One row block: every output row is known at compile time (the edge columns tile down the rows)."""
+        return self.rows >= self.g.out_size[0]
+
+    @property
+    def fresh(self) -> bool:
+        """Every item's accumulators are written by exactly one pass of tiles: they need no zeros first."""
+        g = self.g
+        return self.chunk >= self.in_blocks and g.kernel == (1, 1) and not any(g.pads) and \
+            all((size - 1) * stride < extent for size, stride, extent in zip(g.out_size, g.strides, g.in_size))
+
+    def column_runs(self) -> list[ColumnRun]:
+        g = self.g
+
+        def inside(column: int) -> tuple[int, ...]:
+            start = column * g.strides[1] - g.pads[1]
+            return tuple(k for k in range(g.kernel[1]) if 0 <= start + k * g.dilations[1] < g.in_size[1])
+
+        runs, first = [], 0
+        for columns, members in groupby(range(g.out_size[1]), key=inside):
+            count = len(list(members))
+            if columns:
+                runs.append(ColumnRun(first, count, columns))
+            first += count
+        return runs
+
+
+@cache
+def blocked_plan(g: ConvGeometry, in_block: int, out_block: int) -> BlockedPlan:
+    """The tile of the fewest modelled cycles over an output row (its vectors dividing the output blocks),
+    the input channel blocks per run that keep one kernel row's weights within L1_WEIGHTS, and the most output
+    rows per item (each reads the weights once) that keep the accumulators within ACC_BYTES and leave
+    PARALLEL_ITEMS items."""
+    tile = choose_tile(g.dtype, g.out_size[1], g.out_channels, columns_divide=True, aligned=True)
+    row_weights = g.kernel[1] * in_block * tile.columns * _itemsize(g.dtype)
+    chunk = max(1, min(g.channels // in_block, L1_WEIGHTS // row_weights))
+    height, row_bytes = g.out_size[0], g.out_size[1] * tile.columns * _itemsize(g.dtype)
+    groups = g.batch * g.out_channels // tile.columns
+    rows = max([rows for rows in range(1, height + 1) if rows * row_bytes <= ACC_BYTES
+                and groups * math.ceil(height / rows) >= PARALLEL_ITEMS] or [1])
+    return BlockedPlan(g, in_block, out_block, tile, chunk, math.ceil(height / math.ceil(height / rows)))
+
+
+def _itemsize(dtype: str) -> int:
+    return 8 if dtype == "float64" else 4
+
+
+def blocked_geometry(graph: Graph, node: Node) -> tuple[ConvGeometry, int, int]:
+    """(geometry, c_in, c) of a BlockedConv node."""
+    x_type = graph.input_types(node)[0]
+    groups, in_blocks, kh, kw, in_block, group_channels = graph.input_types(node)[1].shape
+    n, blocks, oh, ow, out_block = node.outputs[0].shape
+    in_size = tuple(x_type.shape[2:4])
+    attrs = node.attrs
+    pads = tuple(attrs.get("pads", (0, 0, 0, 0))[:2])
+    geometry = ConvGeometry(x_type.dtype, n, in_blocks * in_block, blocks * out_block, 1, in_size, (kh, kw),
+                            (oh, ow), tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1))),
+                            pads)
+    return geometry, in_block, out_block
+
+
+def node_plan(graph: Graph, node: Node) -> BlockedPlan:
+    """The plan of a BlockedConv node, which must be the one block-channels packed its weights for."""
+    plan = blocked_plan(*blocked_geometry(graph, node))
+    packed = graph.input_types(node)[1].shape[-1]
+    if plan.group_channels != packed:
+        raise ValueError(f"node {node.name!r} (kiln::BlockedConv): its weights are packed for groups of {packed} "
+                         f"output channels, but this machine's register tile takes {plan.group_channels}; compile the "
+                         "model again from its ONNX file on (or for) this machine")
+    return plan
+
+
+class BlockedConvEmitter:
+    """Emits one BlockedConv kernel; see the module docstring."""
+
+    def __init__(self, builder: ir.IRBuilder, plan: BlockedPlan, x, w, bias, y, epilogue: Epilogue | None):
+        self.b, self.plan, self.g = builder, plan, plan.g
+        self.x, self.w, self.bias, self.y, self.epilogue = x, w, bias, y, epilogue
+        self.row_size = self.g.out_size[1] * plan.group_channels  # accumulators of an output row
+        self.acc = stack_buffer(builder, self.g.dtype, plan.rows * self.row_size)
+
+    def run(self, begin: ir.Value, end: ir.Value) -> None:
+        b, g, plan = self.b, self.g, self.plan
+        with rolled_range(b, begin, end, name="item") as item:
+            image, group, row_block = unravel(b, item, plan.item_dims)
+            row0 = b.mul(row_block, const_i64(plan.rows))
+            rows = smin(b, const_i64(plan.rows), b.sub(const_i64(g.out_size[0]), row0))
+            if not plan.fresh:
+                zero_fill(b, self.acc, g.dtype, plan.rows * self.row_size)
+            with rolled_range(b, 0, plan.in_blocks, plan.chunk, name="c0") as c0:
+                steps = smin(b, const_i64(plan.chunk), b.sub(const_i64(plan.in_blocks), c0))
+                with rolled_range(b, 0, rows, name="row") as row:
+                    first_row = b.sub(b.mul(b.add(row0, row), const_i64(g.strides[0])), const_i64(g.pads[0]))
+                    acc_row = b.mul(row, const_i64(self.row_size))
+                    with rolled_range(b, *self._kernel_rows(first_row), name="kh") as kh:
+                        input_row = b.add(first_row, b.mul(kh, const_i64(g.dilations[0])))
+                        x_row = linear(b, [image, c0, input_row], [plan.in_blocks * math.prod(g.in_size),
+                                                                   math.prod(g.in_size), g.in_size[1]])
+                        w_row = linear(b, [group, c0, kh], [plan.in_blocks * math.prod(g.kernel),
+                                                            math.prod(g.kernel), g.kernel[1]])
+                        self._sweep(b.mul(x_row, const_i64(plan.in_block)),
+                                    b.mul(w_row, const_i64(plan.in_block * plan.group_channels)), steps, acc_row)
+                if plan.whole_image:
+                    self._edge_sweep(image, group, c0, steps)
+            with rolled_range(b, 0, rows, name="out_row") as row:
+                self._store(image, group, b.add(row0, row), b.mul(row, const_i64(self.row_size)))
+
+    def _kernel_rows(self, first_row: ir.Value) -> tuple[ir.Value, ir.Value]:
+        """The kernel rows [low, high) whose input row first_row + kh * dilation lies inside the image."""
+        b, g = self.b, self.g
+        dilation = const_i64(g.dilations[0])
+
+        def taps_before(distance):  # ceil(max(distance, 0) / dilation)
+            distance = smax(b, distance, const_i64(0))
+            return b.udiv(b.add(distance, const_i64(g.dilations[0] - 1)), dilation)
+
+        high = smin(b, const_i64(g.kernel[0]), taps_before(b.sub(const_i64(g.in_size[0]), first_row)))
+        return smin(b, taps_before(b.neg(first_row)), high), high
+
+    def _sweep(self, x_row: ir.Value, w_row: ir.Value, steps: ir.Value, acc_row: ir.Value) -> None:
+        """acc[column, :] += the run's blocks' taps on this kernel row, tile by tile along the output row."""
+        b, g, plan = self.b, self.g, self.plan
+        channels, column_step = plan.group_channels, g.strides[1] * plan.in_block
+        for run in plan.column_runs():
+            if plan.whole_image and not run.full(g):
+                continue  # (_edge_sweep)
+            full, rest = divmod(run.count, plan.tile.rows)
+            tiles = [(const_i64(run.first + full * plan.tile.rows), rest)] if rest else []
+            if full == 1:
+                tiles.append((const_i64(run.first), plan.tile.rows))
+            for column, rows in tiles:
+                self._tile(b.add(x_row, b.mul(column, const_i64(column_step))), column_step, w_row, steps,
+                           b.add(acc_row, b.mul(column, const_i64(channels))), channels, rows, run.kernel_columns)
+            if full > 1:
+                with rolled_range(b, 0, full, name="tile") as tile:
+                    column = b.add(const_i64(run.first), b.mul(tile, const_i64(plan.tile.rows)))
+                    self._tile(b.add(x_row, b.mul(column, const_i64(column_step))), column_step, w_row, steps,
+                               b.add(acc_row, b.mul(column, const_i64(channels))), channels, plan.tile.rows,
+                               run.kernel_columns)
+
+    def _edge_sweep(self, image: ir.Value, group: ir.Value, c0: ir.Value, steps: ir.Value) -> None:
+        """An item of the whole image (all static rows): each column whose taps reach into the padding is tiled
+        down the rows instead, per kernel row over the output rows it reaches inside the image, so a small image
+        (7 x 7: 2 of 7 columns) does not run one-column tiles."""
+        b, g, plan = self.b, self.g, self.plan
+        channels, block, width = plan.group_channels, plan.in_block, g.in_size[1]
+        row_step = g.strides[0] * width * block  # between output rows' inputs
+        plane = linear(b, [image, c0], [plan.in_blocks * math.prod(g.in_size), math.prod(g.in_size)])
+        for run in (run for run in plan.column_runs() if not run.full(g)):
+            for column in range(run.first, run.first + run.count):
+                for kh in range(g.kernel[0]):
+                    shift = kh * g.dilations[0] - g.pads[0]
+                    rows = [r for r in range(g.out_size[0]) if 0 <= r * g.strides[0] + shift < g.in_size[0]]
+                    w_row = linear(b, [group, c0], [plan.in_blocks * math.prod(g.kernel), math.prod(g.kernel)],
+                                   const_i64(kh * g.kernel[1]))
+                    for first in range(rows[0] if rows else 0, rows[-1] + 1 if rows else 0, plan.tile.rows):
+                        count = min(plan.tile.rows, rows[-1] + 1 - first)
+                        start = (first * g.strides[0] + shift) * width + column * g.strides[1]
+                        self._tile(b.mul(b.add(plane, const_i64(start)), const_i64(block)), row_step,
+                                   b.mul(w_row, const_i64(block * channels)), steps,
+                                   const_i64((first * g.out_size[1] + column) * channels),
+                                   g.out_size[1] * channels, count, run.kernel_columns)
+
+    def _tile(self, x_start, x_step: int, w_row, steps, acc_start, acc_step: int, rows: int,
+              kernel_columns: tuple[int, ...]) -> None:
+        """Register tiles of `rows` outputs, the r-th reading its input from x_start + r * x_step and summing
+        into acc at acc_start + r * acc_step, one pass per MAX_PASS_TAPS taps."""
+        b, g, plan = self.b, self.g, self.plan
+        dtype, block, channels = element_type(g.dtype), plan.in_block, plan.group_channels
+        tile = MicroTile(rows, plan.tile.vectors, plan.tile.lanes, aligned=True)
+        a_rows = [b.gep(self.x, [b.add(x_start, const_i64(r * x_step))], source_etype=dtype) for r in range(rows)]
+        taps = [(k, ci) for k in kernel_columns for ci in range(block)]
+        passes = math.ceil(len(taps) / MAX_PASS_TAPS)
+        for first in range(passes):
+            used = taps[first * len(taps) // passes:(first + 1) * len(taps) // passes]
+            a = Operand(math.prod(g.in_size) * block,
+                        tuple((k * g.dilations[1] - g.pads[1]) * block + ci for k, ci in used))
+            weights = Operand(math.prod(g.kernel) * block * channels,
+                              tuple((k * block + ci) * channels for k, ci in used))
+            emit_register_tile(b, tile, g.dtype, steps, a_rows, a, b.gep(self.w, [w_row], source_etype=dtype),
+                               weights, self.acc, acc_start, acc_step, fresh=plan.fresh and first == 0)
+
+    def _store(self, image: ir.Value, group: ir.Value, row: ir.Value, acc_row: ir.Value) -> None:
+        """y[image, block, row, column, :] = epilogue(acc[column, block's lanes] + bias) for the group's blocks."""
+        b, g, plan = self.b, self.g, self.plan
+        lanes, width = plan.out_block, g.out_size[1]
+        blocks = g.out_channels // lanes
+        for vector in range(plan.tile.vectors):
+            out_block = b.add(b.mul(group, const_i64(plan.tile.vectors)), const_i64(vector))
+            out_row = linear(b, [image, out_block, row], [blocks * math.prod(g.out_size) * lanes,
+                                                         math.prod(g.out_size) * lanes, width * lanes])
+            with rolled_range(b, 0, width, name="out_column") as column:
+                with rolled_range(b, 0, lanes, name="lane") as lane:
+                    value = load(b, self.acc, g.dtype, linear(b, [column, lane], [plan.group_channels, 1],
+                                                              b.add(acc_row, const_i64(vector * lanes))))
+                    if self.bias is not None:
+                        value = b.fadd(value, load(b, self.bias, g.dtype,
+                                                   linear(b, [out_block, lane], [lanes, 1])))
+                    at = linear(b, [column, lane], [lanes, 1])
+                    if self.epilogue is not None:
+                        value = self.epilogue(b, value, out_row, at)
+                    store(b, value, self.y, g.dtype, b.add(out_row, at))
+
+
+def _check(graph: Graph, node: Node) -> str | None:
+    dtype = node.outputs[0].dtype
+    if dtype not in ("float32", "float64"):
+        return f"{node.qualified_op} on {dtype} is not compiled by the cpu target (float32/float64 only)"
+    return None
+
+
+def _work_items(graph: Graph, node: Node) -> int:
+    return math.prod(node_plan(graph, node).item_dims)
+
+
+def _batch_items(graph: Graph, node: Node, bound: int) -> BatchItems | None:
+    return batch_major(_work_items(graph, node), bound)
+
+
+def _emit(ctx: KernelContext) -> None:
+    x, w, bias, *extras = ctx.inputs
+    epilogue = FusedEpilogue(ctx.node, ctx.outputs[0], extras, 2) if ctx.node.attrs.get("epilogue") else None
+    BlockedConvEmitter(ctx.builder, node_plan(ctx.graph, ctx.node), x.ptr, w.ptr, None if bias is None else bias.ptr,
+                       ctx.outputs[0].ptr, epilogue).run(ctx.begin, ctx.end)
+
+
+register_kernel(KernelSpec((f"{KILN_DOMAIN}::BlockedConv",), _check, _work_items, _emit, batch_items=_batch_items))

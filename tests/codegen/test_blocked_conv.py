@@ -1,0 +1,113 @@
+"""kiln::BlockedConv on the cpu target (conv chains in the NCHWc layout, compiler/passes/block_channels.py)
+against the ref target, bit-identical at 1 and 2 threads.
+
+Each model is a chain of two convs, both blocked (the pass told to rewrite every group, however small): the
+first makes the second's input blocked, the second is the conv under test, its output made plain again at
+the graph's end.
+Sizes are odd on purpose: partial register tiles, image edges, several input channel runs and row blocks.
+"""
+
+import numpy as np
+import pytest
+from onnx import helper, numpy_helper
+
+import compiler
+import runtime
+from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
+from compiler.driver import optimize
+from compiler.passes.manager import PassSpec
+from compiler.targets.base import get_target
+from tests.codegen.kernel_harness import TOLERANCE, random
+
+LANES = vector_lanes("float32")
+
+# (input channels, output channels, input size, kernel, attributes of the conv under test)
+CHAINS = [
+    (LANES, 2 * LANES, (9, 11), (3, 3), {"pads": [1, 1, 1, 1]}),
+    (2 * LANES, 4 * LANES, (7, 7), (3, 3), {"pads": [1, 1, 1, 1]}),  # a small image: one row block
+    (LANES, 3 * LANES, (13, 10), (3, 3), {"strides": [2, 2], "pads": [1, 0, 2, 1]}),
+    (LANES, LANES, (12, 12), (3, 2), {"dilations": [2, 3], "pads": [2, 1, 1, 3]}),
+    (4 * LANES, 2 * LANES, (6, 9), (1, 1), {}),  # pointwise: every column one run
+    (2 * LANES, 6 * LANES, (8, 8), (1, 1), {"strides": [2, 2]}),
+    (LANES, LANES, (5, 23), (5, 5), {"pads": [2, 2, 2, 2]}),  # edges wider than a tile
+    (20 * LANES, LANES, (4, 4), (3, 3), {"pads": [1, 1, 1, 1]}),  # several input channel runs
+    (LANES, 2 * LANES, (40, 30), (3, 3), {"pads": [1, 1, 1, 1]}),  # several row blocks, the last partial
+]
+
+
+def _chain(in_channels: int, out_channels: int, size, kernel, attrs: dict, stem: bool = False,
+           residual: bool = False, batch: int = 1):
+    """x -> Conv 1x1 (or a stem: Conv 3x3 from 3 channels) -> Relu -> the conv under test [+ r] -> Relu -> y."""
+    rng = np.random.default_rng(1)
+    first_in = 3 if stem else in_channels
+    first_kernel = (3, 3) if stem else (1, 1)
+    constants = {
+        "w0": (rng.standard_normal((in_channels, first_in, *first_kernel)) / np.sqrt(first_in * 9)).astype(np.float32),
+        "b0": rng.standard_normal(in_channels).astype(np.float32),
+        "w1": (rng.standard_normal((out_channels, in_channels, *kernel)) / np.sqrt(in_channels * np.prod(kernel)))
+        .astype(np.float32),
+        "b1": rng.standard_normal(out_channels).astype(np.float32)}
+    first = {"pads": [1, 1, 1, 1]} if stem else {}
+    nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], kernel_shape=list(first_kernel), **first),
+             helper.make_node("Relu", ["c0"], ["r0"]),
+             helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], kernel_shape=list(kernel), **attrs)]
+    feeds = {"x": random((batch, first_in, *size))}
+    last = "c1"
+    if residual:  # (a conv keeping the size)
+        feeds["r"] = random((batch, out_channels, *size), seed=2)
+        nodes.append(helper.make_node("Add", ["c1", "r"], ["sum"]))
+        last = "sum"
+    nodes.append(helper.make_node("Relu", [last], ["y"]))
+    return _model(nodes, feeds, constants), feeds
+
+
+def _model(nodes, feeds: dict, constants: dict):
+    graph = helper.make_graph(
+        nodes, "chain", [helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+                         for name, v in feeds.items()],
+        [helper.make_value_info("y", helper.TypeProto())],
+        initializer=[numpy_helper.from_array(v, name) for name, v in constants.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _pipeline() -> list[PassSpec]:
+    """The cpu pipeline, block-channels rewriting every group of convs."""
+    return [PassSpec(spec.name, {"flops_per_conversion": 0}, spec.why) if spec.name == "block-channels" else spec
+            for spec in get_target("cpu").pipeline({})]
+
+
+def _blocked_convs(model, **options) -> int:
+    return sum(node.op_type == "BlockedConv" for node in optimize(model, "cpu", pipeline=_pipeline(),
+                                                                  **options).nodes())
+
+
+def _assert_matches_ref(model, feeds: dict) -> None:
+    """cpu results (bit-identical at 1 and 2 threads) match the ref target."""
+    expected = runtime.load(compiler.compile(model, target="ref")).infer(feeds)["y"]
+    artifact = compiler.compile(model, target="cpu", pipeline=_pipeline())
+    single, double = (runtime.load(artifact, num_threads=threads).infer(feeds)["y"] for threads in (1, 2))
+    np.testing.assert_array_equal(single, double)
+    np.testing.assert_allclose(single, expected, **TOLERANCE)
+
+
+@pytest.mark.parametrize("in_channels, out_channels, size, kernel, attrs", CHAINS)
+def test_blocked_conv_matches_ref(in_channels, out_channels, size, kernel, attrs):
+    model, feeds = _chain(in_channels, out_channels, size, kernel, attrs)
+    assert _blocked_convs(model) == 2
+    _assert_matches_ref(model, feeds)
+
+
+def test_a_stem_reads_its_plain_image_and_a_residual_is_read_blocked():
+    model, feeds = _chain(LANES, 2 * LANES, (10, 12), (3, 3), {"pads": [1, 1, 1, 1]}, stem=True, residual=True,
+                          batch=2)
+    graph = optimize(model, "cpu", pipeline=_pipeline())
+    convs = [node for node in graph.nodes() if node.op_type == "BlockedConv"]
+    assert len(convs) == 2
+    assert [graph.input_values(conv)[0].node for conv in convs] == ["x", convs[0].name]  # the image, as it is
+    assert len(graph.input_values(convs[1])) == 4  # its residual (blocked by a Reshape and a Transpose)
+    _assert_matches_ref(model, feeds)
+
+
+def test_the_blocked_layout_can_be_switched_off_by_name():
+    model, _ = _chain(LANES, 2 * LANES, (9, 11), (3, 3), {"pads": [1, 1, 1, 1]})
+    assert _blocked_convs(model, disable=["block-channels"]) == 0

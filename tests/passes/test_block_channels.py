@@ -1,0 +1,98 @@
+"""block-channels: conv chains run as kiln::BlockedConv in the NCHWc layout, converted only at their ends."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+
+from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
+from compiler.ir.graph import Graph, Value
+from compiler.ops.blocked_conv import from_blocked, pack_weights, to_blocked, unpack_weights
+from compiler.ops.interpreter import Interpreter
+from compiler.passes.fuse_epilogues import fuse_epilogues
+from compiler.passes.infer_types import infer_types
+from compiler.passes.manager import PassManager, PassSpec, VerifyInstrument
+from tests.passes.conftest import assert_same_results, f32, run_verified
+
+
+def _run(graph: Graph) -> Graph:
+    """block-channels rewriting every group however small, then verified."""
+    return PassManager([PassSpec("block-channels", {"flops_per_conversion": 0})], [VerifyInstrument()]).run(
+        infer_types(graph))
+
+LANES = vector_lanes("float32")
+RNG = np.random.default_rng(0)
+
+
+def _conv(graph: Graph, x: Value, in_channels: int, out_channels: int, name: str, **attrs) -> Value:
+    kernel = attrs.pop("kernel", 3)
+    weights = RNG.standard_normal((out_channels, in_channels // attrs.get("group", 1), kernel, kernel))
+    w = graph.add_constant(weights.astype(np.float32), f"{name}.w")
+    attrs.setdefault("pads", [kernel // 2] * 4)
+    return Value(graph.add_node("Conv", [x, w], attrs, version=11, name=name).name)
+
+
+def _ops(graph: Graph) -> list[str]:
+    return [node.op_type for node in graph.topological_order() if not (node.is_constant or node.is_input)]
+
+
+def _chain() -> Graph:
+    """x -> conv a -> conv b -> y, and a Relu reading a's output: a's plain form feeds the Relu."""
+    graph = Graph()
+    x = graph.add_input("x", f32(1, LANES, 6, 7))
+    a = _conv(graph, x, LANES, 2 * LANES, "a")
+    b = _conv(graph, a, 2 * LANES, LANES, "b", kernel=1)
+    graph.add_output("y", b)
+    graph.add_output("z", Value(graph.add_node("Relu", [a], version=14, name="z").name))
+    return graph
+
+
+def test_a_chain_is_blocked_between_one_conversion_in_and_one_out_per_value():
+    before = _chain()
+    after = _run(before.copy())
+    assert Counter(_ops(after)) == {"BlockedConv": 2, "Reshape": 3, "Transpose": 3, "Relu": 1}  # x in, y and a out
+    second = next(node for node in after.nodes() if node.attrs.get("fused_nodes") == ["b"])
+    assert after.type_of(after.input_values(second)[0]).shape == (1, 2, 6, 7, LANES)
+    feeds = {"x": RNG.standard_normal((1, LANES, 6, 7)).astype(np.float32)}
+    assert_same_results(before, after, feeds)
+
+
+def test_a_group_whose_convs_do_too_little_for_its_conversions_is_left_as_it_is():
+    assert _ops(run_verified("block-channels", _chain())) == ["Conv", "Conv", "Relu"]
+
+
+def test_grouped_convs_and_channels_off_the_vector_width_stay_plain():
+    graph = Graph()
+    x = graph.add_input("x", f32(1, 2 * LANES, 5, 5))
+    grouped = _conv(graph, x, 2 * LANES, 2 * LANES, "grouped", group=2)
+    odd = _conv(graph, grouped, 2 * LANES, LANES + 1, "odd")
+    graph.add_output("y", _conv(graph, odd, LANES + 1, LANES, "last"))
+    assert _ops(_run(graph)) == ["Conv", "Conv", "Conv"]
+
+
+def test_a_fused_residual_and_a_stem_image_are_read_as_they_are():
+    """stem (3 channels, plain image) -> a; b = Relu(conv(a) + a): the residual is a's blocked output."""
+    graph = Graph()
+    x = graph.add_input("x", f32(2, 3, 8, 8))
+    a = _conv(graph, x, 3, LANES, "a", kernel=7)
+    b = _conv(graph, a, LANES, LANES, "b")
+    total = graph.add_node("Add", [b, a], version=14, name="sum")
+    graph.add_output("y", Value(graph.add_node("Relu", [Value(total.name)], version=14, name="y").name))
+    before = graph.copy()
+    after = _run(fuse_epilogues(infer_types(graph)))
+    assert _ops(after) == ["BlockedConv", "BlockedConv", "Transpose", "Reshape"]
+    stem, block = [node for node in after.topological_order() if node.op_type == "BlockedConv"]
+    assert after.input_values(stem)[0] == Value("x")
+    assert after.input_values(block)[0] == after.input_values(block)[3] == Value(stem.name)
+    feeds = {"x": RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)}
+    np.testing.assert_allclose(*(Interpreter(g).run(feeds)[0] for g in (before, after)), rtol=1e-5, atol=1e-5)
+
+
+def test_layout_helpers_round_trip():
+    value = RNG.standard_normal((2, 2 * LANES, 3, 5))
+    assert to_blocked(value, LANES).shape == (2, 2, 3, 5, LANES)
+    np.testing.assert_array_equal(from_blocked(to_blocked(value, LANES)), value)
+    weights = RNG.standard_normal((4 * LANES, 2 * LANES, 3, 3))
+    assert pack_weights(weights, LANES, 2 * LANES).shape == (2, 2, 3, 3, LANES, 2 * LANES)
+    np.testing.assert_array_equal(unpack_weights(pack_weights(weights, LANES, 2 * LANES)), weights)
