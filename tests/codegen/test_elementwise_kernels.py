@@ -65,6 +65,17 @@ def test_long_rows_split_into_pieces(shapes):
     assert_cpu_matches_ref(node_model("Add", {"a": a, "b": b}), {"a": a, "b": b})
 
 
+@pytest.mark.parametrize("shapes", [((2, 3, 67, 16), (1, 3, 1, 16)), ((3, 70, 8), (3, 1, 8)), ((4, 9, 16), (4, 1, 16))])
+def test_short_rows_are_grouped_per_work_item(shapes):
+    """Rows shorter than broadcast.GROUP_ELEMENTS (a blocked NCHWc tensor times per-channel constants) are
+    computed a group of rows per work item, the last group partial (67 rows: 33, 33 and 1)."""
+    from compiler.codegen.llvm.kernels.broadcast import row_count
+
+    assert row_count(shapes[0], shapes) < np.prod(shapes[0][:-1])
+    a, b = random(shapes[0], seed=1), random(shapes[1], seed=2)
+    assert_cpu_matches_ref(node_model("Mul", {"a": a, "b": b}), {"a": a, "b": b})
+
+
 def test_prelu_slope_per_channel():
     x, slope = random((2, 3, 5)), random((3, 1), seed=3)
     assert_cpu_matches_ref(node_model("PRelu", {"x": x, "slope": slope}), {"x": x, "slope": slope})

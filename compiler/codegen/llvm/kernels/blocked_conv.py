@@ -74,6 +74,14 @@ class BlockedPlan:
         return self.g.batch, self.g.out_channels // self.group_channels, math.ceil(self.g.out_size[0] / self.rows)
 
     @property
+    def channel_steps(self) -> bool:
+        """Whether a tile's steps are the c_in channels of one input block, its unrolled taps the kernel
+        columns (a blocked input and a kernel wider than 1: a few taps unrolled, one block per pass), rather
+        than the run's blocks with every (kernel column, channel) pair unrolled (1x1 kernels: long passes;
+        a plain input: one channel a block)."""
+        return self.in_block > 1 and self.g.kernel[1] > 1
+
+    @property
     def whole_image(self) -> bool:
         """One row block: every output row is known at compile time (the edge columns tile down the rows)."""
         return self.rows >= self.g.out_size[0]
@@ -110,6 +118,8 @@ def blocked_plan(g: ConvGeometry, in_block: int, out_block: int) -> BlockedPlan:
     tile = choose_tile(g.dtype, g.out_size[1], g.out_channels, columns_divide=True, aligned=True)
     row_weights = g.kernel[1] * in_block * tile.columns * _itemsize(g.dtype)
     chunk = max(1, min(g.channels // in_block, L1_WEIGHTS // row_weights))
+    if in_block > 1 and g.kernel[1] > 1:  # steps over a block's channels (BlockedPlan.channel_steps)
+        chunk = 1
     height, row_bytes = g.out_size[0], g.out_size[1] * tile.columns * _itemsize(g.dtype)
     groups = g.batch * g.out_channels // tile.columns
     rows = max([rows for rows in range(1, height + 1) if rows * row_bytes <= ACC_BYTES
@@ -164,7 +174,8 @@ class BlockedConvEmitter:
             if not plan.fresh:
                 zero_fill(b, self.acc, g.dtype, plan.rows * self.row_size)
             with rolled_range(b, 0, plan.in_blocks, plan.chunk, name="c0") as c0:
-                steps = smin(b, const_i64(plan.chunk), b.sub(const_i64(plan.in_blocks), c0))
+                steps = const_i64(plan.in_block) if plan.channel_steps else \
+                    smin(b, const_i64(plan.chunk), b.sub(const_i64(plan.in_blocks), c0))
                 with rolled_range(b, 0, rows, name="row") as row:
                     first_row = b.sub(b.mul(b.add(row0, row), const_i64(g.strides[0])), const_i64(g.pads[0]))
                     acc_row = b.mul(row, const_i64(self.row_size))
@@ -245,14 +256,15 @@ class BlockedConvEmitter:
         dtype, block, channels = element_type(g.dtype), plan.in_block, plan.group_channels
         tile = MicroTile(rows, plan.tile.vectors, plan.tile.lanes, aligned=True)
         a_rows = [b.gep(self.x, [b.add(x_start, const_i64(r * x_step))], source_etype=dtype) for r in range(rows)]
-        taps = [(k, ci) for k in kernel_columns for ci in range(block)]
+        taps = [(k, 0) for k in kernel_columns] if plan.channel_steps else \
+            [(k, ci) for k in kernel_columns for ci in range(block)]
+        a_step, b_step = (1, channels) if plan.channel_steps else \
+            (math.prod(g.in_size) * block, math.prod(g.kernel) * block * channels)
         passes = math.ceil(len(taps) / MAX_PASS_TAPS)
         for first in range(passes):
             used = taps[first * len(taps) // passes:(first + 1) * len(taps) // passes]
-            a = Operand(math.prod(g.in_size) * block,
-                        tuple((k * g.dilations[1] - g.pads[1]) * block + ci for k, ci in used))
-            weights = Operand(math.prod(g.kernel) * block * channels,
-                              tuple((k * block + ci) * channels for k, ci in used))
+            a = Operand(a_step, tuple((k * g.dilations[1] - g.pads[1]) * block + ci for k, ci in used))
+            weights = Operand(b_step, tuple((k * block + ci) * channels for k, ci in used))
             emit_register_tile(b, tile, g.dtype, steps, a_rows, a, b.gep(self.w, [w_row], source_etype=dtype),
                                weights, self.acc, acc_start, acc_step, fresh=plan.fresh and first == 0)
 
