@@ -63,9 +63,10 @@ def _source(graph: Graph, node: Node) -> tuple[Value, tuple[int, int] | None]:
         return x, None
     source, *operands = (graph.input_values(producer) + [None] * 5)[:5]
     starts, ends, axes, steps = (graph.constant_value(v) if v is not None else None for v in operands)
-    shape = graph.type_of(source).shape
+    shape = graph.type_of(source).shape  # (already blocked, when its producer was rewritten first)
     if any(v is None for v in (starts, ends, axes, steps)) or list(axes) != [2, 3] or any(starts) or \
-            any(end < size for end, size in zip(ends, shape[2:])) or len(shape) != 4 or any(step < 1 for step in steps):
+            any(end < size for end, size in zip(ends, shape[2:4])) or len(shape) not in (4, 5) or \
+            any(step < 1 for step in steps):
         return x, None
     return source, (int(steps[0]), int(steps[1]))
 

@@ -185,12 +185,17 @@ class BlockedConvEmitter:
                                                                    math.prod(g.in_size), g.in_size[1]])
                         w_row = linear(b, [group, c0, kh], [plan.in_blocks * math.prod(g.kernel),
                                                             math.prod(g.kernel), g.kernel[1]])
+                        finish = (lambda column, count, row=row, acc_row=acc_row: self._store(
+                            image, group, b.add(row0, row), acc_row, column, count)) if plan.fresh else None
                         self._sweep(b.mul(x_row, const_i64(plan.in_block)),
-                                    b.mul(w_row, const_i64(plan.in_block * plan.group_channels)), steps, acc_row)
+                                    b.mul(w_row, const_i64(plan.in_block * plan.group_channels)), steps, acc_row,
+                                    finish)
                 if plan.whole_image:
                     self._edge_sweep(image, group, c0, steps)
-            with rolled_range(b, 0, rows, name="out_row") as row:
-                self._store(image, group, b.add(row0, row), b.mul(row, const_i64(self.row_size)))
+            if not plan.fresh:
+                with rolled_range(b, 0, rows, name="out_row") as row:
+                    self._store(image, group, b.add(row0, row), b.mul(row, const_i64(self.row_size)),
+                                const_i64(0), const_i64(g.out_size[1]))
 
     def _kernel_rows(self, first_row: ir.Value) -> tuple[ir.Value, ir.Value]:
         """The kernel rows [low, high) whose input row first_row + kh * dilation lies inside the image."""
@@ -204,8 +209,10 @@ class BlockedConvEmitter:
         high = smin(b, const_i64(g.kernel[0]), taps_before(b.sub(const_i64(g.in_size[0]), first_row)))
         return smin(b, taps_before(b.neg(first_row)), high), high
 
-    def _sweep(self, x_row: ir.Value, w_row: ir.Value, steps: ir.Value, acc_row: ir.Value) -> None:
-        """acc[column, :] += the run's blocks' taps on this kernel row, tile by tile along the output row."""
+    def _sweep(self, x_row: ir.Value, w_row: ir.Value, steps: ir.Value, acc_row: ir.Value, finish=None) -> None:
+        """acc[column, :] += the run's blocks' taps on this kernel row, tile by tile along the output row; with
+        `finish`, each tile's columns are stored right after it (finish(first column, count)), while they are
+        in L1 and their stores overlap the next tile's multiplies."""
         b, g, plan = self.b, self.g, self.plan
         channels, column_step = plan.group_channels, g.strides[1] * plan.in_block
         for run in plan.column_runs():
@@ -218,12 +225,16 @@ class BlockedConvEmitter:
             for column, rows in tiles:
                 self._tile(b.add(x_row, b.mul(column, const_i64(column_step))), column_step, w_row, steps,
                            b.add(acc_row, b.mul(column, const_i64(channels))), channels, rows, run.kernel_columns)
+                if finish:
+                    finish(column, const_i64(rows))
             if full > 1:
                 with rolled_range(b, 0, full, name="tile") as tile:
                     column = b.add(const_i64(run.first), b.mul(tile, const_i64(plan.tile.rows)))
                     self._tile(b.add(x_row, b.mul(column, const_i64(column_step))), column_step, w_row, steps,
                                b.add(acc_row, b.mul(column, const_i64(channels))), channels, plan.tile.rows,
                                run.kernel_columns)
+                    if finish:
+                        finish(column, const_i64(plan.tile.rows))
 
     def _edge_sweep(self, image: ir.Value, group: ir.Value, c0: ir.Value, steps: ir.Value) -> None:
         """An item of the whole image (all static rows): each column whose taps reach into the padding is tiled
@@ -268,8 +279,10 @@ class BlockedConvEmitter:
             emit_register_tile(b, tile, g.dtype, steps, a_rows, a, b.gep(self.w, [w_row], source_etype=dtype),
                                weights, self.acc, acc_start, acc_step, fresh=plan.fresh and first == 0)
 
-    def _store(self, image: ir.Value, group: ir.Value, row: ir.Value, acc_row: ir.Value) -> None:
-        """y[image, block, row, column, :] = epilogue(acc[column, block's lanes] + bias) for the group's blocks."""
+    def _store(self, image: ir.Value, group: ir.Value, row: ir.Value, acc_row: ir.Value, first: ir.Value,
+               count: ir.Value) -> None:
+        """y[image, block, row, column, :] = epilogue(acc[column, block's lanes] + bias) for the group's blocks and
+        the columns [first, first + count)."""
         b, g, plan = self.b, self.g, self.plan
         lanes, width = plan.out_block, g.out_size[1]
         blocks = g.out_channels // lanes
@@ -277,7 +290,7 @@ class BlockedConvEmitter:
             out_block = b.add(b.mul(group, const_i64(plan.tile.vectors)), const_i64(vector))
             out_row = linear(b, [image, out_block, row], [blocks * math.prod(g.out_size) * lanes,
                                                          math.prod(g.out_size) * lanes, width * lanes])
-            with rolled_range(b, 0, width, name="out_column") as column:
+            with rolled_range(b, first, b.add(first, count), name="out_column") as column:
                 with rolled_range(b, 0, lanes, name="lane") as lane:
                     value = load(b, self.acc, g.dtype, linear(b, [column, lane], [plan.group_channels, 1],
                                                               b.add(acc_row, const_i64(vector * lanes))))
