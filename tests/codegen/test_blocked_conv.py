@@ -36,25 +36,25 @@ CHAINS = [
 
 
 def _chain(in_channels: int, out_channels: int, size, kernel, attrs: dict, stem: bool = False,
-           residual: bool = False, batch: int = 1):
+           residual: bool = False, batch: int = 1, dtype=np.float32):
     """x -> Conv 1x1 (or a stem: Conv 3x3 from 3 channels) -> Relu -> the conv under test [+ r] -> Relu -> y."""
     rng = np.random.default_rng(1)
     first_in = 3 if stem else in_channels
     first_kernel = (3, 3) if stem else (1, 1)
     constants = {
-        "w0": (rng.standard_normal((in_channels, first_in, *first_kernel)) / np.sqrt(first_in * 9)).astype(np.float32),
-        "b0": rng.standard_normal(in_channels).astype(np.float32),
+        "w0": (rng.standard_normal((in_channels, first_in, *first_kernel)) / np.sqrt(first_in * 9)).astype(dtype),
+        "b0": rng.standard_normal(in_channels).astype(dtype),
         "w1": (rng.standard_normal((out_channels, in_channels, *kernel)) / np.sqrt(in_channels * np.prod(kernel)))
-        .astype(np.float32),
-        "b1": rng.standard_normal(out_channels).astype(np.float32)}
+        .astype(dtype),
+        "b1": rng.standard_normal(out_channels).astype(dtype)}
     first = {"pads": [1, 1, 1, 1]} if stem else {}
     nodes = [helper.make_node("Conv", ["x", "w0", "b0"], ["c0"], kernel_shape=list(first_kernel), **first),
              helper.make_node("Relu", ["c0"], ["r0"]),
              helper.make_node("Conv", ["r0", "w1", "b1"], ["c1"], kernel_shape=list(kernel), **attrs)]
-    feeds = {"x": random((batch, first_in, *size))}
+    feeds = {"x": random((batch, first_in, *size), dtype)}
     last = "c1"
     if residual:  # (a conv keeping the size)
-        feeds["r"] = random((batch, out_channels, *size), seed=2)
+        feeds["r"] = random((batch, out_channels, *size), dtype, seed=2)
         nodes.append(helper.make_node("Add", ["c1", "r"], ["sum"]))
         last = "sum"
     nodes.append(helper.make_node("Relu", [last], ["y"]))
@@ -105,6 +105,14 @@ def test_a_stem_reads_its_plain_image_and_a_residual_is_read_blocked():
     assert len(convs) == 2
     assert [graph.input_values(conv)[0].node for conv in convs] == ["x", convs[0].name]  # the image, as it is
     assert len(graph.input_values(convs[1])) == 4  # its residual (blocked by a Reshape and a Transpose)
+    _assert_matches_ref(model, feeds)
+
+
+def test_float64_blocks_take_the_float64_vector_width():
+    lanes = vector_lanes("float64")
+    model, feeds = _chain(lanes, 3 * lanes, (6, 9), (3, 3), {"pads": [1, 1, 1, 1]}, dtype=np.float64)
+    blocked = [node for node in optimize(model, "cpu", pipeline=_pipeline()).nodes() if node.op_type == "BlockedConv"]
+    assert len(blocked) == 2 and blocked[1].outputs[0].shape == (1, 3, 6, 9, lanes)
     _assert_matches_ref(model, feeds)
 
 

@@ -7,13 +7,15 @@ R output columns x the group's G / c channel vectors: each reduction step loads 
 a blocked input keeps the c channels of one pixel together. Nothing is staged or transposed.
 
 The item's accumulators sit in a small buffer, [rows, OW, G]: more rows per item read the weights fewer
-times. For each run of `chunk` input channel blocks (so that the weights read meanwhile stay in L1),
-each of the item's rows and each kernel row inside the image, the tiles sweep the output row, a pass
-per kernel column: their steps are the run's input channel blocks, their unrolled taps that block's
-c_in channels. Columns whose taps reach into the left or right padding are tiled apart, with only the
-taps inside the image, so no tile reads padding; when an item holds the whole image, those columns
-are tiled down its rows instead. A last pass adds the bias and applies the epilogue while storing the
-output's vectors.
+times. For each run of input channel blocks, each of the item's rows and each kernel row inside the
+image, the tiles sweep the output row. A 1x1 kernel's tiles step through the run's blocks (`chunk` of
+them, so that the weights read meanwhile stay in L1) with a block's c_in channels unrolled; a wider
+kernel's step through one block's channels with the kernel columns unrolled (BlockedPlan.channel_steps:
+a few instructions per tile instead of thousands, which LLVM compiles in a fraction of the time).
+Columns whose taps reach into the left or right padding are tiled apart, with only the taps inside the
+image, so no tile reads padding; when an item holds the whole image, those columns are tiled down its
+rows instead. A last pass adds the bias and applies the epilogue while storing the output's vectors
+(a single run stores each tile's columns right after the tile).
 """
 
 from __future__ import annotations
