@@ -108,6 +108,13 @@ def test_a_stem_reads_its_plain_image_and_a_residual_is_read_blocked():
     _assert_matches_ref(model, feeds)
 
 
+def test_a_stem_over_small_whole_images():
+    """A batch of 8 small images: each item holds a whole image, its edge columns tiled down the rows."""
+    model, feeds = _chain(LANES, LANES, (5, 6), (3, 3), {"pads": [1, 1, 1, 1]}, stem=True, batch=8)
+    assert _blocked_convs(model) == 2
+    _assert_matches_ref(model, feeds)
+
+
 def test_float64_blocks_take_the_float64_vector_width():
     lanes = vector_lanes("float64")
     model, feeds = _chain(lanes, 3 * lanes, (6, 9), (3, 3), {"pads": [1, 1, 1, 1]}, dtype=np.float64)

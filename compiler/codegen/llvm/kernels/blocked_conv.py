@@ -84,6 +84,13 @@ class BlockedPlan:
         return self.in_block > 1 and self.g.kernel[1] > 1
 
     @property
+    def row_steps(self) -> bool:
+        """Whether a tile's steps are the kernel rows, its unrolled taps every (channel, kernel column): a plain
+        input (a stem's few channels), whose tiles then sum a whole window before their accumulators go back
+        to memory."""
+        return self.in_block == 1
+
+    @property
     def whole_image(self) -> bool:
         """One row block: every output row is known at compile time (the edge columns tile down the rows)."""
         return self.rows >= self.g.out_size[0]
@@ -122,6 +129,8 @@ def blocked_plan(g: ConvGeometry, in_block: int, out_block: int) -> BlockedPlan:
     chunk = max(1, min(g.channels // in_block, L1_WEIGHTS // row_weights))
     if in_block > 1 and g.kernel[1] > 1:  # steps over a block's channels (BlockedPlan.channel_steps)
         chunk = 1
+    if in_block == 1:  # steps over the kernel rows, every channel in a tile's taps (BlockedPlan.row_steps)
+        chunk = g.channels
     height, row_bytes = g.out_size[0], g.out_size[1] * tile.columns * _itemsize(g.dtype)
     groups = g.batch * g.out_channels // tile.columns
     rows = max([rows for rows in range(1, height + 1) if rows * row_bytes <= ACC_BYTES
@@ -181,23 +190,30 @@ class BlockedConvEmitter:
                 with rolled_range(b, 0, rows, name="row") as row:
                     first_row = b.sub(b.mul(b.add(row0, row), const_i64(g.strides[0])), const_i64(g.pads[0]))
                     acc_row = b.mul(row, const_i64(self.row_size))
-                    with rolled_range(b, *self._kernel_rows(first_row), name="kh") as kh:
-                        input_row = b.add(first_row, b.mul(kh, const_i64(g.dilations[0])))
-                        x_row = linear(b, [image, c0, input_row], [plan.in_blocks * math.prod(g.in_size),
-                                                                   math.prod(g.in_size), g.in_size[1]])
-                        w_row = linear(b, [group, c0, kh], [plan.in_blocks * math.prod(g.kernel),
-                                                            math.prod(g.kernel), g.kernel[1]])
-                        finish = (lambda column, count, row=row, acc_row=acc_row: self._store(
-                            image, group, b.add(row0, row), acc_row, column, count)) if plan.fresh else None
-                        self._sweep(b.mul(x_row, const_i64(plan.in_block)),
-                                    b.mul(w_row, const_i64(plan.in_block * plan.group_channels)), steps, acc_row,
-                                    finish)
+                    finish = (lambda column, count, row=row, acc_row=acc_row: self._store(
+                        image, group, b.add(row0, row), acc_row, column, count)) if plan.fresh else None
+                    if plan.row_steps:
+                        low, high = self._kernel_rows(first_row)
+                        self._sweep_kernel_row(image, group, c0, first_row, low, b.sub(high, low), acc_row, finish)
+                    else:
+                        with rolled_range(b, *self._kernel_rows(first_row), name="kh") as kh:
+                            self._sweep_kernel_row(image, group, c0, first_row, kh, steps, acc_row, finish)
                 if plan.whole_image:
-                    self._edge_sweep(image, group, c0, steps)
+                    self._edge_sweep(image, group, c0, const_i64(1) if plan.row_steps else steps)
             if not plan.fresh:
                 with rolled_range(b, 0, rows, name="out_row") as row:
                     self._store(image, group, b.add(row0, row), b.mul(row, const_i64(self.row_size)),
                                 const_i64(0), const_i64(g.out_size[1]))
+
+    def _sweep_kernel_row(self, image, group, c0, first_row, kh, steps, acc_row, finish) -> None:
+        """_sweep from kernel row `kh` of the output row whose window starts at input row `first_row`."""
+        b, g, plan = self.b, self.g, self.plan
+        input_row = b.add(first_row, b.mul(kh, const_i64(g.dilations[0])))
+        x_row = linear(b, [image, c0, input_row], [plan.in_blocks * math.prod(g.in_size), math.prod(g.in_size),
+                                                   g.in_size[1]])
+        w_row = linear(b, [group, c0, kh], [plan.in_blocks * math.prod(g.kernel), math.prod(g.kernel), g.kernel[1]])
+        self._sweep(b.mul(x_row, const_i64(plan.in_block)),
+                    b.mul(w_row, const_i64(plan.in_block * plan.group_channels)), steps, acc_row, finish)
 
     def _kernel_rows(self, first_row: ir.Value) -> tuple[ir.Value, ir.Value]:
         """The kernel rows [low, high) whose input row first_row + kh * dilation lies inside the image."""
@@ -269,15 +285,22 @@ class BlockedConvEmitter:
         dtype, block, channels = element_type(g.dtype), plan.in_block, plan.group_channels
         tile = MicroTile(rows, plan.tile.vectors, plan.tile.lanes, aligned=True)
         a_rows = [b.gep(self.x, [b.add(x_start, const_i64(r * x_step))], source_etype=dtype) for r in range(rows)]
-        taps = [(k, 0) for k in kernel_columns] if plan.channel_steps else \
-            [(k, ci) for k in kernel_columns for ci in range(block)]
-        a_step, b_step = (1, channels) if plan.channel_steps else \
-            (math.prod(g.in_size) * block, math.prod(g.kernel) * block * channels)
+        shift = [(k * g.dilations[1] - g.pads[1]) * block for k in range(g.kernel[1])]  # a kernel column's input
+        if plan.row_steps:  # taps (channel, kernel column) of one kernel row; steps the kernel rows
+            taps = [(c * math.prod(g.in_size) + shift[k], (c * math.prod(g.kernel) + k) * channels)
+                    for c in range(plan.in_blocks) for k in kernel_columns]
+            a_step, b_step = g.dilations[0] * g.in_size[1], g.kernel[1] * channels
+        elif plan.channel_steps:  # taps the kernel columns; steps a block's channels
+            taps = [(shift[k], k * block * channels) for k in kernel_columns]
+            a_step, b_step = 1, channels
+        else:  # taps (kernel column, channel of the block); steps the run's blocks
+            taps = [(shift[k] + ci, (k * block + ci) * channels) for k in kernel_columns for ci in range(block)]
+            a_step, b_step = math.prod(g.in_size) * block, math.prod(g.kernel) * block * channels
         passes = math.ceil(len(taps) / MAX_PASS_TAPS)
         for first in range(passes):
             used = taps[first * len(taps) // passes:(first + 1) * len(taps) // passes]
-            a = Operand(a_step, tuple((k * g.dilations[1] - g.pads[1]) * block + ci for k, ci in used))
-            weights = Operand(b_step, tuple((k * block + ci) * channels for k, ci in used))
+            a = Operand(a_step, tuple(a_tap for a_tap, _ in used))
+            weights = Operand(b_step, tuple(b_tap for _, b_tap in used))
             emit_register_tile(b, tile, g.dtype, steps, a_rows, a, b.gep(self.w, [w_row], source_etype=dtype),
                                weights, self.acc, acc_start, acc_step, fresh=plan.fresh and first == 0)
 
