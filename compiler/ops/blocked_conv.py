@@ -8,9 +8,11 @@ Inputs: X, either blocked [N, C / c_in, H, W, c_in] or plain NCHW (a conv readin
 stem, reads its image as is); W packed at compile time, [M / G, C / c_in, KH, KW, c_in, G] (a group of
 G output channels holds G / c output blocks, so one item's weights are contiguous, see pack_weights;
 c_in is 1 for a plain input); B [M] or absent; then the epilogue's operands, already blocked (a
-residual) or broadcasting to the blocked output. Output: [N, M / c, OH, OW, c].
+residual) or broadcasting to the blocked output. Output: [N, M / c, OH, OW, c]. A depthwise conv
+(group = C = M) reads a blocked input and its weights as [C / c, KH, KW, c] (pack_depthwise_weights).
 
-Attributes: Conv's own (kernel_shape, strides, pads, dilations; group is 1), `out_block` (c),
+Attributes: Conv's own (kernel_shape, strides, pads, dilations; group 1, or C for a depthwise conv),
+`out_block` (c),
 and FusedConv's `epilogue`, `activation` and `fused_nodes` (compiler/ops/fused_linear.py), whose
 steps apply to the blocked output element by element.
 """
@@ -24,7 +26,7 @@ from compiler.ir.types import TensorType
 from compiler.ops.fused_linear import epilogue_kernel, epilogue_types
 from compiler.ops.registry import OpDef, lookup, register
 
-CONV_ATTRIBUTES = ("kernel_shape", "strides", "pads", "dilations")
+CONV_ATTRIBUTES = ("kernel_shape", "strides", "pads", "dilations", "group")
 BASES = {"BlockedConv": ("Conv", 3)}
 """As fused_linear.BASES: the base op and its inputs (X, W, B) before the epilogue's operands."""
 
@@ -50,8 +52,17 @@ def pack_weights(weights: np.ndarray, in_block: int, group_channels: int) -> np.
     return np.ascontiguousarray(grouped.transpose(0, 2, 4, 5, 3, 1))
 
 
+def pack_depthwise_weights(weights: np.ndarray, block: int) -> np.ndarray:
+    """A depthwise conv's W [C, 1, KH, KW] -> [C / c, KH, KW, c]: each tap's c channels one vector."""
+    c, _, kh, kw = weights.shape
+    return np.ascontiguousarray(weights.reshape(c // block, block, kh, kw).transpose(0, 2, 3, 1))
+
+
 def unpack_weights(packed: np.ndarray) -> np.ndarray:
-    """The inverse of pack_weights: [M / G, C / c_in, KH, KW, c_in, G] -> W [M, C, KH, KW]."""
+    """The inverse of pack_weights (or of pack_depthwise_weights, for 4-D weights): W [M, C / group, KH, KW]."""
+    if packed.ndim == 4:
+        blocks, kh, kw, block = packed.shape
+        return np.ascontiguousarray(packed.transpose(0, 3, 1, 2)).reshape(blocks * block, 1, kh, kw)
     groups, in_blocks, kh, kw, in_block, group_channels = packed.shape
     return np.ascontiguousarray(packed.transpose(0, 5, 1, 4, 2, 3)).reshape(
         groups * group_channels, in_blocks * in_block, kh, kw)
@@ -71,6 +82,9 @@ def _plain_input_type(x: TensorType) -> TensorType:
 
 
 def _plain_weights_type(w: TensorType) -> TensorType:
+    if len(w.shape) == 4:
+        blocks, kh, kw, block = w.shape
+        return TensorType(w.dtype, (blocks * block, 1, kh, kw))
     groups, in_blocks, kh, kw, in_block, group_channels = w.shape
     return TensorType(w.dtype, (groups * group_channels, in_blocks * in_block, kh, kw))
 

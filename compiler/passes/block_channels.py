@@ -1,9 +1,9 @@
 """Run chains of convolutions in the blocked channel layout NCHWc: kiln::BlockedConv.
 
-Each 2-D float Conv/FusedConv with constant weights, one group, and input and output channels whose
-count is a multiple of the CPU's vector lanes c (or a stem's few input channels, read as plain NCHW)
-can become a BlockedConv (compiler/ops/blocked_conv.py): its weights packed here at compile time, its
-output [N, C / c, H, W, c]. Ops between such convs that do not care about the layout run on blocked
+Each 2-D float Conv/FusedConv with constant weights, one group (or one per channel: depthwise), and input
+and output channels whose count is a multiple of the CPU's vector lanes c (or a stem's few input
+channels, read as plain NCHW) can become a BlockedConv (compiler/ops/blocked_conv.py): its weights
+packed here at compile time, its output [N, C / c, H, W, c]. Ops between such convs that do not care about the layout run on blocked
 values too: Max/AveragePool (a 3-D pool whose window spans one lane), GlobalAverage/MaxPool (a
 ReduceMean/Max over the two spatial axes), Concat along the channels, and elementwise ops whose other
 operands are of the same shape or constants (laid out here to broadcast to the blocked form).
@@ -30,7 +30,7 @@ from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
 from compiler.dynamic_extent import ExtentBounds
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
-from compiler.ops.blocked_conv import blocked_type, pack_weights, to_blocked
+from compiler.ops.blocked_conv import blocked_type, pack_depthwise_weights, pack_weights, to_blocked
 from compiler.ops.fused_linear import untransposed_weights
 from compiler.ops.pool_geometry import pool_dims, pool_problem
 from compiler.passes.manager import PassContext, log, register_pass
@@ -86,16 +86,19 @@ def _in_block(graph: Graph, node: Node) -> int | None:
         return None
     extras = split[1]
     x_type = graph.type_of(_source(graph, node)[0])
-    if len(output.shape) != 4 or int(node.attrs.get("group", 1)) != 1 or _plain_weights(graph, node) is None:
+    weights = _plain_weights(graph, node)
+    if len(output.shape) != 4 or weights is None or weights.ndim != 4:
         return None
     if not (isinstance(x_type, TensorType) and x_type.is_static and x_type.dtype == output.dtype):
         return None
     lanes = vector_lanes(output.dtype)
     if any(not _blockable_operand(graph, value, output) for value in extras):
         return None
-    channels, out_channels = x_type.shape[1], _plain_weights(graph, node).shape[0]
-    if out_channels % lanes or output.shape[1] != out_channels:
+    channels, out_channels, group = x_type.shape[1], weights.shape[0], int(node.attrs.get("group", 1))
+    if out_channels % lanes or output.shape[1] != out_channels or group not in (1, channels):
         return None
+    if group > 1:  # depthwise (one input channel per group and an output channel each)
+        return lanes if out_channels == channels and weights.shape[1] == 1 and channels % lanes == 0 else None
     if channels % lanes == 0:
         return lanes
     return 1 if channels < lanes else None
@@ -191,8 +194,11 @@ class _Blocker:
         geometry = conv_geometry(node, x_type, graph.type_of(w))
         if strides:
             geometry = replace(geometry, strides=strides)
-        plan = blocked_plan(geometry, in_block, lanes)
-        weights = pack_weights(_plain_weights(graph, node), in_block, plan.group_channels)
+        if geometry.group > 1:
+            weights = pack_depthwise_weights(_plain_weights(graph, node), lanes)
+        else:
+            weights = pack_weights(_plain_weights(graph, node), in_block,
+                                   blocked_plan(geometry, in_block, lanes).group_channels)
         inputs = [x if in_block == 1 else self.to_blocked(x, lanes),
                   graph.add_constant(weights, f"{w.node}.packed"), bias,
                   *(self.operand(value, output, lanes) for value in extras)]
@@ -201,6 +207,7 @@ class _Blocker:
                       geometry.pads)]
         attrs = {"kernel_shape": list(geometry.kernel), "strides": list(geometry.strides),
                  "dilations": list(geometry.dilations), "pads": [*geometry.pads, *bottom], "out_block": lanes,
+                 "group": geometry.group,
                  "epilogue": node.attrs.get("epilogue", []), "activation": node.attrs.get("activation", ""),
                  "fused_nodes": node.attrs.get("fused_nodes", [node.name])}
         self.replace(node, "BlockedConv", inputs, attrs, domain=KILN_DOMAIN, version=1)

@@ -32,6 +32,9 @@ CHAINS = [
     (LANES, LANES, (5, 23), (5, 5), {"pads": [2, 2, 2, 2]}),  # edges wider than a tile
     (20 * LANES, LANES, (4, 4), (3, 3), {"pads": [1, 1, 1, 1]}),  # several input channel runs
     (LANES, 2 * LANES, (40, 30), (3, 3), {"pads": [1, 1, 1, 1]}),  # several row blocks, the last partial
+    (2 * LANES, 2 * LANES, (11, 21), (3, 3), {"pads": [1, 1, 1, 1], "group": 2 * LANES}),  # depthwise
+    (LANES, LANES, (12, 13), (3, 3), {"strides": [2, 2], "pads": [0, 1, 1, 1], "group": LANES}),
+    (LANES, LANES, (9, 10), (5, 5), {"dilations": [1, 2], "pads": [2, 4, 2, 4], "group": LANES}),
 ]
 
 
@@ -44,7 +47,8 @@ def _chain(in_channels: int, out_channels: int, size, kernel, attrs: dict, stem:
     constants = {
         "w0": (rng.standard_normal((in_channels, first_in, *first_kernel)) / np.sqrt(first_in * 9)).astype(dtype),
         "b0": rng.standard_normal(in_channels).astype(dtype),
-        "w1": (rng.standard_normal((out_channels, in_channels, *kernel)) / np.sqrt(in_channels * np.prod(kernel)))
+        "w1": (rng.standard_normal((out_channels, in_channels // attrs.get("group", 1), *kernel))
+               / np.sqrt(in_channels * np.prod(kernel)))
         .astype(dtype),
         "b1": rng.standard_normal(out_channels).astype(dtype)}
     first = {"pads": [1, 1, 1, 1]} if stem else {}

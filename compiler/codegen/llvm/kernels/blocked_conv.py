@@ -23,12 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cache
-from itertools import groupby
 
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
-from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry
+from compiler.codegen.llvm.kernels import blocked_depthwise
+from compiler.codegen.llvm.kernels.conv_geometry import ColumnRun, ConvGeometry, column_runs
 from compiler.codegen.llvm.kernels.gemm_microkernel import MicroTile, Operand, choose_tile, emit_register_tile
 from compiler.codegen.llvm.kernels.linear_algebra import (Epilogue, linear, rolled_range, smax, smin, stack_buffer,
                                                           unravel, zero_fill)
@@ -40,18 +40,6 @@ L1_WEIGHTS = 24 * 1024  # bytes of weights a run of input channel blocks reads p
 ACC_BYTES = 32 * 1024  # accumulator buffer of an item at most (more output rows per item read the weights fewer times)
 PARALLEL_ITEMS = 8  # work items wanted at least, when an item takes several rows
 MAX_PASS_TAPS = 16  # taps unrolled in one register tile pass at most (more and LLVM hoists loads, then spills)
-
-
-@dataclass(frozen=True)
-class ColumnRun:
-    """Output columns [first, first + count) whose taps inside the image are the same kernel columns."""
-
-    first: int
-    count: int
-    kernel_columns: tuple[int, ...]
-
-    def full(self, g: ConvGeometry) -> bool:
-        return len(self.kernel_columns) == g.kernel[1]
 
 
 @dataclass(frozen=True)
@@ -103,19 +91,7 @@ class BlockedPlan:
             all((size - 1) * stride < extent for size, stride, extent in zip(g.out_size, g.strides, g.in_size))
 
     def column_runs(self) -> list[ColumnRun]:
-        g = self.g
-
-        def inside(column: int) -> tuple[int, ...]:
-            start = column * g.strides[1] - g.pads[1]
-            return tuple(k for k in range(g.kernel[1]) if 0 <= start + k * g.dilations[1] < g.in_size[1])
-
-        runs, first = [], 0
-        for columns, members in groupby(range(g.out_size[1]), key=inside):
-            count = len(list(members))
-            if columns:
-                runs.append(ColumnRun(first, count, columns))
-            first += count
-        return runs
+        return column_runs(self.g)
 
 
 @cache
@@ -143,16 +119,19 @@ def _itemsize(dtype: str) -> int:
 
 
 def blocked_geometry(graph: Graph, node: Node) -> tuple[ConvGeometry, int, int]:
-    """(geometry, c_in, c) of a BlockedConv node."""
-    x_type = graph.input_types(node)[0]
-    groups, in_blocks, kh, kw, in_block, group_channels = graph.input_types(node)[1].shape
+    """(geometry, c_in, c) of a BlockedConv node (its weights 6-D, or 4-D for a depthwise conv)."""
+    x_type, w_type = graph.input_types(node)[:2]
     n, blocks, oh, ow, out_block = node.outputs[0].shape
-    in_size = tuple(x_type.shape[2:4])
+    if len(w_type.shape) == 4:  # depthwise: [C / c, KH, KW, c]
+        _, kh, kw, in_block = w_type.shape
+        channels, group = blocks * out_block, blocks * out_block
+    else:
+        _, in_blocks, kh, kw, in_block, _ = w_type.shape
+        channels, group = in_blocks * in_block, 1
     attrs = node.attrs
-    pads = tuple(attrs.get("pads", (0, 0, 0, 0))[:2])
-    geometry = ConvGeometry(x_type.dtype, n, in_blocks * in_block, blocks * out_block, 1, in_size, (kh, kw),
-                            (oh, ow), tuple(attrs.get("strides", (1, 1))), tuple(attrs.get("dilations", (1, 1))),
-                            pads)
+    geometry = ConvGeometry(x_type.dtype, n, channels, blocks * out_block, group, tuple(x_type.shape[2:4]),
+                            (kh, kw), (oh, ow), tuple(attrs.get("strides", (1, 1))),
+                            tuple(attrs.get("dilations", (1, 1))), tuple(attrs.get("pads", (0, 0, 0, 0))[:2]))
     return geometry, in_block, out_block
 
 
@@ -335,7 +314,14 @@ def _check(graph: Graph, node: Node) -> str | None:
     return None
 
 
+def _depthwise(graph: Graph, node: Node) -> bool:
+    return len(graph.input_types(node)[1].shape) == 4
+
+
 def _work_items(graph: Graph, node: Node) -> int:
+    if _depthwise(graph, node):
+        geometry, _, lanes = blocked_geometry(graph, node)
+        return blocked_depthwise.work_items(geometry, lanes)
     return math.prod(node_plan(graph, node).item_dims)
 
 
@@ -346,8 +332,14 @@ def _batch_items(graph: Graph, node: Node, bound: int) -> BatchItems | None:
 def _emit(ctx: KernelContext) -> None:
     x, w, bias, *extras = ctx.inputs
     epilogue = FusedEpilogue(ctx.node, ctx.outputs[0], extras, 2) if ctx.node.attrs.get("epilogue") else None
-    BlockedConvEmitter(ctx.builder, node_plan(ctx.graph, ctx.node), x.ptr, w.ptr, None if bias is None else bias.ptr,
-                       ctx.outputs[0].ptr, epilogue).run(ctx.begin, ctx.end)
+    bias = None if bias is None else bias.ptr
+    if _depthwise(ctx.graph, ctx.node):
+        geometry, _, lanes = blocked_geometry(ctx.graph, ctx.node)
+        blocked_depthwise.emit(ctx.builder, geometry, lanes, x.ptr, w.ptr, bias, ctx.outputs[0].ptr, epilogue,
+                               ctx.begin, ctx.end)
+        return
+    BlockedConvEmitter(ctx.builder, node_plan(ctx.graph, ctx.node), x.ptr, w.ptr, bias, ctx.outputs[0].ptr,
+                       epilogue).run(ctx.begin, ctx.end)
 
 
 register_kernel(KernelSpec((f"{KILN_DOMAIN}::BlockedConv",), _check, _work_items, _emit, batch_items=_batch_items))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import groupby
 
 import numpy as np
 
@@ -121,3 +122,31 @@ def conv_geometry(node: Node, x_type: TensorType, w_type: TensorType) -> ConvGeo
     return ConvGeometry(x_type.dtype, x_type.shape[0], x_type.shape[1], out_channels,
                         int(node.attrs.get("group", 1)), tuple(in_size), tuple(kernel), tuple(out_size),
                         strides, dilations, pads)
+
+
+@dataclass(frozen=True)
+class ColumnRun:
+    """Output columns [first, first + count) whose taps inside the image are the same kernel columns."""
+
+    first: int
+    count: int
+    kernel_columns: tuple[int, ...]
+
+    def full(self, g: ConvGeometry) -> bool:
+        return len(self.kernel_columns) == g.kernel[1]
+
+
+def column_runs(g: ConvGeometry) -> list[ColumnRun]:
+    """The output columns of a 2-D conv in runs of equal kernel columns inside the image (none: left out)."""
+
+    def inside(column: int) -> tuple[int, ...]:
+        start = column * g.strides[1] - g.pads[1]
+        return tuple(k for k in range(g.kernel[1]) if 0 <= start + k * g.dilations[1] < g.in_size[1])
+
+    runs, first = [], 0
+    for columns, members in groupby(range(g.out_size[1]), key=inside):
+        count = len(list(members))
+        if columns:
+            runs.append(ColumnRun(first, count, columns))
+        first += count
+    return runs
