@@ -3,10 +3,11 @@
 Each 2-D float Conv/FusedConv with constant weights, one group (or one per channel: depthwise), and input
 and output channels whose count is a multiple of the CPU's vector lanes c (or a stem's few input
 channels, read as plain NCHW) can become a BlockedConv (compiler/ops/blocked_conv.py): its weights
-packed here at compile time, its output [N, C / c, H, W, c]. Ops between such convs that do not care about the layout run on blocked
-values too: Max/AveragePool (a 3-D pool whose window spans one lane), GlobalAverage/MaxPool (a
-ReduceMean/Max over the two spatial axes), Concat along the channels, and elementwise ops whose other
-operands are of the same shape or constants (laid out here to broadcast to the blocked form).
+packed here at compile time, its output [N, C / c, H, W, c]. Ops between such convs that do not care
+about the layout run on blocked values too: Max/AveragePool (a 3-D pool whose window spans one lane),
+GlobalAverage/MaxPool (a ReduceMean/Max over the two spatial axes), Concat along the channels, and
+elementwise ops whose other operands are of the same shape or constants (laid out here to broadcast to
+the blocked form).
 
 Such nodes linked by the activations between them form groups; a group is rewritten when it holds two
 convs at least, or a stem and something after it: a lone conv would pay a conversion in and out for
