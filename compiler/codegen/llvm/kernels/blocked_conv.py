@@ -29,10 +29,10 @@ from llvmlite import ir
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
 from compiler.codegen.llvm.kernels import blocked_depthwise
 from compiler.codegen.llvm.kernels.conv_geometry import ColumnRun, ConvGeometry, column_runs
-from compiler.codegen.llvm.kernels.gemm_microkernel import MicroTile, Operand, choose_tile, emit_register_tile
-from compiler.codegen.llvm.kernels.linear_algebra import (Epilogue, linear, rolled_range, smax, smin, stack_buffer,
-                                                          unravel, zero_fill)
 from compiler.codegen.llvm.kernels.fused_linear import Epilogue as FusedEpilogue
+from compiler.codegen.llvm.kernels.gemm_microkernel import MicroTile, Operand, choose_tile, emit_register_tile
+from compiler.codegen.llvm.kernels.linear_algebra import (Epilogue, linear, rolled_range, smin, stack_buffer, unravel,
+                                                          zero_fill)
 from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, KernelSpec, batch_major, register_kernel
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
 
@@ -172,10 +172,10 @@ class BlockedConvEmitter:
                     finish = (lambda column, count, row=row, acc_row=acc_row: self._store(
                         image, group, b.add(row0, row), acc_row, column, count)) if plan.fresh else None
                     if plan.row_steps:
-                        low, high = self._kernel_rows(first_row)
+                        low, high = blocked_depthwise.kernel_rows(b, g, first_row)
                         self._sweep_kernel_row(image, group, c0, first_row, low, b.sub(high, low), acc_row, finish)
                     else:
-                        with rolled_range(b, *self._kernel_rows(first_row), name="kh") as kh:
+                        with rolled_range(b, *blocked_depthwise.kernel_rows(b, g, first_row), name="kh") as kh:
                             self._sweep_kernel_row(image, group, c0, first_row, kh, steps, acc_row, finish)
                 if plan.whole_image:
                     self._edge_sweep(image, group, c0, const_i64(1) if plan.row_steps else steps)
@@ -193,18 +193,6 @@ class BlockedConvEmitter:
         w_row = linear(b, [group, c0, kh], [plan.in_blocks * math.prod(g.kernel), math.prod(g.kernel), g.kernel[1]])
         self._sweep(b.mul(x_row, const_i64(plan.in_block)),
                     b.mul(w_row, const_i64(plan.in_block * plan.group_channels)), steps, acc_row, finish)
-
-    def _kernel_rows(self, first_row: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """The kernel rows [low, high) whose input row first_row + kh * dilation lies inside the image."""
-        b, g = self.b, self.g
-        dilation = const_i64(g.dilations[0])
-
-        def taps_before(distance):  # ceil(max(distance, 0) / dilation)
-            distance = smax(b, distance, const_i64(0))
-            return b.udiv(b.add(distance, const_i64(g.dilations[0] - 1)), dilation)
-
-        high = smin(b, const_i64(g.kernel[0]), taps_before(b.sub(const_i64(g.in_size[0]), first_row)))
-        return smin(b, taps_before(b.neg(first_row)), high), high
 
     def _sweep(self, x_row: ir.Value, w_row: ir.Value, steps: ir.Value, acc_row: ir.Value, finish=None) -> None:
         """acc[column, :] += the run's blocks' taps on this kernel row, tile by tile along the output row; with

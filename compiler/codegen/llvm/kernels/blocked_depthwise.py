@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from llvmlite import ir
 
-from compiler.codegen.llvm.irhelpers import const_i64, load, store
+from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
 from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry, column_runs
 from compiler.codegen.llvm.kernels.gemm_microkernel import carried_loop, fma, load_vector, store_vector
 from compiler.codegen.llvm.kernels.linear_algebra import (Epilogue, linear, rolled_range, smax, smin, stack_buffer,
@@ -26,12 +26,25 @@ def work_items(g: ConvGeometry, lanes: int) -> int:
     return g.batch * g.channels // lanes * g.out_size[0]
 
 
+def kernel_rows(b: ir.IRBuilder, g: ConvGeometry, first_row: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """The kernel rows [low, high) whose input row first_row + kh * dilation lies inside the image."""
+
+    def taps_before(distance):  # ceil(max(distance, 0) / dilation)
+        distance = smax(b, distance, const_i64(0))
+        return b.udiv(b.add(distance, const_i64(g.dilations[0] - 1)), const_i64(g.dilations[0]))
+
+    high = smin(b, const_i64(g.kernel[0]), taps_before(b.sub(const_i64(g.in_size[0]), first_row)))
+    return smin(b, taps_before(b.neg(first_row)), high), high
+
+
 def emit(builder: ir.IRBuilder, g: ConvGeometry, lanes: int, x, w, bias, y, epilogue: Epilogue | None,
          begin: ir.Value, end: ir.Value) -> None:
     _DepthwiseEmitter(builder, g, lanes, x, w, bias, y, epilogue).run(begin, end)
 
 
 class _DepthwiseEmitter:
+    """Emits one depthwise BlockedConv kernel; see the module docstring."""
+
     def __init__(self, builder, g: ConvGeometry, lanes: int, x, w, bias, y, epilogue):
         self.b, self.g, self.lanes = builder, g, lanes
         self.x, self.w, self.bias, self.y, self.epilogue = x, w, bias, y, epilogue
@@ -44,7 +57,7 @@ class _DepthwiseEmitter:
             image, block, row = unravel(b, item, (g.batch, blocks, g.out_size[0]))
             plane = b.add(b.mul(image, const_i64(blocks)), block)  # (image, block) of the input and the output
             first_row = b.sub(b.mul(row, const_i64(g.strides[0])), const_i64(g.pads[0]))
-            low, high = self._kernel_rows(first_row)
+            low, high = kernel_rows(b, g, first_row)
             out_row = linear(b, [plane, row], [g.out_size[0] * g.out_size[1] * lanes, g.out_size[1] * lanes])
             for run in column_runs(g):
                 full, rest = divmod(run.count, TILE_COLUMNS)
@@ -57,21 +70,10 @@ class _DepthwiseEmitter:
                     self._tile(plane, block, first_row, low, high, out_row,
                                const_i64(run.first + full * TILE_COLUMNS), rest, run.kernel_columns)
 
-    def _kernel_rows(self, first_row: ir.Value) -> tuple[ir.Value, ir.Value]:
-        """The kernel rows [low, high) whose input row first_row + kh * dilation lies inside the image."""
-        b, g = self.b, self.g
-
-        def taps_before(distance):  # ceil(max(distance, 0) / dilation)
-            distance = smax(b, distance, const_i64(0))
-            return b.udiv(b.add(distance, const_i64(g.dilations[0] - 1)), const_i64(g.dilations[0]))
-
-        high = smin(b, const_i64(g.kernel[0]), taps_before(b.sub(const_i64(g.in_size[0]), first_row)))
-        return smin(b, taps_before(b.neg(first_row)), high), high
-
     def _tile(self, plane, block, first_row, low, high, out_row, column, count: int, kernel_columns) -> None:
         """Output columns [column, column + count) of the item's row: sums in registers, then the store."""
         b, g, lanes = self.b, self.g, self.lanes
-        zero = ir.Constant(load_vector(b, self.scratch, g.dtype, const_i64(0), lanes, aligned=True).type, None)
+        zero = ir.Constant(ir.VectorType(element_type(g.dtype), lanes), None)
 
         def kernel_row(t, sums):
             kh = b.add(low, t)
