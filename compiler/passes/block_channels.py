@@ -28,15 +28,15 @@ from compiler.codegen.llvm.kernels.blocked_conv import blocked_plan
 from compiler.codegen.llvm.kernels.conv_geometry import conv_geometry
 from compiler.codegen.llvm.kernels.elementwise import OPS, op_problem
 from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
+from compiler.codegen.llvm.kernels.linear_algebra import FLOATS
 from compiler.dynamic_extent import ExtentBounds
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
 from compiler.ops.blocked_conv import blocked_type, pack_depthwise_weights, pack_weights, to_blocked
-from compiler.ops.fused_linear import untransposed_weights
+from compiler.ops.fused_linear import untransposed_weights, weights_shape
 from compiler.ops.pool_geometry import pool_dims, pool_problem
 from compiler.passes.manager import PassContext, log, register_pass
 
-FLOATS = frozenset({"float32", "float64"})
 POOLS = ("MaxPool", "AveragePool")
 GLOBAL_POOLS = {"GlobalAveragePool": "ReduceMean", "GlobalMaxPool": "ReduceMax"}
 FLOPS_PER_CONVERSION = 600  # conv FLOPs a group needs per element it converts (a conversion costs ~0.45 ns an
@@ -79,6 +79,14 @@ def _plain_weights(graph: Graph, node: Node):
     return untransposed_weights(weights, node)
 
 
+def _weights_shape(graph: Graph, node: Node) -> tuple | None:
+    """W's plain shape [M, C / group, *kernel] when it is a constant (transposed or not), else None."""
+    w = graph.input_values(node)[1]
+    if graph.constant_value(w) is None:
+        return None
+    return weights_shape(node, graph.type_of(w).shape)
+
+
 def _in_block(graph: Graph, node: Node) -> int | None:
     """The input block a convertible conv reads (c, or 1 for a stem's plain input); None if not convertible."""
     split = _conv_inputs(graph, node)
@@ -87,19 +95,19 @@ def _in_block(graph: Graph, node: Node) -> int | None:
         return None
     extras = split[1]
     x_type = graph.type_of(_source(graph, node)[0])
-    weights = _plain_weights(graph, node)
-    if len(output.shape) != 4 or weights is None or weights.ndim != 4:
+    weights = _weights_shape(graph, node)
+    if len(output.shape) != 4 or weights is None or len(weights) != 4:
         return None
     if not (isinstance(x_type, TensorType) and x_type.is_static and x_type.dtype == output.dtype):
         return None
     lanes = vector_lanes(output.dtype)
     if any(not _blockable_operand(graph, value, output) for value in extras):
         return None
-    channels, out_channels, group = x_type.shape[1], weights.shape[0], int(node.attrs.get("group", 1))
+    channels, out_channels, group = x_type.shape[1], weights[0], int(node.attrs.get("group", 1))
     if out_channels % lanes or output.shape[1] != out_channels or group not in (1, channels):
         return None
     if group > 1:  # depthwise (one input channel per group and an output channel each)
-        return lanes if out_channels == channels and weights.shape[1] == 1 and channels % lanes == 0 else None
+        return lanes if out_channels == channels and weights[1] == 1 and channels % lanes == 0 else None
     if channels % lanes == 0:
         return lanes
     return 1 if channels < lanes else None
@@ -195,11 +203,11 @@ class _Blocker:
         geometry = conv_geometry(node, x_type, graph.type_of(w))
         if strides:
             geometry = replace(geometry, strides=strides)
+        plain = _plain_weights(graph, node)
         if geometry.group > 1:
-            weights = pack_depthwise_weights(_plain_weights(graph, node), lanes)
+            weights = pack_depthwise_weights(plain, lanes)
         else:
-            weights = pack_weights(_plain_weights(graph, node), in_block,
-                                   blocked_plan(geometry, in_block, lanes).group_channels)
+            weights = pack_weights(plain, in_block, blocked_plan(geometry, in_block, lanes).group_channels)
         inputs = [x if in_block == 1 else self.to_blocked(x, lanes),
                   graph.add_constant(weights, f"{w.node}.packed"), bias,
                   *(self.operand(value, output, lanes) for value in extras)]
@@ -300,8 +308,7 @@ def _chosen(graph: Graph, convs: dict[str, int], flops_per_conversion: float) ->
 
 
 def _conv_flops(graph: Graph, node: Node) -> int:
-    weights = _plain_weights(graph, node)
-    return 2 * math.prod(node.outputs[0].shape) * math.prod(weights.shape[1:])
+    return 2 * math.prod(node.outputs[0].shape) * math.prod(_weights_shape(graph, node)[1:])
 
 
 def _converted_elements(graph: Graph, group: set[str], convs: dict[str, int]) -> int:

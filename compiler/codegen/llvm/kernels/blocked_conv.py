@@ -24,11 +24,13 @@ import math
 from dataclasses import dataclass
 from functools import cache
 
+import numpy as np
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, element_type, load, store
 from compiler.codegen.llvm.kernels import blocked_depthwise
-from compiler.codegen.llvm.kernels.conv_geometry import ColumnRun, ConvGeometry, column_runs
+from compiler.codegen.llvm.kernels.conv_geometry import ConvGeometry, column_runs
+from compiler.codegen.llvm.kernels.convolution import conv_check
 from compiler.codegen.llvm.kernels.fused_linear import Epilogue as FusedEpilogue
 from compiler.codegen.llvm.kernels.gemm_microkernel import MicroTile, Operand, choose_tile, emit_register_tile
 from compiler.codegen.llvm.kernels.linear_algebra import (Epilogue, linear, rolled_range, smin, stack_buffer, unravel,
@@ -90,9 +92,6 @@ class BlockedPlan:
         return self.chunk >= self.in_blocks and g.kernel == (1, 1) and not any(g.pads) and \
             all((size - 1) * stride < extent for size, stride, extent in zip(g.out_size, g.strides, g.in_size))
 
-    def column_runs(self) -> list[ColumnRun]:
-        return column_runs(self.g)
-
 
 @cache
 def blocked_plan(g: ConvGeometry, in_block: int, out_block: int) -> BlockedPlan:
@@ -101,21 +100,18 @@ def blocked_plan(g: ConvGeometry, in_block: int, out_block: int) -> BlockedPlan:
     rows per item (each reads the weights once) that keep the accumulators within ACC_BYTES and leave
     PARALLEL_ITEMS items."""
     tile = choose_tile(g.dtype, g.out_size[1], g.out_channels, columns_divide=True, aligned=True)
-    row_weights = g.kernel[1] * in_block * tile.columns * _itemsize(g.dtype)
-    chunk = max(1, min(g.channels // in_block, L1_WEIGHTS // row_weights))
-    if in_block > 1 and g.kernel[1] > 1:  # steps over a block's channels (BlockedPlan.channel_steps)
-        chunk = 1
+    itemsize = np.dtype(g.dtype).itemsize
     if in_block == 1:  # steps over the kernel rows, every channel in a tile's taps (BlockedPlan.row_steps)
         chunk = g.channels
-    height, row_bytes = g.out_size[0], g.out_size[1] * tile.columns * _itemsize(g.dtype)
+    elif g.kernel[1] > 1:  # steps over a block's channels (BlockedPlan.channel_steps)
+        chunk = 1
+    else:
+        chunk = max(1, min(g.channels // in_block, L1_WEIGHTS // (in_block * tile.columns * itemsize)))
+    height, row_bytes = g.out_size[0], g.out_size[1] * tile.columns * itemsize
     groups = g.batch * g.out_channels // tile.columns
     rows = max([rows for rows in range(1, height + 1) if rows * row_bytes <= ACC_BYTES
                 and groups * math.ceil(height / rows) >= PARALLEL_ITEMS] or [1])
     return BlockedPlan(g, in_block, out_block, tile, chunk, math.ceil(height / math.ceil(height / rows)))
-
-
-def _itemsize(dtype: str) -> int:
-    return 8 if dtype == "float64" else 4
 
 
 def blocked_geometry(graph: Graph, node: Node) -> tuple[ConvGeometry, int, int]:
@@ -200,7 +196,7 @@ class BlockedConvEmitter:
         in L1 and their stores overlap the next tile's multiplies."""
         b, g, plan = self.b, self.g, self.plan
         channels, column_step = plan.group_channels, g.strides[1] * plan.in_block
-        for run in plan.column_runs():
+        for run in column_runs(g):
             if plan.whole_image and not run.full(g):
                 continue  # (_edge_sweep)
             full, rest = divmod(run.count, plan.tile.rows)
@@ -229,7 +225,7 @@ class BlockedConvEmitter:
         channels, block, width = plan.group_channels, plan.in_block, g.in_size[1]
         row_step = g.strides[0] * width * block  # between output rows' inputs
         plane = linear(b, [image, c0], [plan.in_blocks * math.prod(g.in_size), math.prod(g.in_size)])
-        for run in (run for run in plan.column_runs() if not run.full(g)):
+        for run in (run for run in column_runs(g) if not run.full(g)):
             for column in range(run.first, run.first + run.count):
                 for kh in range(g.kernel[0]):
                     shift = kh * g.dilations[0] - g.pads[0]
@@ -295,13 +291,6 @@ class BlockedConvEmitter:
                     store(b, value, self.y, g.dtype, b.add(out_row, at))
 
 
-def _check(graph: Graph, node: Node) -> str | None:
-    dtype = node.outputs[0].dtype
-    if dtype not in ("float32", "float64"):
-        return f"{node.qualified_op} on {dtype} is not compiled by the cpu target (float32/float64 only)"
-    return None
-
-
 def _depthwise(graph: Graph, node: Node) -> bool:
     return len(graph.input_types(node)[1].shape) == 4
 
@@ -330,4 +319,4 @@ def _emit(ctx: KernelContext) -> None:
                        epilogue).run(ctx.begin, ctx.end)
 
 
-register_kernel(KernelSpec((f"{KILN_DOMAIN}::BlockedConv",), _check, _work_items, _emit, batch_items=_batch_items))
+register_kernel(KernelSpec((f"{KILN_DOMAIN}::BlockedConv",), conv_check, _work_items, _emit, batch_items=_batch_items))
