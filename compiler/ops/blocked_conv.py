@@ -10,6 +10,8 @@ G output channels holds G / c output blocks, so one item's weights are contiguou
 c_in is 1 for a plain input); B [M] or absent; then the epilogue's operands, already blocked (a
 residual) or broadcasting to the blocked output. Output: [N, M / c, OH, OW, c]. A depthwise conv
 (group = C = M) reads a blocked input and its weights as [C / c, KH, KW, c] (pack_depthwise_weights).
+Channel counts that are not whole blocks are padded (see `padded`): the pass gives the padded channels
+zero weights and bias, so they never reach a real output channel.
 
 Attributes: Conv's own (kernel_shape, strides, pads, dilations; group 1, or C for a depthwise conv),
 `out_block` (c),
@@ -31,18 +33,32 @@ BASES = {"BlockedConv": ("Conv", 3)}
 """As fused_linear.BASES: the base op and its inputs (X, W, B) before the epilogue's operands."""
 
 
+def padded(channels: int, block: int) -> int:
+    """`channels` rounded up to whole blocks: the channels a blocked tensor holds (24 takes 32 in blocks of 16)."""
+    return -(-channels // block) * block
+
+
+def pad_channels(value: np.ndarray, block: int, axis: int = 1) -> np.ndarray:
+    """`value` with zeros appended along `axis` up to whole blocks."""
+    widths = [(0, 0)] * value.ndim
+    widths[axis] = (0, padded(value.shape[axis], block) - value.shape[axis])
+    return np.pad(value, widths)
+
+
 def to_blocked(value: np.ndarray, block: int) -> np.ndarray:
-    """NCHW [N, C, H, W] -> NCHWc [N, C / block, H, W, block]."""
+    """NCHW [N, C, H, W] -> NCHWc [N, ceil(C / block), H, W, block], the last block's missing channels zero."""
+    value = pad_channels(value, block)
     n, c, *spatial = value.shape
     moved = value.reshape(n, c // block, block, *spatial).transpose(0, 1, *range(3, 3 + len(spatial)), 2)
     return np.ascontiguousarray(moved)
 
 
-def from_blocked(value: np.ndarray) -> np.ndarray:
-    """NCHWc -> NCHW (the inverse of to_blocked)."""
+def from_blocked(value: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """NCHWc -> NCHW (the inverse of to_blocked), its first `channels` channels (all by default)."""
     n, blocks, *spatial, block = value.shape
     moved = value.transpose(0, 1, len(value.shape) - 1, *range(2, len(value.shape) - 1))
-    return np.ascontiguousarray(moved).reshape(n, blocks * block, *spatial)
+    plain = np.ascontiguousarray(moved).reshape(n, blocks * block, *spatial)
+    return plain if channels is None else np.ascontiguousarray(plain[:, :channels])
 
 
 def pack_weights(weights: np.ndarray, in_block: int, group_channels: int) -> np.ndarray:
@@ -91,7 +107,7 @@ def _plain_weights_type(w: TensorType) -> TensorType:
 
 def blocked_type(plain: TensorType, block: int) -> TensorType:
     n, c, h, w = plain.shape
-    return TensorType(plain.dtype, (n, c // block, h, w, block))
+    return TensorType(plain.dtype, (n, padded(c, block) // block, h, w, block))
 
 
 def _base_output_type(node: Node, input_types: list) -> TensorType | None:

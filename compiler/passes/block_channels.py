@@ -1,18 +1,23 @@
 """Run chains of convolutions in the blocked channel layout NCHWc: kiln::BlockedConv.
 
-Each 2-D float Conv/FusedConv with constant weights, one group (or one per channel: depthwise), and input
-and output channels whose count is a multiple of the CPU's vector lanes c (or a stem's few input
-channels, read as plain NCHW) can become a BlockedConv (compiler/ops/blocked_conv.py): its weights
-packed here at compile time, its output [N, C / c, H, W, c]. Ops between such convs that do not care
-about the layout run on blocked values too: Max/AveragePool (a 3-D pool whose window spans one lane),
-GlobalAverage/MaxPool (a ReduceMean/Max over the two spatial axes), Concat along the channels, and
-elementwise ops whose other operands are of the same shape or constants (laid out here to broadcast to
-the blocked form).
+Each 2-D float Conv/FusedConv with constant weights, one group (or one per channel: depthwise), and c
+input and output channels at least (c = the CPU's vector lanes; a stem's fewer input channels are read
+as plain NCHW) can become a BlockedConv (compiler/ops/blocked_conv.py): its weights packed here at
+compile time, its output [N, C / c, H, W, c]. Ops between such convs that do not care about the layout
+run on blocked values too: Max/AveragePool (a 3-D pool whose window spans one lane), GlobalAverage/MaxPool
+(a ReduceMean/Max over the two spatial axes), Concat along the channels, and elementwise ops whose other
+operands are of the same shape or constants (laid out here to broadcast to the blocked form).
 
-Such nodes linked by the activations between them form groups; a group is rewritten when it holds two
-convs at least, or a stem and something after it: a lone conv would pay a conversion in and out for
-nothing. A value entering a group from outside is blocked by a Reshape + Transpose, a blocked value
-read outside its group (or leaving the graph) is made plain again the same way, each value once.
+A channel count that is not a multiple of c (MobileNetV2's 24, SqueezeNet's 1000 classes) is padded to
+whole blocks, as oneDNN does: the padded channels get zero weights and bias, and since a conv reading them
+multiplies them by zero weights, they only need to stay finite. So a padded value is read only by ops that
+keep finite values finite (FINITE_OPS), never by a Concat, and is sliced back to its channels when it
+leaves the blocked layout.
+
+Such nodes linked by the activations between them form groups; a group is rewritten when its convs' FLOPs
+pay for the conversions at its edges (`flops_per_conversion`). A value entering a group from outside is
+blocked by a Reshape + Transpose (a Pad first when padded), a blocked value read outside its group (or
+leaving the graph) is made plain again the same way (and a Slice), each value once.
 Models with a dynamic image size are left alone (their convs stop at run-time extents).
 """
 
@@ -32,13 +37,18 @@ from compiler.codegen.llvm.kernels.linear_algebra import FLOATS
 from compiler.dynamic_extent import ExtentBounds
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node, Value
 from compiler.ir.types import TensorType
-from compiler.ops.blocked_conv import blocked_type, pack_depthwise_weights, pack_weights, to_blocked
-from compiler.ops.fused_linear import untransposed_weights, weights_shape
+from compiler.ops.blocked_conv import (blocked_type, pack_depthwise_weights, pack_weights, pad_channels, padded,
+                                       to_blocked)
+from compiler.ops.fused_linear import epilogue_steps, untransposed_weights, weights_shape
 from compiler.ops.pool_geometry import pool_dims, pool_problem
 from compiler.passes.manager import PassContext, log, register_pass
 
 POOLS = ("MaxPool", "AveragePool")
 GLOBAL_POOLS = {"GlobalAveragePool": "ReduceMean", "GlobalMaxPool": "ReduceMax"}
+FINITE_OPS = frozenset({"Add", "Sub", "Mul", "Sum", "Mean", "Max", "Min", "PRelu", "Relu", "LeakyRelu", "Elu", "Selu",
+                        "HardSigmoid", "HardSwish", "Clip", "Sigmoid", "Softplus", "Softsign", "Neg", "Abs", "Tanh",
+                        "Erf", "Sign", "Floor", "Ceil", "Round"})
+"""Elementwise ops that give finite results for finite inputs: the ops that may read padded channels."""
 FLOPS_PER_CONVERSION = 600  # conv FLOPs a group needs per element it converts (a conversion costs ~0.45 ns an
 # element at 1 thread, what a 10 % faster conv saves on ~700 FLOPs: ResNet-50's stem output, 0.36 ms)
 
@@ -104,13 +114,22 @@ def _in_block(graph: Graph, node: Node) -> int | None:
     if any(not _blockable_operand(graph, value, output) for value in extras):
         return None
     channels, out_channels, group = x_type.shape[1], weights[0], int(node.attrs.get("group", 1))
-    if out_channels % lanes or output.shape[1] != out_channels or group not in (1, channels):
+    if out_channels < lanes or output.shape[1] != out_channels or group not in (1, channels):
+        return None
+    if out_channels % lanes and not _pads_finite(graph, node):
         return None
     if group > 1:  # depthwise (one input channel per group and an output channel each)
-        return lanes if out_channels == channels and weights[1] == 1 and channels % lanes == 0 else None
-    if channels % lanes == 0:
-        return lanes
-    return 1 if channels < lanes else None
+        return lanes if out_channels == channels and weights[1] == 1 else None
+    return lanes if channels >= lanes else 1
+
+
+def _pads_finite(graph: Graph, node: Node) -> bool:
+    """Whether a conv whose output channels are padded keeps the padded ones finite: its bias is a constant (to
+    be padded with zeros) and its epilogue's steps are FINITE_OPS."""
+    bias = _conv_inputs(graph, node)[0][2]
+    if bias is not None and graph.constant_value(bias) is None:
+        return False
+    return node.op_type == "Conv" or all(step.node.op_type in FINITE_OPS for step in epilogue_steps(node))
 
 
 def _blockable_operand(graph: Graph, value: Value | None, output: TensorType) -> bool:
@@ -145,7 +164,7 @@ class _Blocker:
                       if node.name in chosen and node.op_type in POOLS}
         self.blocked: dict[Value, Value] = {}  # plain value -> its blocked form
         self.plain: dict[Value, Value] = {}  # blocked value -> its plain form
-        self.blocked_values: set[Value] = set()  # outputs of rewritten nodes
+        self.blocked_values: dict[Value, TensorType] = {}  # outputs of rewritten nodes -> their plain types
         self.rewritten: set[str] = set()
 
     def to_blocked(self, value: Value, lanes: int) -> Value:
@@ -154,10 +173,14 @@ class _Blocker:
         if value not in self.blocked:
             graph, plain = self.graph, self.graph.type_of(value)
             n, c, h, w = plain.shape
-            name = f"{value.node}.blocked"
-            shape = graph.add_constant(np.array([n, c // lanes, lanes, h, w], np.int64), f"{name}.shape")
-            split = graph.add_node("Reshape", [value, shape], version=14, name=f"{name}.split",
-                                   outputs=[TensorType(plain.dtype, (n, c // lanes, lanes, h, w))])
+            name, source, blocks = f"{value.node}.blocked", value, padded(c, lanes) // lanes
+            if c % lanes:  # zeros for the last block's missing channels
+                pads = graph.add_constant(np.array([0, 0, 0, 0, 0, blocks * lanes - c, 0, 0], np.int64), f"{name}.pads")
+                source = Value(graph.add_node("Pad", [value, pads], version=13, name=f"{name}.padded",
+                                              outputs=[TensorType(plain.dtype, (n, blocks * lanes, h, w))]).name)
+            shape = graph.add_constant(np.array([n, blocks, lanes, h, w], np.int64), f"{name}.shape")
+            split = graph.add_node("Reshape", [source, shape], version=14, name=f"{name}.split",
+                                   outputs=[TensorType(plain.dtype, (n, blocks, lanes, h, w))])
             moved = graph.add_node("Transpose", [Value(split.name)], {"perm": [0, 1, 3, 4, 2]}, version=13,
                                    name=name, outputs=[blocked_type(plain, lanes)])
             self.blocked[value] = Value(moved.name)
@@ -165,15 +188,23 @@ class _Blocker:
 
     def to_plain(self, value: Value) -> Value:
         if value not in self.plain:
-            graph, blocked = self.graph, self.graph.type_of(value)
+            graph, blocked, plain = self.graph, self.graph.type_of(value), self.blocked_values[value]
             n, blocks, h, w, lanes = blocked.shape
             name = f"{value.node}.plain"
             moved = graph.add_node("Transpose", [value], {"perm": [0, 1, 4, 2, 3]}, version=13, name=f"{name}.moved",
                                    outputs=[TensorType(blocked.dtype, (n, blocks, lanes, h, w))])
             shape = graph.add_constant(np.array([n, blocks * lanes, h, w], np.int64), f"{name}.shape")
-            merged = graph.add_node("Reshape", [Value(moved.name), shape], version=14, name=name,
+            merged = graph.add_node("Reshape", [Value(moved.name), shape], version=14,
+                                    name=name if blocks * lanes == plain.shape[1] else f"{name}.merged",
                                     outputs=[TensorType(blocked.dtype, (n, blocks * lanes, h, w))])
-            self.plain[value] = Value(merged.name)
+            result = Value(merged.name)
+            if blocks * lanes != plain.shape[1]:  # the padded channels dropped
+                ends = graph.add_constant(np.array([plain.shape[1]], np.int64), f"{name}.ends")
+                zero, axis = (graph.add_constant(np.array([v], np.int64), f"{name}.{key}")
+                              for key, v in (("starts", 0), ("axes", 1)))
+                result = Value(graph.add_node("Slice", [result, zero, ends, axis], version=13, name=name,
+                                              outputs=[plain]).name)
+            self.plain[value] = result
         return self.plain[value]
 
     def operand(self, value: Value | None, output: TensorType, lanes: int) -> Value | None:
@@ -187,8 +218,9 @@ class _Blocker:
 
     def replace(self, node: Node, op_type: str, inputs: list, attrs: dict, **kwargs) -> None:
         output = blocked_type(node.outputs[0], vector_lanes(node.outputs[0].dtype))
+        plain = node.outputs[0]
         new = self.graph.replace_node(node, op_type, inputs, attrs, outputs=[output], **kwargs)
-        self.blocked_values.add(Value(new.name))
+        self.blocked_values[Value(new.name)] = plain
         self.rewritten.add(new.name)
 
     def convert_conv(self, node: Node, in_block: int) -> None:
@@ -196,18 +228,19 @@ class _Blocker:
         lanes = vector_lanes(output.dtype)
         (_, w, bias), extras = _conv_inputs(graph, node)
         x, strides = _source(graph, node)
-        x_type = graph.type_of(x)
-        if x in self.blocked_values:  # the geometry of the conv as it was, over the plain input
-            n, blocks, h, width, block = x_type.shape
-            x_type = TensorType(x_type.dtype, (n, blocks * block, h, width))
+        x_type = self.blocked_values.get(x, graph.type_of(x))  # (the conv's geometry over the plain input)
         geometry = conv_geometry(node, x_type, graph.type_of(w))
-        if strides:
-            geometry = replace(geometry, strides=strides)
-        plain = _plain_weights(graph, node)
+        channels, out_channels = padded(geometry.channels, in_block), padded(geometry.out_channels, lanes)
+        geometry = replace(geometry, channels=channels, out_channels=out_channels, strides=strides or geometry.strides,
+                           group=channels if geometry.group > 1 else 1)
+        plain = pad_channels(_plain_weights(graph, node), lanes, axis=0)
         if geometry.group > 1:
             weights = pack_depthwise_weights(plain, lanes)
         else:
-            weights = pack_weights(plain, in_block, blocked_plan(geometry, in_block, lanes).group_channels)
+            weights = pack_weights(pad_channels(plain, in_block), in_block,
+                                   blocked_plan(geometry, in_block, lanes).group_channels)
+        if bias is not None and out_channels != output.shape[1]:
+            bias = graph.add_constant(pad_channels(graph.constant_value(bias), lanes, axis=0), f"{bias.node}.padded")
         inputs = [x if in_block == 1 else self.to_blocked(x, lanes),
                   graph.add_constant(weights, f"{w.node}.packed"), bias,
                   *(self.operand(value, output, lanes) for value in extras)]
@@ -267,9 +300,11 @@ def _pass_through(graph: Graph, node: Node) -> bool:
     if node.op_type in POOLS or node.op_type in GLOBAL_POOLS:
         return _blockable_type(types[0]) and pool_problem(graph, node) is None if node.op_type in POOLS else \
             _blockable_type(types[0])
-    if node.op_type == "Concat":
-        return node.attrs.get("axis") in (1, -3) and all(_blockable_type(t) for t in types)
+    if node.op_type == "Concat":  # (padded inputs would leave gaps between their channels)
+        return node.attrs.get("axis") in (1, -3) and all(_blockable_type(t) and _whole_blocks(t) for t in types)
     if node.op_type not in OPS or op_problem(node, [None if t is None else t.dtype for t in types]):
+        return False
+    if not _whole_blocks(output) and node.op_type not in FINITE_OPS:
         return False
     values = graph.input_values(node)
     full = [v for v in values if v is not None and tuple(graph.type_of(v).shape) == tuple(output.shape)
@@ -278,8 +313,13 @@ def _pass_through(graph: Graph, node: Node) -> bool:
 
 
 def _blockable_type(value_type) -> bool:
+    """A static float NCHW type of c channels at least (padded to whole blocks when not a multiple of c)."""
     return isinstance(value_type, TensorType) and value_type.is_static and value_type.dtype in FLOATS and \
-        len(value_type.shape) == 4 and value_type.shape[1] % vector_lanes(value_type.dtype) == 0
+        len(value_type.shape) == 4 and value_type.shape[1] >= vector_lanes(value_type.dtype)
+
+
+def _whole_blocks(value_type: TensorType) -> bool:
+    return value_type.shape[1] % vector_lanes(value_type.dtype) == 0
 
 
 def _tensor_inputs(graph: Graph, node: Node) -> list[Value]:

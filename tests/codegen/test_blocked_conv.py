@@ -35,6 +35,10 @@ CHAINS = [
     (2 * LANES, 2 * LANES, (11, 21), (3, 3), {"pads": [1, 1, 1, 1], "group": 2 * LANES}),  # depthwise
     (LANES, LANES, (12, 13), (3, 3), {"strides": [2, 2], "pads": [0, 1, 1, 1], "group": LANES}),
     (LANES, LANES, (9, 10), (5, 5), {"dilations": [1, 2], "pads": [2, 4, 2, 4], "group": LANES}),
+    # channels padded to whole blocks
+    (LANES + 3, 2 * LANES + 5, (9, 10), (3, 3), {"pads": [1, 1, 1, 1]}),
+    (2 * LANES + 5, LANES + 1, (6, 7), (1, 1), {}),
+    (LANES + 5, LANES + 5, (8, 9), (3, 3), {"pads": [1, 1, 1, 1], "group": LANES + 5}),
 ]
 
 
@@ -109,6 +113,13 @@ def test_a_stem_reads_its_plain_image_and_a_residual_is_read_blocked():
     assert len(convs) == 2
     assert [graph.input_values(conv)[0].node for conv in convs] == ["x", convs[0].name]  # the image, as it is
     assert len(graph.input_values(convs[1])) == 4  # its residual (blocked by a Reshape and a Transpose)
+    _assert_matches_ref(model, feeds)
+
+
+def test_a_padded_output_with_its_residual_leaves_the_blocked_layout_sliced_to_its_channels():
+    model, feeds = _chain(LANES, LANES + 7, (7, 8), (3, 3), {"pads": [1, 1, 1, 1]}, stem=True, residual=True)
+    graph = optimize(model, "cpu", pipeline=_pipeline())
+    assert _blocked_convs(model) == 2 and sum(node.op_type == "Slice" for node in graph.nodes()) == 1
     _assert_matches_ref(model, feeds)
 
 

@@ -33,6 +33,12 @@ def _conv(graph: Graph, x: Value, in_channels: int, out_channels: int, name: str
     return Value(graph.add_node("Conv", [x, w], attrs, version=11, name=name).name)
 
 
+def _assert_close(before: Graph, after: Graph, feeds: dict) -> None:
+    """Same outputs up to rounding (the padded or blocked conv sums its products in another order)."""
+    for got, want in zip(Interpreter(after).run(feeds), Interpreter(before).run(feeds), strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
 def _ops(graph: Graph) -> list[str]:
     return [node.op_type for node in graph.topological_order() if not (node.is_constant or node.is_input)]
 
@@ -62,13 +68,43 @@ def test_a_group_whose_convs_do_too_little_for_its_conversions_is_left_as_it_is(
     assert _ops(run_verified("block-channels", _chain())) == ["Conv", "Conv", "Relu"]
 
 
-def test_grouped_convs_and_channels_off_the_vector_width_stay_plain():
+def test_grouped_convs_and_too_few_channels_stay_plain():
     graph = Graph()
     x = graph.add_input("x", f32(1, 2 * LANES, 5, 5))
     grouped = _conv(graph, x, 2 * LANES, 2 * LANES, "grouped", group=2)
-    odd = _conv(graph, grouped, 2 * LANES, LANES + 1, "odd")
-    graph.add_output("y", _conv(graph, odd, LANES + 1, LANES, "last"))
+    few = _conv(graph, grouped, 2 * LANES, LANES - 1, "few")
+    graph.add_output("y", _conv(graph, few, LANES - 1, LANES - 1, "last"))
     assert _ops(_run(graph)) == ["Conv", "Conv", "Conv"]
+
+
+def _padded(between: str) -> Graph:
+    """x -> conv (LANES + 3 channels) -> `between` -> conv -> y; the first conv's output also leaves as z."""
+    graph = Graph()
+    x = graph.add_input("x", f32(1, LANES, 6, 6))
+    a = _conv(graph, x, LANES, LANES + 3, "a")
+    middle = Value(graph.add_node(between, [a], version=13, name="middle").name)
+    graph.add_output("y", _conv(graph, middle, LANES + 3, LANES, "b", kernel=1))
+    graph.add_output("z", a)
+    return graph
+
+
+def test_channels_off_the_vector_width_are_padded_to_whole_blocks_and_sliced_on_the_way_out():
+    before = _padded("Relu")
+    after = _run(before.copy())
+    assert Counter(_ops(after)) == {"BlockedConv": 2, "Relu": 1, "Reshape": 3, "Transpose": 3, "Slice": 1}
+    relu = next(node for node in after.nodes() if node.op_type == "Relu")
+    assert relu.outputs[0].shape == (1, 2, 6, 6, LANES)
+    convs = [node for node in after.nodes() if node.op_type == "BlockedConv"]
+    packed = [after.type_of(after.input_values(node)[1]).shape for node in convs]
+    assert [shape[1] * shape[4] for shape in packed] == [LANES, 2 * LANES]  # b reads its padded input channels
+    _assert_close(before, after, {"x": RNG.standard_normal((1, LANES, 6, 6)).astype(np.float32)})
+
+
+def test_padded_channels_are_read_only_by_ops_that_keep_them_finite():
+    """Log(0) of a padded channel would be -inf, and -inf times a zero weight NaN: Log reads the plain value."""
+    after = _run(_padded("Log"))
+    assert [node.op_type for node in after.topological_order() if node.op_type in ("Log", "Slice")] == ["Slice", "Log"]
+    assert Counter(_ops(after))["BlockedConv"] == 2
 
 
 def test_a_fused_residual_and_a_stem_image_are_read_as_they_are():
@@ -86,7 +122,7 @@ def test_a_fused_residual_and_a_stem_image_are_read_as_they_are():
     assert after.input_values(stem)[0] == Value("x")
     assert after.input_values(block)[0] == after.input_values(block)[3] == Value(stem.name)
     feeds = {"x": RNG.standard_normal((2, 3, 8, 8)).astype(np.float32)}
-    np.testing.assert_allclose(*(Interpreter(g).run(feeds)[0] for g in (before, after)), rtol=1e-5, atol=1e-5)
+    _assert_close(before, after, feeds)
 
 
 def test_layout_helpers_round_trip():
