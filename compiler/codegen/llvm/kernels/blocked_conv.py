@@ -63,7 +63,24 @@ class BlockedPlan:
 
     @property
     def item_dims(self) -> tuple[int, int, int]:
-        return self.g.batch, self.g.out_channels // self.group_channels, math.ceil(self.g.out_size[0] / self.rows)
+        """(images, groups, row blocks), or (images, row blocks, groups) when the weights are the smaller: then a
+        row block's groups follow each other and read its input rows while they are in L2, instead of each
+        group streaming the whole input (ResNet-50's 256 -> 64 at 56 x 56: 3.2 MB of input, 64 KB of weights).
+        The larger of the two is read once; the smaller is read again, from L2 if it fits."""
+        g = self.g
+        groups, row_blocks = g.out_channels // self.group_channels, math.ceil(g.out_size[0] / self.rows)
+        return (g.batch, row_blocks, groups) if self.groups_inner else (g.batch, groups, row_blocks)
+
+    @property
+    def groups_inner(self) -> bool:
+        g = self.g
+        weights = g.out_channels * g.channels // g.group * math.prod(g.kernel)
+        return weights < g.channels * math.prod(g.in_size)
+
+    def item(self, b: ir.IRBuilder, index: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
+        """(image, group, row block) of work item `index`."""
+        image, outer, inner = unravel(b, index, self.item_dims)
+        return (image, inner, outer) if self.groups_inner else (image, outer, inner)
 
     @property
     def channel_steps(self) -> bool:
@@ -154,7 +171,7 @@ class BlockedConvEmitter:
     def run(self, begin: ir.Value, end: ir.Value) -> None:
         b, g, plan = self.b, self.g, self.plan
         with rolled_range(b, begin, end, name="item") as item:
-            image, group, row_block = unravel(b, item, plan.item_dims)
+            image, group, row_block = plan.item(b, item)
             row0 = b.mul(row_block, const_i64(plan.rows))
             rows = smin(b, const_i64(plan.rows), b.sub(const_i64(g.out_size[0]), row0))
             if not plan.fresh:
