@@ -132,3 +132,20 @@ def test_layout_helpers_round_trip():
     weights = RNG.standard_normal((4 * LANES, 2 * LANES, 3, 3))
     assert pack_weights(weights, LANES, 2 * LANES).shape == (2, 2, 3, 3, LANES, 2 * LANES)
     np.testing.assert_array_equal(unpack_weights(pack_weights(weights, LANES, 2 * LANES)), weights)
+
+
+def test_a_slice_of_the_image_runs_on_the_blocked_value():
+    """subsample-pointwise's strided Slice before a 1x1 conv: the Slice takes the blocked value, so the conv reads
+    contiguous pixels and no conversion sits between the convs."""
+    graph = Graph()
+    x = graph.add_input("x", f32(1, LANES, 8, 8))
+    a = _conv(graph, x, LANES, 2 * LANES, "a")
+    operands = [graph.add_constant(np.array(v, np.int64), name) for v, name in
+                (([0, 0], "starts"), ([8, 8], "ends"), ([-2, -1], "axes"), ([2, 2], "steps"))]
+    sliced = Value(graph.add_node("Slice", [a, *operands], version=13, name="subsample").name)
+    graph.add_output("y", _conv(graph, sliced, 2 * LANES, LANES, "b", kernel=1))
+    before = graph.copy()
+    after = _run(graph)
+    assert Counter(_ops(after)) == {"BlockedConv": 2, "Slice": 1, "Reshape": 2, "Transpose": 2}
+    assert next(n for n in after.nodes() if n.op_type == "Slice").outputs[0].shape == (1, 2, 4, 4, LANES)
+    _assert_close(before, after, {"x": RNG.standard_normal((1, LANES, 8, 8)).astype(np.float32)})
