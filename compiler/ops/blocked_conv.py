@@ -53,12 +53,11 @@ def to_blocked(value: np.ndarray, block: int) -> np.ndarray:
     return np.ascontiguousarray(moved)
 
 
-def from_blocked(value: np.ndarray, channels: int | None = None) -> np.ndarray:
-    """NCHWc -> NCHW (the inverse of to_blocked), its first `channels` channels (all by default)."""
+def from_blocked(value: np.ndarray) -> np.ndarray:
+    """NCHWc -> NCHW (the inverse of to_blocked, padded channels included)."""
     n, blocks, *spatial, block = value.shape
     moved = value.transpose(0, 1, len(value.shape) - 1, *range(2, len(value.shape) - 1))
-    plain = np.ascontiguousarray(moved).reshape(n, blocks * block, *spatial)
-    return plain if channels is None else np.ascontiguousarray(plain[:, :channels])
+    return np.ascontiguousarray(moved).reshape(n, blocks * block, *spatial)
 
 
 def pack_weights(weights: np.ndarray, in_block: int, group_channels: int) -> np.ndarray:

@@ -177,17 +177,16 @@ class _Blocker:
             moved = graph.add_node("Transpose", [value], {"perm": [0, 1, 4, 2, 3]}, version=13, name=f"{name}.moved",
                                    outputs=[TensorType(blocked.dtype, (n, blocks, lanes, h, w))])
             shape = graph.add_constant(np.array([n, blocks * lanes, h, w], np.int64), f"{name}.shape")
+            padding = blocks * lanes != plain.shape[1]
             merged = graph.add_node("Reshape", [Value(moved.name), shape], version=14,
-                                    name=name if blocks * lanes == plain.shape[1] else f"{name}.merged",
+                                    name=f"{name}.merged" if padding else name,
                                     outputs=[TensorType(blocked.dtype, (n, blocks * lanes, h, w))])
-            result = Value(merged.name)
-            if blocks * lanes != plain.shape[1]:  # the padded channels dropped
-                ends = graph.add_constant(np.array([plain.shape[1]], np.int64), f"{name}.ends")
-                zero, axis = (graph.add_constant(np.array([v], np.int64), f"{name}.{key}")
-                              for key, v in (("starts", 0), ("axes", 1)))
-                result = Value(graph.add_node("Slice", [result, zero, ends, axis], version=13, name=name,
-                                              outputs=[plain]).name)
-            self.plain[value] = result
+            self.plain[value] = Value(merged.name)
+            if padding:  # the padded channels dropped
+                starts, ends, axes = (graph.add_constant(np.array([v], np.int64), f"{name}.{key}")
+                                      for key, v in (("starts", 0), ("ends", plain.shape[1]), ("axes", 1)))
+                self.plain[value] = Value(graph.add_node("Slice", [Value(merged.name), starts, ends, axes],
+                                                         version=13, name=name, outputs=[plain]).name)
         return self.plain[value]
 
     def operand(self, value: Value | None, output: TensorType, lanes: int) -> Value | None:
@@ -200,8 +199,8 @@ class _Blocker:
         return self.to_blocked(value, lanes)
 
     def replace(self, node: Node, op_type: str, inputs: list, attrs: dict, **kwargs) -> None:
-        output = blocked_type(node.outputs[0], vector_lanes(node.outputs[0].dtype))
         plain = node.outputs[0]
+        output = blocked_type(plain, vector_lanes(plain.dtype))
         new = self.graph.replace_node(node, op_type, inputs, attrs, outputs=[output], **kwargs)
         self.blocked_values[Value(new.name)] = plain
         self.rewritten.add(new.name)

@@ -74,7 +74,7 @@ class BlockedPlan:
     @property
     def groups_inner(self) -> bool:
         g = self.g
-        weights = g.out_channels * g.channels // g.group * math.prod(g.kernel)
+        weights = g.out_channels * g.in_group * math.prod(g.kernel)
         return weights < g.channels * math.prod(g.in_size)
 
     def item(self, b: ir.IRBuilder, index: ir.Value) -> tuple[ir.Value, ir.Value, ir.Value]:
