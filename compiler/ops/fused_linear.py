@@ -16,6 +16,11 @@ Attributes: the base op's own, plus
   b*B.. of W reshaped to [M, C/group * taps]): the cpu kernel loads vectors along the output
   channels, each work item's weights contiguous. `kernel_shape` then gives W's spatial dims and
   `out_channels` its M: the blocks may hold zero weights past it, M rounded up to whole blocks.
+- `packed_weights` (FusedGemm, FusedMatMul, optional): P > 0 when input 1 holds the [K, N] matrix
+  that the product reads (B, or B's transpose under Gemm's transB) as panels [N / P, K', P]: panel s
+  is columns s*P.. over every k, zero past N and past K (K' is K rounded up to whole vectors). The
+  GEMM kernel's register tiles read them as they are, so B is not packed again at run time
+  (compiler/passes/pack_gemm_weights.py). `weights_shape` then gives B's own shape.
 
 Inference and reference semantics are the base op's, then each step's own, so the ref target
 and fold-constants compute exactly what the unfused nodes did.
@@ -34,7 +39,8 @@ from compiler.ops.registry import OpDef, lookup, register
 
 BASES = {"FusedConv": ("Conv", 3), "FusedGemm": ("Gemm", 3), "FusedMatMul": ("MatMul", 2)}
 """Fused op type -> (base op type, number of base op inputs)."""
-FUSION_ATTRIBUTES = ("epilogue", "activation", "fused_nodes", "transposed_weights", "out_channels")
+FUSION_ATTRIBUTES = ("epilogue", "activation", "fused_nodes", "transposed_weights", "out_channels", "packed_weights",
+                     "weights_shape")
 
 
 def base_node(node: Node) -> Node:
@@ -60,15 +66,25 @@ def _as_elementwise(node: Node) -> Node:
 
 def transposed_weights(weights: np.ndarray, block: int) -> np.ndarray:
     """W [M, C/group, *kernel] in the layout of `transposed_weights`, blocks of `block` channels (zero
-    weights past M in the last block)."""
-    blocks = -(-weights.shape[0] // block)
-    padded = np.zeros((blocks * block, *weights.shape[1:]), weights.dtype)
-    padded[:weights.shape[0]] = weights
-    return np.ascontiguousarray(padded.reshape(blocks, block, -1).transpose(0, 2, 1))
+    weights past M in the last block): the panels of W's transpose."""
+    return packed_weights(weights.reshape(weights.shape[0], -1).T, block, 1)
+
+
+def packed_weights(matrix: np.ndarray, columns: int, depth_multiple: int) -> np.ndarray:
+    """The [K, N] `matrix` in the layout of `packed_weights`: panels of `columns` columns, K rounded up to
+    `depth_multiple` rows; zeros past the matrix."""
+    depth, width = matrix.shape
+    panels = -(-width // columns)
+    padded = np.zeros((-(-depth // depth_multiple) * depth_multiple, panels * columns), matrix.dtype)
+    padded[:depth, :width] = matrix
+    return np.ascontiguousarray(padded.reshape(padded.shape[0], panels, columns).transpose(1, 0, 2))
 
 
 def weights_shape(node: Node, shape: tuple) -> tuple:
-    """W's shape [M, C/group, *kernel] when input 1 of a fused conv has `shape` (transposed or not)."""
+    """The shape of a fused node's input 1 as its base op reads it, when it holds an array of `shape`
+    (laid out or not): W [M, C/group, *kernel] of a conv, B of a Gemm or MatMul."""
+    if node.attrs.get("packed_weights", 0):
+        return tuple(node.attrs["weights_shape"])
     if not node.attrs.get("transposed_weights", 0):
         return tuple(shape)
     blocks, taps, block = shape
@@ -80,7 +96,7 @@ def _split(node: Node, items: list, untranspose) -> tuple[list, list]:
     """(base op inputs, epilogue inputs); transposed weights are turned back by `untranspose(weights, node)`."""
     count = BASES[node.op_type][1]
     base = list(items[:count])
-    if node.attrs.get("transposed_weights", 0) and base[1] is not None:
+    if (node.attrs.get("transposed_weights", 0) or node.attrs.get("packed_weights", 0)) and base[1] is not None:
         base[1] = untranspose(base[1], node)
     return base, items[count:]
 
@@ -90,8 +106,16 @@ def _weights_type(value_type: TensorType, node: Node) -> TensorType:
 
 
 def untransposed_weights(value: np.ndarray, node: Node) -> np.ndarray:
+    """Input 1 of a fused node as its base op reads it, from its laid-out form."""
     shape = weights_shape(node, value.shape)
-    return value.transpose(0, 2, 1).reshape(-1, *shape[1:])[:shape[0]]
+    panels, depth, columns = value.shape
+    matrix = value.transpose(1, 0, 2).reshape(depth, panels * columns)
+    if not node.attrs.get("packed_weights", 0):  # W's transpose, channels past M padded
+        return np.ascontiguousarray(matrix[:, :shape[0]].T).reshape(shape)
+    transposed = node.attrs.get("transB", 0)
+    rows, width = shape[::-1] if transposed else shape
+    matrix = matrix[:rows, :width]
+    return np.ascontiguousarray(matrix.T if transposed else matrix)
 
 
 def _present(value: bool, node: Node) -> bool:

@@ -95,12 +95,14 @@ class CpuTarget(Target):
         blocked = PassSpec("block-channels", why="chains of convolutions keep their activations in the blocked "
                            "channel layout NCHWc, converted only at the chain's ends (after fuse-epilogues: a "
                            "blocked conv takes its epilogue along)")
+        pack = PassSpec("pack-gemm-weights", why="a Gemm/MatMul's constant B is laid out once as the GEMM kernel's "
+                        "panels instead of copied into them on every run (after fuse-epilogues: it takes the fused op)")
         add = PassSpec("fuse-quantized-add", why="Q(DQ(a) + DQ(b)) (residual additions) is one 8-bit pass")
         identity = PassSpec("eliminate-identity", why="Identity and inference Dropout go before fusion and blocking, "
                             "which they would split (SqueezeNet's Dropout before its last conv)")
         return [sink, int8, add, p["fold"], p["flex"], p["expand"], p["unroll"], p["select"], p["fold"], p["expand"],
                 identity, p["merge"], p["masks"], transposes, reshapes, squares, p["batch_norm"], subsample,
-                p["epilogues"], blocked, normalization, p["fuse"], widen, *RefTarget().pipeline(options)]
+                p["epilogues"], pack, blocked, normalization, p["fuse"], widen, *RefTarget().pipeline(options)]
 
     def emit(self, graph: Graph, options: dict) -> Artifact:
         """Native code; with string nodes, a hetero artifact of native and host parts."""

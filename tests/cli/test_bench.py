@@ -30,7 +30,8 @@ def mlp_onnx(tmp_path_factory):
 @pytest.fixture(scope="module")
 def mlp_artifact(tmp_path_factory):
     """Unfused, so the profile has one kernel per node (MatMul, Add, Relu)."""
-    artifact = compiler.compile(mlp_model(batch=2), target="cpu", disable=["fuse-epilogues", "fuse-elementwise"])
+    artifact = compiler.compile(mlp_model(batch=2), target="cpu",
+                                disable=["fuse-epilogues", "pack-gemm-weights", "fuse-elementwise"])
     return str(artifact.save(tmp_path_factory.mktemp("bench") / "mlp.kiln"))
 
 

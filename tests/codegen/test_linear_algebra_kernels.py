@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import compiler
-from compiler.driver import UnsupportedByTargetError
+import runtime
+from compiler.driver import UnsupportedByTargetError, optimize
 from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, random
 
 MATMUL_SHAPES = [
@@ -62,6 +63,29 @@ def test_gemm_float64():
     feeds = {"a": random((5, 11), np.float64), "b": random((7, 11), np.float64, seed=2),
              "c": random((7,), np.float64, seed=3)}
     assert_cpu_matches_ref(node_model("Gemm", feeds, attrs={"transB": 1, "alpha": 2.0}), feeds)
+
+
+# (op, A shape, constant B shape, constant C shape or None, attributes): B packed at compile time
+PACKED_CASES = [
+    ("MatMul", (7, 60), (60, 250), None, {}),  # k past whole vectors, columns past whole panels
+    ("MatMul", (3, 65, 64), (64, 96), None, {}),  # the batch folds into the rows
+    ("MatMul", (65, 300), (300, 270), None, {}),  # several k blocks and column blocks
+    ("Gemm", (7, 60), (250, 60), (250,), {"transB": 1, "alpha": 0.5, "beta": 2.0}),
+    ("Gemm", (60, 7), (60, 96), None, {"transA": 1}),
+]
+
+
+@pytest.mark.parametrize("op_type, a_shape, b_shape, c_shape, attrs", PACKED_CASES)
+def test_constant_weights_packed_at_compile_time_give_the_same_bits(op_type, a_shape, b_shape, c_shape, attrs):
+    """pack-gemm-weights changes where B is read from, not the sums: the same bits as packing it at run time."""
+    feeds = {"a": random(a_shape, seed=1)}
+    constants = {"b": random(b_shape, seed=2), **({"c": random(c_shape, seed=3)} if c_shape else {})}
+    model = node_model(op_type, feeds, constants=constants, attrs=attrs)
+    (node,) = [n for n in optimize(model, "cpu").nodes() if n.op_type == f"Fused{op_type}"]
+    assert node.attrs["packed_weights"] > 0 and node.attrs["weights_shape"] == list(b_shape)
+    actual = assert_cpu_matches_ref(model, feeds)
+    unpacked = runtime.load(compiler.compile(model, target="cpu", disable=["pack-gemm-weights"])).infer(feeds)
+    np.testing.assert_array_equal(actual["y"], unpacked["y"])
 
 
 def test_integer_matmul_is_rejected_with_a_reason():

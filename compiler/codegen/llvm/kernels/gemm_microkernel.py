@@ -87,14 +87,15 @@ class MicroTile:
         return issue / (ALIGNED_TILE_EFFICIENCY if self.aligned else TILE_EFFICIENCY)[self.vectors - 1]
 
 
-def choose_tile(dtype: str, rows: int, columns: int, columns_divide: bool = False, aligned: bool = False) -> MicroTile:
+def choose_tile(dtype: str, rows: int, columns: int, columns_divide: bool = False, aligned: bool = False,
+                tile_columns: int = 0) -> MicroTile:
     """The tile computing a rows x columns output in the fewest modelled cycles (padding included);
     with `columns_divide`, only tiles whose columns divide `columns` (one vector must); `aligned` tiles
-    load aligned B vectors (MicroTile.aligned)."""
+    load aligned B vectors (MicroTile.aligned); with `tile_columns`, only tiles that wide."""
     lanes, registers = vector_lanes(dtype), _registers()
     candidates = []
     for vectors, most in enumerate(TILE_ROWS[registers], start=1):
-        if columns_divide and columns % (vectors * lanes):
+        if columns_divide and columns % (vectors * lanes) or tile_columns and tile_columns != vectors * lanes:
             continue
         for tile_rows in range(1, min(most, rows) + 1):  # fewer rows may divide `rows` (49 = 7 x 7)
             tile = MicroTile(tile_rows, vectors, lanes, aligned)

@@ -6,7 +6,9 @@ count. For each block of K the item packs its rows of A (by group of tile rows, 
 time, so a tile reads its next scalars from one contiguous run) and its columns of B (micro-
 panels: tile-wide column strips, contiguous over k, sized to stay in L1, zero past the last
 column and the depth), then runs the register tile (gemm_microkernel.py) over every (column
-strip, row group), summing into a stack tile of the item's outputs. Rows past the last repeat
+strip, row group), summing into a stack tile of the item's outputs. A's rows are read in place
+instead when they are contiguous over k in whole vectors, and a constant B comes as such panels
+already (laid out at compile time by pack-gemm-weights: GemmProblem.packed_b). Rows past the last repeat
 the last row of A and are dropped. A last pass applies alpha, beta * C and the caller's epilogue
 (fused bias, activation, residual) to each output before it is stored. Blocking comes from a
 small cycle model of tiles, packing and the store pass, over 1, 2 and 4 threads.
@@ -36,10 +38,12 @@ from compiler.codegen.llvm.kernels.math_functions import intrinsic
 from compiler.codegen.llvm.kernels.registry import (BATCH_ROWS, EXTENT_COLUMNS, EXTENT_DEPTH, EXTENT_ROWS, BatchItems,
                                                      KernelContext, KernelSpec, batch_major, register_kernel)
 from compiler.ir.graph import Graph, Node
+from compiler.ops.fused_linear import weights_shape
 
 FLOATS = ("float32", "float64")
 ROW_BLOCK, COLUMN_BLOCK = 96, 256  # output rows and columns per work item at most
 PACK_CYCLES, GATHER_CYCLES, STORE_CYCLES = 0.3, 2.0, 0.3  # per packed, gathered and stored element
+STREAM_CYCLES = 0.1  # per element of an operand an item reads in place (A's rows, packed B) into its caches
 DOT_ROWS = 4  # A rows up to which a GEMM with a transposed B is computed as dot products
 DOT_COLUMNS = 8  # outputs (independent vector accumulators) per dot-product pass
 PANEL_SHARE = 0.75  # of L1 for one packed micro-panel (the rest holds A rows and the accumulators)
@@ -143,6 +147,7 @@ class GemmProblem:
     extent_n: bool = False  # n (extent_k: k) runs over a dynamic extent: stop at its run-time size
     extent_k: bool = False
     extent_rows: tuple[int, int] | None = None  # rows run over it: (rows of a period, rows per position)
+    packed_b: int = 0  # B comes packed at compile time as panels this many columns wide (fused_linear.packed_weights)
 
     @property
     def dot_form(self) -> bool:
@@ -150,6 +155,12 @@ class GemmProblem:
         output is a dot product along k, and each element of B is read once, in a whole vector."""
         return self.m <= DOT_ROWS and self.b.row == 1 and self.b.col != 1 and self.a.col == 1 and \
             self.b_columns is None
+
+    @property
+    def a_in_place(self) -> bool:
+        """A's rows run contiguously over k in whole vectors: register tiles read them where they are, with
+        no packed copy (a tile's rows past the last repeat the last row, as packed ones do)."""
+        return self.a.col == 1 and self.k % vector_lanes(self.dtype) == 0 and not self.extent_k
 
     @property
     def work_items(self) -> int:
@@ -175,16 +186,18 @@ class GemmPlan:
 def gemm_plan(p: GemmProblem) -> GemmPlan:
     """The tile for the problem's shape; the depth whose B micro-panel fills PANEL_SHARE of L1; and the
     (rows, columns) per item of the fewest modelled cycles: register tiles, packing (each item packs its
-    rows of A and its columns of B, gathered ones cost more) and the store pass, over threads."""
-    tile = choose_tile(p.dtype, p.m, p.n)
+    rows of A and its columns of B, gathered ones cost more, ones read in place less) and the store pass,
+    over threads."""
+    tile = choose_tile(p.dtype, p.m, p.n, tile_columns=p.packed_b)
     panel_depth = int(cache_bytes(1) * PANEL_SHARE) // (tile.columns * np.dtype(p.dtype).itemsize)
     depth = min(round_up(p.k, tile.lanes), max(1, panel_depth // tile.lanes) * tile.lanes)
-    b_cost = PACK_CYCLES if p.b.col == 1 and p.b_columns is None else GATHER_CYCLES
+    a_cost = STREAM_CYCLES if p.a_in_place else PACK_CYCLES
+    b_cost = STREAM_CYCLES if p.packed_b else PACK_CYCLES if p.b.col == 1 and p.b_columns is None else GATHER_CYCLES
     steps = round_up(p.k, tile.lanes)
 
     def item(rows: int, columns: int) -> float:
         tiles = math.ceil(rows / tile.rows) * math.ceil(columns / tile.columns)
-        return (tiles * steps * tile.step_cycles() + round_up(rows, tile.rows) * steps * PACK_CYCLES
+        return (tiles * steps * tile.step_cycles() + round_up(rows, tile.rows) * steps * a_cost
                 + steps * round_up(columns, tile.columns) * b_cost + rows * columns * STORE_CYCLES)
 
     def cycles(option: tuple[int, int]) -> float:
@@ -245,8 +258,8 @@ class _GemmEmitter:
         self.a_ptr, self.b_ptr, self.out_ptr, self.c_ptr, self.epilogue = a_ptr, b_ptr, out_ptr, c_ptr, epilogue
         plan = self.plan
         self.acc = stack_buffer(builder, problem.dtype, plan.rows * plan.columns)
-        self.a_panel = stack_buffer(builder, problem.dtype, plan.rows * plan.depth)
-        self.b_panel = stack_buffer(builder, problem.dtype, plan.depth * plan.columns)
+        self.a_panel = None if problem.a_in_place else stack_buffer(builder, problem.dtype, plan.rows * plan.depth)
+        self.b_panel = None if problem.packed_b else stack_buffer(builder, problem.dtype, plan.depth * plan.columns)
         self.b_columns = None if problem.b_columns is None else \
             Table(builder.module, np.array(problem.b_columns, dtype=np.int32), "gemm_columns")
         self.single_block = problem.k <= plan.depth  # tiles then write their sums: acc needs no zeros first
@@ -274,9 +287,16 @@ class _GemmEmitter:
             with rolled_range(b, 0, k, plan.depth, name="k0") as k0:
                 depth = smin(b, const_i64(plan.depth), b.sub(k, k0))
                 chunks = b.udiv(b.add(depth, const_i64(lanes - 1)), const_i64(lanes))
-                self._pack_a(linear(b, [k0], [p.a.col], a_base), depth, chunks, rows)
-                self._pack_b(linear(b, [k0], [p.b.row], b_base), j0, depth, chunks, cols)
-                self._multiply(chunks, rows, cols)
+                a_start = linear(b, [k0], [p.a.col], a_base)
+                if not p.a_in_place:
+                    self._pack_a(a_start, depth, chunks, rows)
+                if p.packed_b:  # packed panels of round_up(k, lanes) rows: columns j0 + q0.. from row k0
+                    packed_depth = round_up(p.k, lanes)
+                    panels = (self.b_ptr, linear(b, [j0, k0], [packed_depth, p.packed_b]), packed_depth)
+                else:
+                    self._pack_b(linear(b, [k0], [p.b.row], b_base), j0, depth, chunks, cols)
+                    panels = (self.b_panel, const_i64(0), plan.depth)
+                self._multiply(chunks, rows, cols, a_start, *panels)
             self._store(batch, i0, j0, rows, cols)
 
     def _pack_a(self, base: ir.Value, depth: ir.Value, chunks: ir.Value, rows: ir.Value) -> None:
@@ -311,17 +331,25 @@ class _GemmEmitter:
             value = masked_gather(b, self.b_ptr, p.dtype, row, offsets, tile.lanes, count)
             store_vector(b, value, self.b_panel, p.dtype, b.add(target, const_i64(start)), aligned=True)
 
-    def _multiply(self, chunks: ir.Value, rows: ir.Value, cols: ir.Value) -> None:
-        """acc += A panel @ B panel, one register tile per (column strip, row group), `lanes` k per step."""
+    def _multiply(self, chunks: ir.Value, rows: ir.Value, cols: ir.Value, a_start: ir.Value, panels,
+                  start: ir.Value, depth: int) -> None:
+        """acc += A @ B panels, one register tile per (column strip, row group), `lanes` k per step: A's
+        rows from its panel, or in place from element a_start on; the B panel of the strip at column q0 from
+        element start + q0 * depth of `panels`."""
         b, p, tile = self.builder, self.p, self.plan.tile
         dtype = element_type(p.dtype)
-        a_operand = Operand(tile.rows * tile.lanes, tuple(range(tile.lanes)))
+        a_operand = Operand(tile.lanes if p.a_in_place else tile.rows * tile.lanes, tuple(range(tile.lanes)))
         b_operand = Operand(tile.lanes * tile.columns, tuple(u * tile.columns for u in range(tile.lanes)))
         with rolled_range(b, 0, cols, tile.columns, name="q0") as q0:
-            panel = b.gep(self.b_panel, [b.mul(q0, const_i64(self.plan.depth))], source_etype=dtype)
+            panel = b.gep(panels, [b.add(start, b.mul(q0, const_i64(depth)))], source_etype=dtype)
             with rolled_range(b, 0, rows, tile.rows, name="r0") as r0:
-                group = b.gep(self.a_panel, [b.mul(r0, const_i64(self.plan.depth))], source_etype=dtype)
-                a_rows = [b.gep(group, [const_i64(r * tile.lanes)], source_etype=dtype) for r in range(tile.rows)]
+                if p.a_in_place:
+                    last = b.sub(rows, const_i64(1))
+                    a_rows = [b.gep(self.a_ptr, [linear(b, [smin(b, b.add(r0, const_i64(r)), last)], [p.a.row],
+                                                        a_start)], source_etype=dtype) for r in range(tile.rows)]
+                else:
+                    group = b.gep(self.a_panel, [b.mul(r0, const_i64(self.plan.depth))], source_etype=dtype)
+                    a_rows = [b.gep(group, [const_i64(r * tile.lanes)], source_etype=dtype) for r in range(tile.rows)]
                 emit_register_tile(b, tile, p.dtype, chunks, a_rows, a_operand, panel, b_operand, self.acc,
                                    b.add(b.mul(r0, const_i64(self.plan.columns)), q0), self.plan.columns,
                                    fresh=self.single_block)
@@ -413,14 +441,17 @@ def _batch_strides(dims: Sequence[int], matrix_size: int) -> tuple[int, ...]:
 
 def _matmul_problem(graph: Graph, node: Node) -> GemmProblem:
     a_type, b_type = graph.input_types(node)[:2]
-    return replace(matmul_problem(a_type.dtype, a_type.shape, b_type.shape), **_dynamic_fields(node))
+    return replace(matmul_problem(a_type.dtype, a_type.shape, weights_shape(node, b_type.shape)),
+                   **_node_fields(node))
 
 
-def _dynamic_fields(node: Node) -> dict:
-    """The GemmProblem fields a dynamic batch or extent sets through node attributes (registry.BATCH_ROWS, ...)."""
+def _node_fields(node: Node) -> dict:
+    """The GemmProblem fields that node attributes set: a dynamic batch or extent (registry.BATCH_ROWS, ...),
+    B packed at compile time (fused_linear's packed_weights)."""
     rows = node.attrs.get(EXTENT_ROWS)
     return {"row_period": node.attrs.get(BATCH_ROWS, 0), "extent_n": bool(node.attrs.get(EXTENT_COLUMNS)),
-            "extent_k": bool(node.attrs.get(EXTENT_DEPTH)), "extent_rows": tuple(rows) if rows else None}
+            "extent_k": bool(node.attrs.get(EXTENT_DEPTH)), "extent_rows": tuple(rows) if rows else None,
+            "packed_b": node.attrs.get("packed_weights", 0)}
 
 
 def matmul_problem(dtype: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> GemmProblem:
@@ -442,7 +473,7 @@ def matmul_problem(dtype: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...
 
 def _gemm_problem(graph: Graph, node: Node) -> GemmProblem:
     types = graph.input_types(node)
-    a_shape, b_shape = types[0].shape, types[1].shape
+    a_shape, b_shape = types[0].shape, weights_shape(node, types[1].shape)
     trans_a, trans_b = node.attrs.get("transA", 0), node.attrs.get("transB", 0)
     m, k = a_shape[::-1] if trans_a else a_shape
     n = b_shape[0] if trans_b else b_shape[1]
@@ -455,7 +486,7 @@ def _gemm_problem(graph: Graph, node: Node) -> GemmProblem:
                        Layout((), 1, k) if trans_b else Layout((), n, 1),
                        Layout((), n, 1), c_layout,
                        float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0)),
-                       **_dynamic_fields(node))
+                       **_node_fields(node))
 
 
 _PROBLEMS = {"MatMul": _matmul_problem, "Gemm": _gemm_problem}
