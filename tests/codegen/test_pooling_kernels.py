@@ -33,7 +33,16 @@ WINDOWS = [
 ]
 
 
-@pytest.mark.parametrize("shape, attrs", WINDOWS)
+# MaxPools over block-channels' layout [N, C / c, H, W, c]: a window of one lane along c (the channel-vector form)
+BLOCKED_WINDOWS = [
+    ((1, 2, 9, 11, 16), {"kernel_shape": [3, 3, 1], "strides": [2, 2, 1], "pads": [1, 1, 0, 1, 1, 0]}),
+    ((2, 1, 8, 7, 16), {"kernel_shape": [3, 3, 1], "strides": [2, 2, 1], "ceil_mode": 1}),  # SqueezeNet's overhang
+    ((1, 2, 7, 9, 8), {"kernel_shape": [2, 3, 1], "dilations": [2, 1, 1], "pads": [1, 0, 0, 0, 2, 0]}),
+    ((1, 3, 5, 6, 16), {"kernel_shape": [3, 3, 1]}),  # stride 1 (onnx.reference fails on 3-D ones with pads)
+]
+
+
+@pytest.mark.parametrize("shape, attrs", WINDOWS + BLOCKED_WINDOWS)
 def test_max_pool(shape, attrs):
     x = random(shape)
     assert_cpu_matches_ref(node_model("MaxPool", {"x": x}, attrs=attrs), {"x": x}, exact=True)
@@ -104,3 +113,14 @@ def test_small_stride_1_planes_take_the_plane_form():
     assert items((1, 576, 14, 14), same, "AveragePool") == (True, 576)
     assert items((1, 64, 56, 56), same) == (False, 64 * 56)  # a large plane: a row per item
     assert items((1, 8, 14, 14), {**same, "strides": [2, 2]}) == (False, 8 * 7)
+
+
+@pytest.mark.parametrize("shape, attrs", BLOCKED_WINDOWS)
+def test_blocked_max_pools_take_the_channel_vector_form(shape, attrs):
+    from compiler.codegen.llvm.kernels.pooling import _channel_vector_form, _pool_items
+    from compiler.driver import optimize
+
+    model = optimize(node_model("MaxPool", {"x": random(shape)}, attrs=attrs), "cpu")
+    node = next(n for n in model.nodes() if n.op_type == "MaxPool")
+    assert _channel_vector_form(model, node) is not None
+    assert _pool_items(model, node) == np.prod(node.outputs[0].shape[:-2])  # an item per row of pixels

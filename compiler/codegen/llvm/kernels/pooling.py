@@ -30,7 +30,8 @@ from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import I32, const_i64, element_type, for_range, kind_of, load, store
 from compiler.codegen.llvm.kernels.axis_loops import AxisSplit, split_axes
-from compiler.codegen.llvm.kernels.gemm_microkernel import masked_load_where, masked_store, splat, vector_lanes
+from compiler.codegen.llvm.kernels.gemm_microkernel import (load_vector, masked_load_where, masked_store, splat,
+                                                            store_vector, vector_lanes)
 from compiler.codegen.llvm.kernels.lookup_tables import Table
 from compiler.codegen.llvm.kernels.math_functions import float_constant, intrinsic, select_max
 from compiler.codegen.llvm.kernels.normalization import extra_outputs_used
@@ -267,17 +268,74 @@ def _emit_planes(ctx: KernelContext, dims: list[PoolDim]) -> None:
                          const_i64(min(lanes, positions - first)))
 
 
+CHANNEL_VECTOR_TAPS = 64  # window taps of the channel-vector form at most (unrolled code)
+
+
+def _channel_vector_form(graph: Graph, node: Node) -> list[PoolDim] | None:
+    """The dims of a MaxPool (no Indices) over the blocked layout [N, C / c, H, W, c] (block-channels' 2-D
+    pools: a window of one lane along c); None otherwise. Every window holds an input element (pool_problem)."""
+    if node.op_type != "MaxPool" or extra_outputs_used(graph, node):
+        return None
+    dims = pool_dims(graph, node)
+    if len(dims) != 3:
+        return None
+    height, width, lanes = dims
+    if (lanes.kernel, lanes.stride, lanes.pad_begin, lanes.size_out) != (1, 1, 0, lanes.size_in) or \
+            lanes.size_in > 64 or height.kernel * width.kernel > CHANNEL_VECTOR_TAPS:
+        return None
+    return dims
+
+
+def _clamped_taps(dim: PoolDim, stride: int) -> list[tuple[int, ...]]:
+    """Per output position, the input offset (coordinate x `stride`) each tap of its window reads: taps
+    past the input read the window's last valid element again, which leaves a maximum unchanged."""
+    return [tuple((window.first + min(tap, window.taps - 1) * dim.dilation) * stride for tap in range(dim.kernel))
+            for window in dim.windows(False)]
+
+
+def _emit_channel_vectors(ctx: KernelContext, dims: list[PoolDim]) -> None:
+    """A work item is an output row of a blocked MaxPool: each output pixel's c channels are one vector,
+    the maximum of the window's input vectors (whole, unmasked loads at offsets tabled per output row and
+    column), stored once. ResNet-50's and SqueezeNet's 3x3 stride-2 pools read each input vector about
+    twice; the row form loaded one masked vector per tap with its window worked out at run time."""
+    b, x, y, node = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node
+    height, width, lanes = dims
+    kind, value_type = kind_of(x.dtype), element_type(x.dtype)
+    row_table = constant_table(ctx.module, _clamped_taps(height, width.size_in * lanes.size_in))
+    column_table = constant_table(ctx.module, _clamped_taps(width, lanes.size_in))
+    initial = splat(b, _initial(node.op_type, value_type, kind), lanes.size_in)
+    plane_size = height.size_in * width.size_in * lanes.size_in
+    with for_range(b, ctx.begin, ctx.end, name="row") as row:
+        plane = b.mul(b.udiv(row, const_i64(height.size_out)), const_i64(plane_size))
+        rows = [b.add(plane, offset) for offset in table_row(b, row_table, b.urem(row, const_i64(height.size_out)),
+                                                             height.kernel)]
+        out_start = b.mul(row, const_i64(width.size_out * lanes.size_in))
+        with for_range(b, 0, width.size_out, name="column") as column:
+            acc = initial
+            for offset in table_row(b, column_table, column, width.kernel):
+                for row_offset in rows:
+                    acc = _combine(b, node, acc, load_vector(b, x.ptr, x.dtype, b.add(row_offset, offset),
+                                                             lanes.size_in), kind)
+            store_vector(b, acc, y.ptr, y.dtype, b.add(out_start, b.mul(column, const_i64(lanes.size_in))))
+
+
 def _emit_pool_kernel(ctx: KernelContext) -> None:
-    dims = _plane_form(ctx.graph, ctx.node)
-    if dims is None:
-        _emit_pool(ctx)
-    else:
+    blocked = _channel_vector_form(ctx.graph, ctx.node)
+    dims = None if blocked else _plane_form(ctx.graph, ctx.node)
+    if blocked is not None:
+        _emit_channel_vectors(ctx, blocked)
+    elif dims is not None:
         _emit_planes(ctx, dims)
+    else:
+        _emit_pool(ctx)
 
 
 def _pool_items(graph: Graph, node: Node) -> int:
-    """Output rows, or (image, channel) planes in the plane form."""
+    """Output rows: of pixels in the channel-vector form, of elements in the row form; (image, channel)
+    planes in the plane form."""
     shape = node.outputs[0].shape
+    if _channel_vector_form(graph, node):
+        return math.prod(shape[:-2])
     return math.prod(shape[:2] if _plane_form(graph, node) else shape[:-1])
 
 
