@@ -33,11 +33,11 @@ WINDOWS = [
 ]
 
 
-# MaxPools over block-channels' layout [N, C / c, H, W, c]: a window of one lane along c (the channel-vector form)
+# Pools over block-channels' layout [N, C / c, H, W, c]: a window of one lane along c (the channel-vector form)
 BLOCKED_WINDOWS = [
     ((1, 2, 9, 11, 16), {"kernel_shape": [3, 3, 1], "strides": [2, 2, 1], "pads": [1, 1, 0, 1, 1, 0]}),
     ((2, 1, 8, 7, 16), {"kernel_shape": [3, 3, 1], "strides": [2, 2, 1], "ceil_mode": 1}),  # SqueezeNet's overhang
-    ((1, 2, 7, 9, 8), {"kernel_shape": [2, 3, 1], "dilations": [2, 1, 1], "pads": [1, 0, 0, 0, 2, 0]}),
+    ((1, 2, 7, 9, 8), {"kernel_shape": [2, 3, 1], "dilations": [2, 1, 1], "pads": [1, 0, 0, 2, 0, 0]}),
     ((1, 3, 5, 6, 16), {"kernel_shape": [3, 3, 1]}),  # stride 1 (onnx.reference fails on 3-D ones with pads)
 ]
 
@@ -49,7 +49,7 @@ def test_max_pool(shape, attrs):
 
 
 @pytest.mark.parametrize("count_include_pad", [0, 1])
-@pytest.mark.parametrize("shape, attrs", WINDOWS)
+@pytest.mark.parametrize("shape, attrs", WINDOWS + BLOCKED_WINDOWS)
 def test_average_pool(shape, attrs, count_include_pad):
     x = random(shape)
     model = node_model("AveragePool", {"x": x}, attrs={**attrs, "count_include_pad": count_include_pad}, opset=19)
@@ -115,12 +115,13 @@ def test_small_stride_1_planes_take_the_plane_form():
     assert items((1, 8, 14, 14), {**same, "strides": [2, 2]}) == (False, 8 * 7)
 
 
+@pytest.mark.parametrize("op", ["MaxPool", "AveragePool"])
 @pytest.mark.parametrize("shape, attrs", BLOCKED_WINDOWS)
-def test_blocked_max_pools_take_the_channel_vector_form(shape, attrs):
+def test_blocked_pools_take_the_channel_vector_form(shape, attrs, op):
     from compiler.codegen.llvm.kernels.pooling import _channel_vector_form, _pool_items
     from compiler.driver import optimize
 
-    model = optimize(node_model("MaxPool", {"x": random(shape)}, attrs=attrs), "cpu")
-    node = next(n for n in model.nodes() if n.op_type == "MaxPool")
+    model = optimize(node_model(op, {"x": random(shape)}, attrs=attrs, opset=19), "cpu")
+    node = next(n for n in model.nodes() if n.op_type == op)
     assert _channel_vector_form(model, node) is not None
     assert _pool_items(model, node) == np.prod(node.outputs[0].shape[:-2])  # an item per row of pixels
