@@ -32,6 +32,8 @@ CHAINS = [
     (LANES, LANES, (5, 23), (5, 5), {"pads": [2, 2, 2, 2]}),  # edges wider than a tile
     (20 * LANES, LANES, (4, 4), (3, 3), {"pads": [1, 1, 1, 1]}),  # several input channel runs
     (LANES, 2 * LANES, (40, 30), (3, 3), {"pads": [1, 1, 1, 1]}),  # several row blocks, the last partial
+    (LANES, LANES, (30, 19), (5, 5), {"pads": [2, 2, 2, 2], "dilations": [2, 1]}),  # edge columns down row blocks
+    (LANES, LANES, (20, 40), (3, 3), {"pads": [1, 1, 1, 1]}),  # wide rows: edge columns along each row
     (2 * LANES, 2 * LANES, (11, 21), (3, 3), {"pads": [1, 1, 1, 1], "group": 2 * LANES}),  # depthwise
     (LANES, LANES, (12, 13), (3, 3), {"strides": [2, 2], "pads": [0, 1, 1, 1], "group": LANES}),
     (LANES, LANES, (9, 10), (5, 5), {"dilations": [1, 2], "pads": [2, 4, 2, 4], "group": LANES}),
