@@ -13,6 +13,7 @@ from onnx import helper, numpy_helper
 
 import compiler
 import runtime
+from compiler.codegen.llvm.kernels.blocked_conv import node_plan
 from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
 from compiler.driver import optimize
 from compiler.passes.manager import PassSpec
@@ -129,6 +130,16 @@ def test_a_stem_over_small_whole_images():
     """A batch of 8 small images: each item holds a whole image, its edge columns tiled down the rows."""
     model, feeds = _chain(LANES, LANES, (5, 6), (3, 3), {"pads": [1, 1, 1, 1]}, stem=True, batch=8)
     assert _blocked_convs(model) == 2
+    _assert_matches_ref(model, feeds)
+
+
+def test_a_plain_input_tile_sums_its_whole_window_and_stores_it_at_once():
+    """A conv reading 3 plain channels (7x7 stride 2: 21 taps in two passes per tile) on rows wider than
+    EDGE_ROWS_WIDTH writes each output's sum in one tile, edge columns too (BlockedPlan.fresh)."""
+    model, feeds = _chain(3, 2 * LANES, (11, 80), (7, 7), {"strides": [2, 2], "pads": [3, 3, 3, 3]})
+    graph = optimize(model, "cpu", pipeline=_pipeline())
+    (conv,) = [node for node in graph.nodes() if node.op_type == "BlockedConv"]
+    assert node_plan(graph, conv).row_steps and node_plan(graph, conv).fresh
     _assert_matches_ref(model, feeds)
 
 

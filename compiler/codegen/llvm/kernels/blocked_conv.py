@@ -120,10 +120,14 @@ class BlockedPlan:
 
     @property
     def fresh(self) -> bool:
-        """Every item's accumulators are written by exactly one pass of tiles: they need no zeros first."""
+        """Every item's accumulators are written by exactly one pass of tiles: they need no zeros first, and
+        each tile's columns are stored right after it. So it is for a 1x1 kernel reading no padding with all
+        its channels in one run, and for a plain input's tiles (row_steps: the whole window in one tile, as
+        long as the edge columns are not tiled down the rows kernel row by kernel row)."""
         g = self.g
-        return self.chunk >= self.in_blocks and g.kernel == (1, 1) and not any(g.pads) and \
+        pointwise = g.kernel == (1, 1) and not any(g.pads) and \
             all((size - 1) * stride < extent for size, stride, extent in zip(g.out_size, g.strides, g.in_size))
+        return self.chunk >= self.in_blocks and (pointwise or self.row_steps and not self.edges_down_rows)
 
 
 @cache
