@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from compiler.codegen.llvm.kernels.gemm_microkernel import choose_tile
+from compiler.codegen.llvm.kernels.linear_algebra import _packed_fields, linear_problem
 from compiler.ir.graph import KILN_DOMAIN, Graph, Value
 from compiler.ops.fused_linear import packed_weights
 from tests.passes.conftest import assert_same_graph, assert_same_results, f32, run_verified
@@ -73,3 +75,14 @@ def test_dot_products_runtime_operands_batched_and_small_weights_stay_as_they_ar
 
 def _computing(graph: Graph) -> list:
     return [node for node in graph.nodes() if not (node.is_input or node.is_constant)]
+
+
+def test_panels_this_machine_cannot_read_are_refused_by_name():
+    """Panels laid out for another vector width (fewer rows than k in this machine's whole vectors)."""
+    graph = run_verified("pack-gemm-weights", _matmul())
+    (node,) = _computing(graph)
+    panels_shape = graph.type_of(graph.input_values(node)[1]).shape
+    problem = linear_problem(graph, node, "MatMul")
+    assert (problem.packed_b, problem.packed_depth) == (panels_shape[2], panels_shape[1])
+    with pytest.raises(ValueError, match=r"node 'y.*' \(kiln::FusedMatMul\): its B is packed in panels of .* compile"):
+        _packed_fields(node, problem, (panels_shape[0], 56, panels_shape[2]))

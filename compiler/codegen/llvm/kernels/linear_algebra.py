@@ -147,7 +147,8 @@ class GemmProblem:
     extent_n: bool = False  # n (extent_k: k) runs over a dynamic extent: stop at its run-time size
     extent_k: bool = False
     extent_rows: tuple[int, int] | None = None  # rows run over it: (rows of a period, rows per position)
-    packed_b: int = 0  # B comes packed at compile time as panels this many columns wide (fused_linear.packed_weights)
+    packed_b: int = 0  # B comes packed at compile time in panels this many columns wide (fused_linear.packed_weights)
+    packed_depth: int = 0  # and this many rows (k rounded up to whole vectors)
 
     @property
     def dot_form(self) -> bool:
@@ -290,9 +291,8 @@ class _GemmEmitter:
                 a_start = linear(b, [k0], [p.a.col], a_base)
                 if not p.a_in_place:
                     self._pack_a(a_start, depth, chunks, rows)
-                if p.packed_b:  # packed panels of round_up(k, lanes) rows: columns j0 + q0.. from row k0
-                    packed_depth = round_up(p.k, lanes)
-                    panels = (self.b_ptr, linear(b, [j0, k0], [packed_depth, p.packed_b]), packed_depth)
+                if p.packed_b:  # the packed panels: columns j0 + q0.. from row k0
+                    panels = (self.b_ptr, linear(b, [j0, k0], [p.packed_depth, p.packed_b]), p.packed_depth)
                 else:
                     self._pack_b(linear(b, [k0], [p.b.row], b_base), j0, depth, chunks, cols)
                     panels = (self.b_panel, const_i64(0), plan.depth)
@@ -441,17 +441,29 @@ def _batch_strides(dims: Sequence[int], matrix_size: int) -> tuple[int, ...]:
 
 def _matmul_problem(graph: Graph, node: Node) -> GemmProblem:
     a_type, b_type = graph.input_types(node)[:2]
-    return replace(matmul_problem(a_type.dtype, a_type.shape, weights_shape(node, b_type.shape)),
-                   **_node_fields(node))
+    problem = matmul_problem(a_type.dtype, a_type.shape, weights_shape(node, b_type.shape))
+    return replace(problem, **_node_fields(node), **_packed_fields(node, problem, b_type.shape))
 
 
 def _node_fields(node: Node) -> dict:
-    """The GemmProblem fields that node attributes set: a dynamic batch or extent (registry.BATCH_ROWS, ...),
-    B packed at compile time (fused_linear's packed_weights)."""
+    """The GemmProblem fields a dynamic batch or extent sets through node attributes (registry.BATCH_ROWS, ...)."""
     rows = node.attrs.get(EXTENT_ROWS)
     return {"row_period": node.attrs.get(BATCH_ROWS, 0), "extent_n": bool(node.attrs.get(EXTENT_COLUMNS)),
-            "extent_k": bool(node.attrs.get(EXTENT_DEPTH)), "extent_rows": tuple(rows) if rows else None,
-            "packed_b": node.attrs.get("packed_weights", 0)}
+            "extent_k": bool(node.attrs.get(EXTENT_DEPTH)), "extent_rows": tuple(rows) if rows else None}
+
+
+def _packed_fields(node: Node, problem: GemmProblem, b_shape: tuple[int, ...]) -> dict:
+    """packed_b and packed_depth of a node whose B pack-gemm-weights laid out (its input 1 [N / P, K', P]),
+    checked against this machine's vector width."""
+    if not node.attrs.get("packed_weights", 0):
+        return {}
+    _, depth, columns = b_shape
+    lanes = vector_lanes(problem.dtype)
+    if columns % lanes or columns // lanes > 4 or depth < round_up(problem.k, lanes):
+        raise ValueError(f"node {node.name!r} ({node.qualified_op}): its B is packed in panels of {columns} columns "
+                         f"x {depth} rows, which this machine's {lanes}-lane register tiles cannot read; compile the "
+                         "model again from its ONNX file on (or for) this machine")
+    return {"packed_b": columns, "packed_depth": depth}
 
 
 def matmul_problem(dtype: str, a_shape: tuple[int, ...], b_shape: tuple[int, ...]) -> GemmProblem:
@@ -481,12 +493,13 @@ def _gemm_problem(graph: Graph, node: Node) -> GemmProblem:
     if len(types) > 2 and types[2] is not None:
         c_rows, c_cols = (1,) * (2 - len(types[2].shape)) + types[2].shape
         c_layout = Layout((), c_cols if c_rows != 1 else 0, 1 if c_cols != 1 else 0)
-    return GemmProblem(types[0].dtype, (), m, n, k,
-                       Layout((), 1, m) if trans_a else Layout((), k, 1),
-                       Layout((), 1, k) if trans_b else Layout((), n, 1),
-                       Layout((), n, 1), c_layout,
-                       float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0)),
-                       **_node_fields(node))
+    problem = GemmProblem(types[0].dtype, (), m, n, k,
+                          Layout((), 1, m) if trans_a else Layout((), k, 1),
+                          Layout((), 1, k) if trans_b else Layout((), n, 1),
+                          Layout((), n, 1), c_layout,
+                          float(node.attrs.get("alpha", 1.0)), float(node.attrs.get("beta", 1.0)),
+                          **_node_fields(node))
+    return replace(problem, **_packed_fields(node, problem, types[1].shape))
 
 
 _PROBLEMS = {"MatMul": _matmul_problem, "Gemm": _gemm_problem}
