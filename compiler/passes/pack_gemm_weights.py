@@ -16,7 +16,8 @@ at run time, and stays as it is.
 
 from __future__ import annotations
 
-from compiler.codegen.llvm.kernels.linear_algebra import FLOATS, gemm_plan, linear_check, linear_problem
+from compiler.codegen.llvm.kernels.linear_algebra import (FLOATS, GemmProblem, gemm_plan, linear_check,
+                                                          linear_problem)
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
 from compiler.ir.types import TensorType
 from compiler.ops.fused_linear import BASES, packed_weights
@@ -35,20 +36,21 @@ def _base_op(node: Node) -> str | None:
     return None
 
 
-def _packable(graph: Graph, node: Node, base_op: str) -> bool:
+def _packable_problem(graph: Graph, node: Node, base_op: str) -> GemmProblem | None:
+    """The node's GEMM when it qualifies (see the module docstring), else None."""
     types = [t for t in graph.input_types(node) if t is not None] + list(node.outputs)
     if not all(isinstance(t, TensorType) and t.is_static and t.dtype in FLOATS for t in types):
-        return False
+        return None
     weights = graph.constant_value(graph.input_values(node)[1])
     if weights is None or weights.ndim != 2 or linear_check(graph, node):
-        return False
+        return None
     problem = linear_problem(graph, node, base_op)
-    return not problem.dot_form and not problem.batch
+    return None if problem.dot_form or problem.batch else problem
 
 
-def _pack(graph: Graph, node: Node, base_op: str) -> bool:
+def _pack(graph: Graph, node: Node, base_op: str, problem: GemmProblem) -> bool:
     """Lay out the node's B, unless its padding would take more than PADDING_SHARE; whether it did."""
-    tile = gemm_plan(linear_problem(graph, node, base_op)).tile
+    tile = gemm_plan(problem).tile
     count = BASES[FUSED[base_op]][1]
     inputs = graph.input_values(node)
     inputs = (inputs[:count] + [None] * count)[:count] + inputs[count:]
@@ -72,7 +74,8 @@ def pack_gemm_weights(graph: Graph, ctx: PassContext | None = None) -> Graph:
     packed = 0
     for node in graph.topological_order():
         base_op = _base_op(node)
-        if base_op is not None and _packable(graph, node, base_op) and _pack(graph, node, base_op):
+        problem = None if base_op is None else _packable_problem(graph, node, base_op)
+        if problem is not None and _pack(graph, node, base_op, problem):
             packed += 1
     if packed:
         log.info("pack-gemm-weights: %d constant GEMM operands laid out as the kernel's panels", packed)

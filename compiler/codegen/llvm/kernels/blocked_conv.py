@@ -209,11 +209,15 @@ class BlockedConvEmitter:
                     acc_row = b.mul(row, const_i64(self.row_size))
                     finish = (lambda column, count, row=row, acc_row=acc_row: self._store(
                         image, group, b.add(row0, row), acc_row, column, count)) if plan.fresh else None
+                    low, high = blocked_depthwise.kernel_rows(b, g, first_row)
+
+                    def each_kernel_row(first_row=first_row, acc_row=acc_row, finish=finish, low=low, high=high):
+                        with rolled_range(b, low, high, name="kh") as kh:
+                            self._sweep_kernel_row(image, group, c0, first_row, kh, steps, acc_row, finish)
+
                     if plan.row_steps:
-                        low, high = blocked_depthwise.kernel_rows(b, g, first_row)
                         self._sweep_kernel_row(image, group, c0, first_row, low, b.sub(high, low), acc_row, finish)
                     elif plan.channel_steps and g.kernel[0] > 1:  # inside the image: the whole window at once
-                        low, high = blocked_depthwise.kernel_rows(b, g, first_row)
                         inside = b.and_(b.icmp_signed("==", low, const_i64(0)),
                                         b.icmp_signed("==", high, const_i64(g.kernel[0])))
                         with b.if_else(inside) as (whole, partial):
@@ -221,11 +225,9 @@ class BlockedConvEmitter:
                                 self._sweep_kernel_row(image, group, c0, first_row, const_i64(0), steps, acc_row,
                                                        finish, g.kernel[0])
                             with partial:
-                                with rolled_range(b, low, high, name="kh") as kh:
-                                    self._sweep_kernel_row(image, group, c0, first_row, kh, steps, acc_row, finish)
+                                each_kernel_row()
                     else:
-                        with rolled_range(b, *blocked_depthwise.kernel_rows(b, g, first_row), name="kh") as kh:
-                            self._sweep_kernel_row(image, group, c0, first_row, kh, steps, acc_row, finish)
+                        each_kernel_row()
                 if plan.edges_down_rows:
                     self._edge_sweeps(image, group, row_block, c0, steps)
             if not plan.fresh:
@@ -281,9 +283,9 @@ class BlockedConvEmitter:
         get code of their own (BlockedPlan.window_rows); the interior ones share code in which every row reads
         every kernel row."""
         b, plan = self.b, self.plan
-        edges = [(block, rows) for block in range(math.ceil(self.g.out_size[0] / plan.rows))
-                 if (rows := plan.window_rows(block)) is not None]
-        interior = len(edges) < math.ceil(self.g.out_size[0] / plan.rows)
+        blocks = math.ceil(self.g.out_size[0] / plan.rows)
+        edges = [(block, rows) for block in range(blocks) if (rows := plan.window_rows(block)) is not None]
+        interior = len(edges) < blocks
 
         def sweep(cases: list) -> None:
             if not cases:
