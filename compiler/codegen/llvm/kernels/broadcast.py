@@ -20,7 +20,7 @@ from llvmlite import ir
 
 from compiler.codegen.broadcast_dims import broadcast_strides, coalesce
 from compiler.codegen.llvm.irhelpers import const_i64, for_range, load, store
-from compiler.codegen.llvm.kernels.linear_algebra import smin
+from compiler.codegen.llvm.kernels.linear_algebra import rolled_range, smin
 from compiler.codegen.llvm.kernels.registry import BatchItems, KernelContext, TensorArg, batch_major
 
 
@@ -113,8 +113,11 @@ def _bases(builder, row, out_dims, in_dims, strides, out_base) -> list[ir.Value]
 
 
 def _emit_row(builder, operands, output, body, strides, out_base, bases, start, stop) -> None:
-    """output[out_base + col] = body(operands at base + col, at base where they broadcast), col in [start, stop)."""
-    with for_range(builder, start, stop, name="col") as col:
+    """output[out_base + col] = body(operands at base + col, at base where they broadcast), col in [start, stop).
+    The loop is rolled: LLVM vectorizes it whole. Unrolled, a short row (the c lanes of a blocked layout) would
+    leave the loop over rows innermost, which LLVM vectorizes across rows with gathers and scatters, or
+    not at all: DenseNet's BatchNorm + Relu on [1, 16, 56, 56, 16] took 14x the time (1.02 ms, AMD Zen 4)."""
+    with rolled_range(builder, start, stop, name="col") as col:
         values = []
         for operand, base, operand_strides in zip(operands, bases, strides):
             index = builder.add(base, col) if operand_strides[-1] else base
