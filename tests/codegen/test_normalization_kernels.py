@@ -4,7 +4,10 @@ kernels against the ref target, at 1 and 2 threads."""
 import numpy as np
 import pytest
 
+from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
 from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, random
+
+LANES = vector_lanes("float32")
 
 
 @pytest.mark.parametrize("op", ["Softmax", "LogSoftmax"])
@@ -62,9 +65,31 @@ def test_instance_normalization(shape, dtype):
     assert_cpu_matches_ref(model, {"x": x})
 
 
+@pytest.mark.parametrize("beta", [0.7, 0.75])  # (0.75: square roots, not exp and log)
 @pytest.mark.parametrize("shape, size, dtype", [((2, 5, 3, 4), 3, np.float32), ((1, 4, 2, 3), 2, np.float64),
                                                 ((3, 7, 1, 5), 5, np.float32), ((1, 9, 13, 17), 5, np.float32)])
-def test_lrn(shape, size, dtype):
+def test_lrn(shape, size, dtype, beta):
     x = random(shape, dtype)
-    model = node_model("LRN", {"x": x}, attrs={"size": size, "alpha": 0.01, "beta": 0.7, "bias": 1.5})
+    model = node_model("LRN", {"x": x}, attrs={"size": size, "alpha": 0.01, "beta": beta, "bias": 1.5})
+    assert_cpu_matches_ref(model, {"x": x})
+
+
+@pytest.mark.parametrize("size, beta", [(5, 0.75), (1, 0.75), (4, 0.6), (2 * LANES + 1, 0.75)])
+def test_lrn_between_convs_runs_blocked(size, beta):
+    """kiln::BlockedLRN: the window reaches into the blocks on either side (zeros past the first and last)."""
+    from onnx import helper, numpy_helper
+
+    from compiler.driver import optimize
+
+    channels = 3 * LANES
+    weights = [numpy_helper.from_array(random(shape, seed=seed) * 0.2, name) for name, shape, seed in
+               (("wa", (channels, LANES, 5, 5), 1), ("wb", (LANES, channels, 1, 1), 2))]
+    nodes = [helper.make_node("Conv", ["x", "wa"], ["a"], pads=[2, 2, 2, 2]),
+             helper.make_node("LRN", ["a"], ["l"], size=size, alpha=0.3, beta=beta, bias=1.0),
+             helper.make_node("Conv", ["l", "wb"], ["y"])]
+    graph = helper.make_graph(nodes, "lrn", [helper.make_tensor_value_info("x", 1, [1, LANES, 12, 11])],
+                              [helper.make_tensor_value_info("y", 1, None)], initializer=weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert "BlockedLRN" in [node.op_type for node in optimize(model, "cpu").nodes()]
+    x = random((1, LANES, 12, 11))
     assert_cpu_matches_ref(model, {"x": x})

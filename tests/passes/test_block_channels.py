@@ -149,3 +149,28 @@ def test_a_slice_of_the_image_runs_on_the_blocked_value():
     assert Counter(_ops(after)) == {"BlockedConv": 2, "Slice": 1, "Reshape": 2, "Transpose": 2}
     assert next(n for n in after.nodes() if n.op_type == "Slice").outputs[0].shape == (1, 2, 4, 4, LANES)
     _assert_close(before, after, {"x": RNG.standard_normal((1, LANES, 8, 8)).astype(np.float32)})
+
+
+def _lrn_between(channels: int, **attrs) -> Graph:
+    """x -> conv -> LRN -> conv -> y."""
+    graph = Graph()
+    x = graph.add_input("x", f32(1, LANES, 5, 6))
+    a = _conv(graph, x, LANES, channels, "a")
+    lrn = Value(graph.add_node("LRN", [a], {"size": 5, "alpha": 0.5, "beta": 0.75, "bias": 1.0, **attrs},
+                               version=13, name="lrn").name)
+    graph.add_output("y", _conv(graph, lrn, channels, LANES, "b", kernel=1))
+    return graph
+
+
+def test_an_lrn_between_convs_runs_on_the_blocked_value():
+    before = _lrn_between(3 * LANES)
+    after = _run(before.copy())
+    assert Counter(_ops(after)) == {"BlockedConv": 2, "BlockedLRN": 1, "Reshape": 2, "Transpose": 2}
+    _assert_close(before, after, {"x": RNG.standard_normal((1, LANES, 5, 6)).astype(np.float32)})
+
+
+def test_an_lrn_over_padded_channels_or_too_wide_a_window_reads_the_plain_value():
+    """A padded channel's square would join its neighbours' windows; a window wider than 2c + 1 channels reaches
+    past the blocks on either side."""
+    assert "LRN" in _ops(_run(_lrn_between(LANES + 3)))
+    assert "LRN" in _ops(_run(_lrn_between(2 * LANES, size=2 * LANES + 3)))
