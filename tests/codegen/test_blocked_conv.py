@@ -29,6 +29,7 @@ CHAINS = [
     (LANES, 3 * LANES, (13, 10), (3, 3), {"strides": [2, 2], "pads": [1, 0, 2, 1]}),
     (LANES, LANES, (12, 12), (3, 2), {"dilations": [2, 3], "pads": [2, 1, 1, 3]}),
     (4 * LANES, 2 * LANES, (6, 9), (1, 1), {}),  # pointwise: every column one run
+    (48 * LANES, LANES, (3, 5), (1, 1), {}),  # pointwise in several input channel runs (their weights past L1)
     (2 * LANES, 6 * LANES, (8, 8), (1, 1), {"strides": [2, 2]}),
     (LANES, LANES, (5, 23), (5, 5), {"pads": [2, 2, 2, 2]}),  # edges wider than a tile
     (20 * LANES, LANES, (4, 4), (3, 3), {"pads": [1, 1, 1, 1]}),  # several input channel runs
