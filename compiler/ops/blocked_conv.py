@@ -14,7 +14,8 @@ Channel counts that are not whole blocks are padded (see `padded`): the pass giv
 zero weights and bias, so they never reach a real output channel.
 
 Attributes: Conv's own (kernel_shape, strides, pads, dilations; group 1, or C for a depthwise conv),
-`out_block` (c),
+`out_block` (c), `in_channels` (the input channels before padding, when they were padded; the kernel skips
+the rest),
 and FusedConv's `epilogue`, `activation` and `fused_nodes` (compiler/ops/fused_linear.py), whose
 steps apply to the blocked output element by element.
 """

@@ -213,6 +213,7 @@ class _Blocker:
         x = graph.input_values(node)[0]
         x_type = self.blocked_values.get(x, graph.type_of(x))  # (the conv's geometry over the plain input)
         geometry = conv_geometry(node, x_type, graph.type_of(w))
+        real_channels = geometry.channels
         channels, out_channels = padded(geometry.channels, in_block), padded(geometry.out_channels, lanes)
         geometry = replace(geometry, channels=channels, out_channels=out_channels,
                            group=channels if geometry.group > 1 else 1)
@@ -235,6 +236,8 @@ class _Blocker:
                  "group": geometry.group,
                  "epilogue": node.attrs.get("epilogue", []), "activation": node.attrs.get("activation", ""),
                  "fused_nodes": node.attrs.get("fused_nodes", [node.name])}
+        if real_channels != channels and geometry.group == 1:
+            attrs["in_channels"] = real_channels
         self.replace(node, "BlockedConv", inputs, attrs, domain=KILN_DOMAIN, version=1)
 
     def convert_other(self, node: Node) -> None:

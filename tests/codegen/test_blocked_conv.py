@@ -144,6 +144,16 @@ def test_a_plain_input_tile_sums_its_whole_window_and_stores_it_at_once():
     _assert_matches_ref(model, feeds)
 
 
+def test_a_pointwise_conv_skips_the_padded_channels_of_its_last_input_block():
+    """2c + 5 input channels take 3 blocks (both convs of the chain read them): the tiles' last step multiplies
+    the 5 real channels only."""
+    model, feeds = _chain(2 * LANES + 5, 3 * LANES, (6, 7), (1, 1), {})
+    graph = optimize(model, "cpu", pipeline=_pipeline())
+    plans = [node_plan(graph, node) for node in graph.nodes() if node.op_type == "BlockedConv"]
+    assert [(plan.padded_tail, plan.last_block_channels) for plan in plans] == [(True, 5), (True, 5)]
+    _assert_matches_ref(model, feeds)
+
+
 def test_float64_blocks_take_the_float64_vector_width():
     lanes = vector_lanes("float64")
     model, feeds = _chain(lanes, 3 * lanes, (6, 9), (3, 3), {"pads": [1, 1, 1, 1]}, dtype=np.float64)

@@ -60,6 +60,14 @@ class BlockedPlan:
     tile: MicroTile  # R columns x G / c vectors
     chunk: int  # input channel blocks per run of register-tile steps
     rows: int  # output rows per item
+    last_block_channels: int = 0  # input channels of the last block that are not padding, when some are
+
+    @property
+    def padded_tail(self) -> bool:
+        """Whether a pointwise tile skips the padded channels of the last input block: a last step of its own
+        with fewer taps (all input blocks in one run; MobileNetV2's 24 channels take 2 blocks of 16)."""
+        return 0 < self.last_block_channels < self.in_block and self.chunk >= self.in_blocks and \
+            not self.channel_steps and not self.row_steps
 
     @property
     def group_channels(self) -> int:
@@ -137,11 +145,11 @@ class BlockedPlan:
 
 
 @cache
-def blocked_plan(g: ConvGeometry, in_block: int, out_block: int) -> BlockedPlan:
+def blocked_plan(g: ConvGeometry, in_block: int, out_block: int, real_channels: int = 0) -> BlockedPlan:
     """The tile of the fewest modelled cycles over an output row (its vectors dividing the output blocks),
     the input channel blocks per run that keep one kernel row's weights within L1_WEIGHTS_SHARE of L1, and
     the most output rows per item (each reads the weights once) that keep the accumulators within ACC_BYTES
-    and leave PARALLEL_ITEMS items."""
+    and leave PARALLEL_ITEMS items. `real_channels`: the input channels before padding to whole blocks."""
     tile = choose_tile(g.dtype, g.out_size[1], g.out_channels, columns_divide=True, aligned=True)
     itemsize = np.dtype(g.dtype).itemsize
     if in_block == 1:  # steps over the kernel rows, every channel in a tile's taps (BlockedPlan.row_steps)
@@ -155,7 +163,8 @@ def blocked_plan(g: ConvGeometry, in_block: int, out_block: int) -> BlockedPlan:
     groups = g.batch * g.out_channels // tile.columns
     rows = max([rows for rows in range(1, height + 1) if rows * row_bytes <= ACC_BYTES
                 and groups * math.ceil(height / rows) >= PARALLEL_ITEMS] or [1])
-    return BlockedPlan(g, in_block, out_block, tile, chunk, math.ceil(height / math.ceil(height / rows)))
+    return BlockedPlan(g, in_block, out_block, tile, chunk, math.ceil(height / math.ceil(height / rows)),
+                       real_channels % in_block)
 
 
 def blocked_geometry(graph: Graph, node: Node) -> tuple[ConvGeometry, int, int]:
@@ -177,7 +186,7 @@ def blocked_geometry(graph: Graph, node: Node) -> tuple[ConvGeometry, int, int]:
 
 def node_plan(graph: Graph, node: Node) -> BlockedPlan:
     """The plan of a BlockedConv node, which must be the one block-channels packed its weights for."""
-    plan = blocked_plan(*blocked_geometry(graph, node))
+    plan = blocked_plan(*blocked_geometry(graph, node), node.attrs.get("in_channels", 0))
     packed = graph.input_types(node)[1].shape[-1]
     if plan.group_channels != packed:
         raise ValueError(f"node {node.name!r} (kiln::BlockedConv): its weights are packed for groups of {packed} "
@@ -355,15 +364,27 @@ class BlockedConvEmitter:
                     for r in range(kernel_rows) for k in kernel_columns]
             a_step, b_step = 1, channels
         else:  # taps (kernel column, channel of the block); steps the run's blocks
-            taps = [(shift[k] + ci, (k * block + ci) * channels) for k in kernel_columns for ci in range(block)]
+            def block_taps(count: int) -> list:
+                return [(shift[k] + ci, (k * block + ci) * channels) for k in kernel_columns for ci in range(count)]
+
+            taps = block_taps(block)
             a_step, b_step = math.prod(g.in_size) * block, math.prod(g.kernel) * block * channels
-        passes = math.ceil(len(taps) / MAX_PASS_TAPS)
-        for first in range(passes):
-            used = taps[first * len(taps) // passes:(first + 1) * len(taps) // passes]
-            a = Operand(a_step, tuple(a_tap for a_tap, _ in used))
-            weights = Operand(b_step, tuple(b_tap for _, b_tap in used))
-            emit_register_tile(b, tile, g.dtype, steps, a_rows, a, b.gep(self.w, [w_row], source_etype=dtype),
-                               weights, self.acc, acc_start, acc_step, fresh=plan.fresh and first == 0)
+        segments = [(steps, 0, taps)]  # (steps, first step, taps)
+        if plan.padded_tail:  # the last block's real channels only
+            last = plan.in_blocks - 1
+            segments = [(const_i64(last), 0, taps), (const_i64(1), last, block_taps(plan.last_block_channels))]
+        first_pass = True
+        for segment_steps, first_step, segment_taps in segments:
+            passes = math.ceil(len(segment_taps) / MAX_PASS_TAPS)
+            rows_at = [b.gep(row, [const_i64(first_step * a_step)], source_etype=dtype) for row in a_rows]
+            w_at = b.gep(self.w, [b.add(w_row, const_i64(first_step * b_step))], source_etype=dtype)
+            for index in range(passes):
+                used = segment_taps[index * len(segment_taps) // passes:(index + 1) * len(segment_taps) // passes]
+                a = Operand(a_step, tuple(a_tap for a_tap, _ in used))
+                weights = Operand(b_step, tuple(b_tap for _, b_tap in used))
+                emit_register_tile(b, tile, g.dtype, segment_steps, rows_at, a, w_at, weights, self.acc, acc_start,
+                                   acc_step, fresh=plan.fresh and first_pass)
+                first_pass = False
 
     def _store(self, image: ir.Value, group: ir.Value, row: ir.Value, acc_row: ir.Value, first: ir.Value,
                count: ir.Value) -> None:
