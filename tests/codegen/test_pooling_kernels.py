@@ -68,6 +68,20 @@ def test_max_pool_propagates_nan():
     np.testing.assert_array_equal(run_cpu(node_model("MaxPool", {"x": x}, attrs=attrs), {"x": x})["y"], expected)
 
 
+def test_blocked_max_pool_propagates_nan_wherever_it_sits_in_the_window():
+    """The channel-vector form takes one vmaxps a tap and remembers NaNs apart: a NaN first, in the middle
+    or last in a window (or in a lane of its own) gives NaN in that lane only."""
+    x = random((1, 2, 7, 9, 16))
+    x[0, 0, 0, 0, 3] = x[0, 0, 3, 4, 5] = x[0, 1, 6, 8, 0] = x[0, 1, 2, 2, 15] = np.nan
+    attrs = {"kernel_shape": [3, 3, 1], "strides": [2, 2, 1], "pads": [1, 1, 0, 1, 1, 0]}
+    padded = np.pad(x, [(0, 0), (0, 0), (1, 1), (1, 1), (0, 0)], constant_values=-np.inf)
+    expected = np.stack([np.stack([padded[:, :, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(2, 3))
+                                   for j in range(5)], axis=2) for i in range(4)], axis=2)
+    got = run_cpu(node_model("MaxPool", {"x": x}, attrs=attrs), {"x": x})["y"]
+    assert np.isnan(expected).sum() == 5  # (windows overlap: a NaN on a shared row or column reaches two)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_float64_pools():
     x = random((2, 3, 6, 5), np.float64)
     attrs = {"kernel_shape": [2, 3], "strides": [2, 1], "pads": [1, 1, 0, 1]}
