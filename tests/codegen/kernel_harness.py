@@ -51,3 +51,28 @@ def random(shape, dtype=np.float32, seed: int = 0) -> np.ndarray:
     if np.issubdtype(dtype, np.integer):
         return rng.integers(-20, 20, size=shape).astype(dtype)
     return rng.standard_normal(shape).astype(dtype)
+
+
+def optimized_kernels(model, disable=()) -> tuple:
+    """(the cpu kernels of `model` after LLVM's O3 pipeline as IR text by function name, its lowered graph, its
+    memory plan)."""
+    import llvmlite.binding as llvm
+
+    from compiler.codegen.llvm.aot import build_module
+    from compiler.codegen.llvm.kernels.registry import in_place_input
+    from compiler.codegen.llvm.machine import MachineSpec, target_machine
+    from compiler.codegen.memory_plan import plan_memory
+    from compiler.driver import optimize
+
+    lowered = optimize(model, "cpu", disable=list(disable))
+    plan = plan_memory(lowered, in_place_input)
+    module = build_module(lowered, plan)
+    machine = target_machine(MachineSpec("", "", "").resolved())
+    module.triple, module.data_layout = machine.triple, str(machine.target_data)
+    parsed = llvm.parse_assembly(str(module))
+    tuning = llvm.PipelineTuningOptions(speed_level=3)
+    tuning.loop_vectorization = True
+    tuning.slp_vectorization = True
+    llvm.create_pass_builder(machine, tuning).getModulePassManager().run(parsed, llvm.create_pass_builder(
+        machine, tuning))
+    return {f.name: str(f) for f in parsed.functions}, lowered, plan

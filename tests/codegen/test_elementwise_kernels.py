@@ -7,32 +7,7 @@ import pytest
 
 import compiler
 import runtime
-from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, random, run_cpu
-
-
-def _optimized_tasks(model, disable=()) -> tuple:
-    """(the cpu kernels of `model` after LLVM's O3 pipeline as IR text by function name, its lowered graph, its
-    memory plan)."""
-    import llvmlite.binding as llvm
-
-    from compiler.codegen.llvm.aot import build_module
-    from compiler.codegen.llvm.kernels.registry import in_place_input
-    from compiler.codegen.llvm.machine import MachineSpec, target_machine
-    from compiler.codegen.memory_plan import plan_memory
-    from compiler.driver import optimize
-
-    lowered = optimize(model, "cpu", disable=list(disable))
-    plan = plan_memory(lowered, in_place_input)
-    module = build_module(lowered, plan)
-    machine = target_machine(MachineSpec("", "", "").resolved())
-    module.triple, module.data_layout = machine.triple, str(machine.target_data)
-    parsed = llvm.parse_assembly(str(module))
-    tuning = llvm.PipelineTuningOptions(speed_level=3)
-    tuning.loop_vectorization = True
-    tuning.slp_vectorization = True
-    llvm.create_pass_builder(machine, tuning).getModulePassManager().run(parsed, llvm.create_pass_builder(
-        machine, tuning))
-    return {f.name: str(f) for f in parsed.functions}, lowered, plan
+from tests.codegen.kernel_harness import assert_cpu_matches_ref, node_model, optimized_kernels, random, run_cpu
 
 
 @pytest.mark.parametrize("rows", [1, 6])
@@ -49,7 +24,7 @@ def test_a_loop_computed_in_place_vectorizes_without_overlap_checks(rows):
              helper.make_node("MatMul", ["e", "v"], ["y"])]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", 1, [rows, 32])],
                               [helper.make_tensor_value_info("y", 1, None)], initializer=weights)
-    tasks, lowered, plan = _optimized_tasks(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+    tasks, lowered, plan = optimized_kernels(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
                                             disable=["fuse-epilogues"])
     assert [lowered.node(name).op_type for name in plan.in_place] == ["Erf"]
     task = next(text for name, text in tasks.items() if name.endswith("_erf"))
@@ -61,7 +36,7 @@ def test_short_rows_of_a_channel_broadcast_load_whole_vectors():
     of c elements: the kernel loads each row as vectors, where unrolling the short row loop once let LLVM
     vectorize across rows with gathers and scatters (14x the time on AMD Zen 4) or not at all."""
     x, scale = random((1, 4, 64, 16)), random((1, 4, 1, 16), seed=1)
-    tasks, _, _ = _optimized_tasks(node_model("Mul", {"x": x}, {"s": scale}))
+    tasks, _, _ = optimized_kernels(node_model("Mul", {"x": x}, {"s": scale}))
     task = next(text for name, text in tasks.items() if name.endswith("_mul"))
     assert "gather" not in task and "scatter" not in task
     assert "fmul <" in task

@@ -19,6 +19,7 @@ from typing import Callable, Iterable, NamedTuple, Sequence
 from llvmlite import ir
 
 from compiler.codegen.llvm.irhelpers import const_i64, for_range
+from compiler.codegen.llvm.kernels.linear_algebra import rolled_range
 from compiler.codegen.llvm.kernels.registry import BatchItems, batch_major
 
 BLOCK = 256  # most columns per work item: bounds each Scratch array (BLOCK elements on the stack)
@@ -124,7 +125,9 @@ class Segment:
         if self.split.block == 1:
             visit(Cell(const_i64(0), self.kept, offset, position))
             return
-        with for_range(builder, 0, self.count, name="col") as slot:
+        # rolled: a short block (a blocked global pool's c lanes) unrolled would leave the reduced loop innermost,
+        # which LLVM vectorizes with gathers (SqueezeNet's global pool: 2.4x ONNX Runtime's time on AMD Zen 4)
+        with rolled_range(builder, 0, self.count, name="col") as slot:
             column_offset = None if offset is None else builder.add(offset, slot)
             visit(Cell(slot, builder.add(self.kept, slot), column_offset, position))
 
