@@ -6,9 +6,9 @@ as plain NCHW) can become a BlockedConv (compiler/ops/blocked_conv.py): its weig
 compile time, its output [N, C / c, H, W, c]. Ops between such convs that do not care about the layout
 run on blocked values too: Max/AveragePool (a 3-D pool whose window spans one lane), GlobalAverage/MaxPool
 (a ReduceMean/Max over the two spatial axes), LRN (kiln::BlockedLRN), Concat along the channels, Slices of
-the image (a strided 1x1 conv's subsampling, from subsample-pointwise: a contiguous blocked conv after it beats one gathering
-its strided pixels, 1.36 against 1.62 ms for ResNet-50's 512 -> 1024 projection), and elementwise ops whose
-other operands are of the same shape or constants (laid out here to broadcast to the blocked form).
+the image (a strided 1x1 conv's subsampling, from subsample-pointwise: a contiguous blocked conv after it beats
+one gathering its strided pixels, 1.36 against 1.62 ms for ResNet-50's 512 -> 1024 projection), and elementwise
+ops whose other operands are of the same shape or constants (laid out here to broadcast to the blocked form).
 
 A channel count that is not a multiple of c (MobileNetV2's 24, SqueezeNet's 1000 classes) is padded to
 whole blocks, as oneDNN does: the padded channels get zero weights and bias, and since a conv reading them
