@@ -348,7 +348,8 @@ class BlockedConvEmitter:
               kernel_columns: tuple[int, ...], kernel_rows: int = 1) -> None:
         """Register tiles of `rows` outputs, the r-th reading its input from x_start + r * x_step and summing
         into acc at acc_start + r * acc_step, one pass per MAX_PASS_TAPS taps; with channel steps, the taps of
-        `kernel_rows` kernel rows at once."""
+        `kernel_rows` kernel rows at once. A padded last input block takes a step of its own with the taps of its
+        real channels only (BlockedPlan.padded_tail)."""
         b, g, plan = self.b, self.g, self.plan
         dtype, block, channels = element_type(g.dtype), plan.in_block, plan.group_channels
         tile = MicroTile(rows, plan.tile.vectors, plan.tile.lanes, aligned=True)
