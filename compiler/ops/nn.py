@@ -51,11 +51,17 @@ register(OpDef("BatchNormalization", "", "nn", infer_with_schema, _batch_normali
 # forgets the absolute value, GlobalMaxPool only reduces 4-D inputs correctly), so the oracle
 # computes them itself, from the ONNX specification.
 
+def lrn_window(size: int) -> tuple[int, int]:
+    """(channels before, channels after) a channel in LRN's window of `size` channels, as ONNX defines it."""
+    before = (size - 1) // 2
+    return before, size - 1 - before
+
+
 def _lrn_kernel(node: Node, input_types, present):
     """LRN: x / (bias + alpha/size * sum of x^2 over a window of `size` channels) ** beta."""
     size = node.attrs["size"]
     alpha, beta, bias = node.attrs.get("alpha", 1e-4), node.attrs.get("beta", 0.75), node.attrs.get("bias", 1.0)
-    before, after = (size - 1) // 2, size - 1 - (size - 1) // 2
+    before, after = lrn_window(size)
 
     def kernel(inputs):
         x = inputs[0]

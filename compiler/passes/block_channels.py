@@ -32,7 +32,6 @@ import networkx as nx
 import numpy as np
 
 from compiler.codegen.llvm.kernels.blocked_conv import blocked_plan
-from compiler.codegen.llvm.kernels.blocked_lrn import window as lrn_window
 from compiler.codegen.llvm.kernels.conv_geometry import conv_geometry
 from compiler.codegen.llvm.kernels.elementwise import OPS, op_problem
 from compiler.codegen.llvm.kernels.gemm_microkernel import vector_lanes
@@ -43,6 +42,7 @@ from compiler.ir.types import TensorType
 from compiler.ops.blocked_conv import (blocked_type, pack_depthwise_weights, pack_weights, pad_channels, padded,
                                        to_blocked)
 from compiler.ops.fused_linear import epilogue_steps, untransposed_weights, weights_shape
+from compiler.ops.nn import lrn_window
 from compiler.ops.pool_geometry import pool_dims, pool_problem
 from compiler.passes.manager import PassContext, log, register_pass
 

@@ -18,19 +18,14 @@ from compiler.codegen.llvm.kernels.linear_algebra import linear, rolled_range, s
 from compiler.codegen.llvm.kernels.normalization import lrn_scaled
 from compiler.codegen.llvm.kernels.registry import KernelContext, KernelSpec, batch_major, register_kernel
 from compiler.ir.graph import KILN_DOMAIN, Graph, Node
-
-
-def window(size: int) -> tuple[int, int]:
-    """(channels before, channels after) a channel in an LRN window of `size` channels."""
-    before = (size - 1) // 2
-    return before, size - 1 - before
+from compiler.ops.nn import lrn_window
 
 
 def _check(graph: Graph, node: Node) -> str | None:
     x = graph.input_types(node)[0]
     if x.dtype != "float32" or len(x.shape) != 5:
         return f"{node.qualified_op} takes a blocked float32 tensor [N, C / c, H, W, c], not {x.dtype} {list(x.shape)}"
-    if node.attrs.get("size", 0) < 1 or max(window(node.attrs["size"])) > x.shape[-1]:
+    if node.attrs.get("size", 0) < 1 or max(lrn_window(node.attrs["size"])) > x.shape[-1]:
         return (f"{node.qualified_op} size={node.attrs.get('size')} must be 1 to {2 * x.shape[-1] + 1}: "
                 "its window may reach one block on either side")
     return None
@@ -51,7 +46,7 @@ def _emit(ctx: KernelContext) -> None:
     b, x, y, attrs = ctx.builder, ctx.inputs[0], ctx.outputs[0], ctx.node.attrs
     n, blocks, h, w, lanes = x.shape
     size = attrs["size"]
-    before, after = window(size)
+    before, after = lrn_window(size)
     vector_type = ir.VectorType(F32, lanes)
     zero = ir.Constant(vector_type, None)
     block_stride = h * w * lanes

@@ -21,6 +21,7 @@ from compiler.codegen.llvm.kernels.reduction import FLOATS, dtype_problem, lowes
 from compiler.codegen.llvm.kernels.registry import EXTENT_REDUCED, KernelContext, KernelSpec, TensorArg, register_kernel
 from compiler.codegen.llvm.kernels.vector_math import exp, log
 from compiler.ir.graph import Graph, Node, Value
+from compiler.ops.nn import lrn_window
 
 
 def _rank(graph: Graph, node: Node) -> int:
@@ -387,9 +388,10 @@ def _emit_lrn(ctx: KernelContext) -> None:
         channel = b.urem(index, const_i64(channels))
         image_start = b.mul(b.sub(index, channel), const_i64(plane))
         out_start = b.mul(index, const_i64(plane))
-        low = b.sub(channel, const_i64((size - 1) // 2))
+        before, after = lrn_window(size)
+        low = b.sub(channel, const_i64(before))
         low = b.select(b.icmp_signed("<", low, const_i64(0)), const_i64(0), low)
-        high = b.add(channel, const_i64(math.ceil((size - 1) / 2) + 1))
+        high = b.add(channel, const_i64(after + 1))
         high = b.select(b.icmp_signed(">", high, const_i64(channels)), const_i64(channels), high)
         with for_range(b, 0, plane, name="zero") as i:
             store(b, float_constant(value_type, 0.0), y.ptr, y.dtype, b.add(out_start, i))
